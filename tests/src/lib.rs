@@ -1,0 +1,2 @@
+//! Shared helpers for the test kernels.
+#![no_std]

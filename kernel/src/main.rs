@@ -1,5 +1,19 @@
-//! The kernel binary: boots, runs its start-up work and idles.
+//! The kernel binary: boots, reports what it found, and idles (or, with `once`,
+//! powers off so that scripts can boot it).
 #![no_std]
 #![no_main]
 
-fn main() {}
+use bootloader_api::{BootInfo, entry_point};
+use kernel::arch::{self, ExitCode};
+
+entry_point!(kernel_main, config = &kernel::BOOTLOADER_CONFIG);
+
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    let options = kernel::boot::init(boot_info);
+    log::info!("start-up complete");
+    if options.once {
+        log::info!("once: powering off");
+        arch::power_off(ExitCode::Success);
+    }
+    arch::halt_forever()
+}

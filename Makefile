@@ -1,0 +1,39 @@
+# Common commands. `make test` is the one test command: host tests of the
+# portable code, then every test kernel under QEMU; it ends with `N passed, N failed`.
+
+TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+KERNEL_TARGET := x86_64-unknown-none
+
+.PHONY: all toolchain run test clippy fmt check image
+
+all: image
+
+## Install the pinned toolchain with everything the build needs.
+toolchain:
+	rustup toolchain install $(TOOLCHAIN) --profile minimal \
+		--component rust-src,llvm-tools-preview,rustfmt,clippy --target $(KERNEL_TARGET)
+
+## Boot the kernel in QEMU (pass options with ARGS="--uefi --headless").
+run:
+	cargo run -- $(ARGS)
+
+## Build bios.img and uefi.img (target/images/kernel/).
+image:
+	cargo run -q -- image $(ARGS)
+
+## Every test: host unit and property tests, then every test kernel in QEMU.
+test:
+	cargo run -q -- test $(ARGS)
+
+## Lints, warnings denied: host crates, then the kernel and test kernels.
+clippy:
+	cargo clippy -p boot -p kernel --lib --tests -- -D warnings
+	cargo clippy -p kernel -p kernel-tests --target $(KERNEL_TARGET) --lib --bins -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+## Formatting and lints, as CI checks them.
+check:
+	cargo fmt --all -- --check
+	$(MAKE) clippy

@@ -1,0 +1,179 @@
+//! Command-line options of the `boot` tool.
+
+/// What the tool was asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Print the usage text.
+    Help,
+    /// Build and boot the kernel.
+    Run(Run),
+    /// Build the BIOS and UEFI images only.
+    Image(Run),
+    /// Run the host tests and every test kernel.
+    Test(Test),
+}
+
+/// How to build and boot a kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Boot through UEFI firmware (OVMF) instead of BIOS.
+    pub uefi: bool,
+    /// No QEMU window.
+    pub headless: bool,
+    /// The kernel powers off when its start-up work is done.
+    pub once: bool,
+    /// Guest memory, in QEMU's syntax (`128M`, `1G`).
+    pub memory: String,
+    /// Wait for a debugger on localhost:1234.
+    pub gdb: bool,
+    /// QEMU accelerator (`tcg`, or `kvm` where it works).
+    pub accel: String,
+    /// Build the kernel with the release profile.
+    pub release: bool,
+    /// Extra words for the kernel command line.
+    pub kernel_args: Vec<String>,
+    /// Extra QEMU arguments (after `--`).
+    pub qemu_args: Vec<String>,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Run {
+            uefi: false,
+            headless: false,
+            once: false,
+            memory: "128M".into(),
+            gdb: false,
+            accel: "tcg".into(),
+            release: false,
+            kernel_args: Vec::new(),
+            qemu_args: Vec::new(),
+        }
+    }
+}
+
+/// Options of `boot test`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Test {
+    /// Run only test kernels whose name contains this text.
+    pub filter: Option<String>,
+    /// Skip the host tests.
+    pub kernels_only: bool,
+}
+
+/// The usage text.
+pub const USAGE: &str = "\
+usage: cargo run -- [OPTIONS] [-- QEMU-ARGS...]      build the kernel and boot it in QEMU
+       cargo run -- image [OPTIONS]                   build bios.img and uefi.img only
+       cargo run -- test [--kernels-only] [FILTER]    run host tests and every test kernel
+
+options:
+  --uefi             boot through UEFI (OVMF, from the `ovmf` package) instead of BIOS
+  --headless         no QEMU window; the serial console is on this terminal either way
+  --once             the kernel powers QEMU off when its start-up work is done
+  --memory SIZE      guest memory, e.g. 16M, 512M, 2G (default 128M)
+  --gdb              start paused, waiting for gdb on localhost:1234 (see README)
+  --accel NAME       QEMU accelerator: tcg (default) or kvm
+  --release          build the kernel with the release profile
+  --kernel-arg WORD  add WORD to the kernel command line (e.g. log=debug)
+  -h, --help         this text";
+
+/// Parses the tool's arguments.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let (ours, qemu_args) = match args.iter().position(|a| a == "--") {
+        Some(split) => (&args[..split], args[split + 1..].to_vec()),
+        None => (args, Vec::new()),
+    };
+    let mut words = ours.iter().map(String::as_str).peekable();
+    let mode = match words.peek() {
+        Some(&"test") => "test",
+        Some(&"image") => "image",
+        Some(&"run") => "run",
+        _ => "",
+    };
+    if !mode.is_empty() {
+        words.next();
+    }
+    if mode == "test" {
+        return parse_test(words.collect()).map(Command::Test);
+    }
+    let mut run = Run { qemu_args, ..Run::default() };
+    while let Some(word) = words.next() {
+        let mut value = |name: &str| {
+            words.next().map(str::to_string).ok_or_else(|| format!("{name} needs a value"))
+        };
+        match word {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--uefi" => run.uefi = true,
+            "--headless" => run.headless = true,
+            "--once" => run.once = true,
+            "--gdb" => run.gdb = true,
+            "--release" => run.release = true,
+            "--memory" => run.memory = parse_memory(&value(word)?)?,
+            "--accel" => run.accel = value(word)?,
+            "--kernel-arg" => run.kernel_args.push(value(word)?),
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok(if mode == "image" { Command::Image(run) } else { Command::Run(run) })
+}
+
+fn parse_test(words: Vec<&str>) -> Result<Test, String> {
+    let mut test = Test::default();
+    for word in words {
+        match word {
+            "--kernels-only" => test.kernels_only = true,
+            "-h" | "--help" => return Err("help for test".into()),
+            other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
+            filter => test.filter = Some(filter.to_string()),
+        }
+    }
+    Ok(test)
+}
+
+/// Checks a QEMU memory size: digits followed by an optional K, M or G.
+fn parse_memory(size: &str) -> Result<String, String> {
+    let digits = size.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
+    let suffix = &size[digits.len()..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || suffix.len() > 1 {
+        return Err(format!("bad memory size {size:?} (try 16M or 1G)"));
+    }
+    Ok(size.to_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn default_is_an_interactive_bios_run() {
+        assert_eq!(parse(&[]), Ok(Command::Run(Run::default())));
+    }
+
+    #[test]
+    fn options_and_qemu_arguments_are_split_at_double_dash() {
+        let args = strings(&["--uefi", "--once", "--memory", "16m", "--", "-smp", "2"]);
+        let Ok(Command::Run(run)) = parse(&args) else { panic!("not a run") };
+        assert!(run.uefi && run.once);
+        assert_eq!(run.memory, "16M");
+        assert_eq!(run.qemu_args, ["-smp", "2"]);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(parse(&strings(&["--memory", "lots"])).is_err());
+        assert!(parse(&strings(&["--memory"])).is_err());
+        assert!(parse(&strings(&["--frobnicate"])).is_err());
+    }
+
+    #[test]
+    fn test_mode_takes_a_filter() {
+        let args = strings(&["test", "--kernels-only", "page"]);
+        let expected = Test { filter: Some("page".into()), kernels_only: true };
+        assert_eq!(parse(&args), Ok(Command::Test(expected)));
+    }
+}

@@ -1,0 +1,143 @@
+//! Running QEMU: interactively, or captured with a time limit for tests.
+//!
+//! Every run has the isa-debug-exit device (the kernel's way to report success or
+//! failure), `-no-reboot` (a triple fault ends QEMU instead of looping), and the
+//! serial console on stdio.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::options::Run;
+
+/// QEMU's exit status when the kernel wrote `Success` (0x10) to isa-debug-exit.
+const SUCCESS_STATUS: i32 = (0x10 << 1) | 1;
+/// QEMU's exit status when the kernel wrote `Failure` (0x11).
+const FAILURE_STATUS: i32 = (0x11 << 1) | 1;
+
+/// UEFI firmware images, from Debian's `ovmf` package.
+const OVMF_PATHS: &[&str] =
+    &["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
+
+/// How a QEMU run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel reported success.
+    Success,
+    /// The kernel reported failure.
+    Failure,
+    /// QEMU ended by itself some other way (triple fault, window closed, error).
+    Exited(Option<i32>),
+    /// The run hit its time limit and was killed.
+    TimedOut,
+}
+
+impl Outcome {
+    fn from_status(status: ExitStatus) -> Outcome {
+        match status.code() {
+            Some(SUCCESS_STATUS) => Outcome::Success,
+            Some(FAILURE_STATUS) => Outcome::Failure,
+            code => Outcome::Exited(code),
+        }
+    }
+
+    /// True when the kernel reported success, or an interactive run was closed
+    /// normally.
+    pub fn passed(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Exited(Some(0)))
+    }
+}
+
+/// The OVMF firmware, or an error saying which package provides it.
+fn ovmf() -> Result<PathBuf, String> {
+    OVMF_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .ok_or_else(|| "UEFI firmware not found: install it with `apt-get install ovmf`".into())
+}
+
+/// The QEMU command line for `image` with `run`'s options.
+pub fn command(image: &Path, run: &Run) -> Result<Command, String> {
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.arg("-drive").arg(format!("format=raw,file={}", image.display()));
+    qemu.args(["-serial", "stdio", "-no-reboot", "-m", &run.memory]);
+    qemu.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    qemu.args(["-accel", &run.accel]);
+    if run.headless {
+        qemu.args(["-display", "none"]);
+    }
+    if run.uefi {
+        qemu.arg("-bios").arg(ovmf()?);
+    }
+    if run.gdb {
+        qemu.args(["-s", "-S"]);
+    }
+    qemu.args(&run.qemu_args);
+    Ok(qemu)
+}
+
+/// Explains a failure to start QEMU.
+fn spawn_error(error: std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        "qemu-system-x86_64 not found: install it with `apt-get install qemu-system-x86`".into()
+    } else {
+        format!("cannot start qemu-system-x86_64: {error}")
+    }
+}
+
+/// Boots `image` with the terminal attached; returns how QEMU ended.
+pub fn run_interactive(image: &Path, run: &Run) -> Result<Outcome, String> {
+    if run.gdb {
+        eprintln!("boot: waiting for gdb on localhost:1234 (see README: Debugging)");
+    }
+    let status = command(image, run)?.status().map_err(spawn_error)?;
+    Ok(Outcome::from_status(status))
+}
+
+/// Boots `image` headless with a time limit, passing each serial line to
+/// `line` as it arrives; returns how the run ended.
+pub fn run_captured(
+    image: &Path,
+    run: &Run,
+    limit: Duration,
+    mut line: impl FnMut(&str),
+) -> Result<Outcome, String> {
+    let mut child = command(image, run)?
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    let (sender, receiver) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for text in BufReader::new(stream).lines().map_while(Result::ok) {
+                if sender.send(text).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(sender);
+    let deadline = Instant::now() + limit;
+    loop {
+        match receiver.recv_timeout(Duration::from_millis(50)) {
+            Ok(text) => line(&text),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Outcome::TimedOut);
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    Ok(Outcome::from_status(status))
+}

@@ -1,0 +1,200 @@
+//! The interrupt descriptor table and the CPU exception handlers.
+//!
+//! Every exception vector has a handler, and every handler reports the same facts:
+//! the vector and its name, the error code if the CPU pushed one, where it happened
+//! (RIP, CS, RSP), and for a page fault the faulting address (CR2) with the error
+//! code's bits decoded. An exception the kernel cannot handle is a kernel bug, so
+//! it becomes a panic carrying that report; the panic handler prints it and, under
+//! test, fails the run.
+
+use core::fmt;
+use spin::LazyLock;
+use x86_64::registers::control::Cr2;
+use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+
+use super::gdt::DOUBLE_FAULT_IST_INDEX;
+
+/// What an exception handler knows about the exception it is handling.
+#[derive(Debug, Clone, Copy)]
+pub struct ExceptionReport {
+    /// The vector number (0..32).
+    pub vector: u8,
+    /// The exception's name in the Intel manual.
+    pub name: &'static str,
+    /// The error code, for the vectors that push one.
+    pub error_code: Option<u64>,
+    /// The faulting or next instruction.
+    pub rip: u64,
+    /// Code segment selector at the time of the exception.
+    pub cs: u64,
+    /// Stack pointer at the time of the exception.
+    pub rsp: u64,
+    /// The faulting linear address, for page faults.
+    pub cr2: Option<u64>,
+}
+
+impl ExceptionReport {
+    fn new(
+        vector: u8,
+        name: &'static str,
+        frame: &InterruptStackFrame,
+        error: Option<u64>,
+    ) -> Self {
+        ExceptionReport {
+            vector,
+            name,
+            error_code: error,
+            rip: frame.instruction_pointer.as_u64(),
+            cs: u64::from(frame.code_segment.0),
+            rsp: frame.stack_pointer.as_u64(),
+            cr2: None,
+        }
+    }
+
+    /// Whether the exception came from user mode (ring 3).
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+impl fmt::Display for ExceptionReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (vector {})", self.name, self.vector)?;
+        if let Some(code) = self.error_code {
+            write!(f, " error={code:#x}")?;
+        }
+        if let (Some(cr2), Some(code)) = (self.cr2, self.error_code) {
+            let bits = PageFaultErrorCode::from_bits_truncate(code);
+            write!(f, " cr2={cr2:#x} [{}]", PageFaultBits(bits))?;
+        }
+        write!(f, " rip={:#x} cs={:#x} rsp={:#x}", self.rip, self.cs, self.rsp)
+    }
+}
+
+/// The page-fault error code in words.
+struct PageFaultBits(PageFaultErrorCode);
+
+impl fmt::Display for PageFaultBits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bits = self.0;
+        let present = if bits.contains(PageFaultErrorCode::PROTECTION_VIOLATION) {
+            "protection"
+        } else {
+            "not-present"
+        };
+        let access = if bits.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
+            "fetch"
+        } else if bits.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
+            "write"
+        } else {
+            "read"
+        };
+        let mode = if bits.contains(PageFaultErrorCode::USER_MODE) { "user" } else { "kernel" };
+        write!(f, "{present} {access} {mode}")?;
+        if bits.contains(PageFaultErrorCode::MALFORMED_TABLE) {
+            f.write_str(" reserved-bit")?;
+        }
+        if bits.contains(PageFaultErrorCode::PROTECTION_KEY) {
+            f.write_str(" pkey")?;
+        }
+        Ok(())
+    }
+}
+
+/// Handles an exception nobody can recover from.
+fn fatal(report: &ExceptionReport) -> ! {
+    panic!("EXCEPTION: {report}");
+}
+
+/// Defines a handler for a vector without an error code.
+macro_rules! handler {
+    ($fn_name:ident, $vector:expr, $name:expr) => {
+        extern "x86-interrupt" fn $fn_name(frame: InterruptStackFrame) {
+            fatal(&ExceptionReport::new($vector, $name, &frame, None));
+        }
+    };
+}
+
+/// Defines a handler for a vector that pushes an error code.
+macro_rules! handler_with_error {
+    ($fn_name:ident, $vector:expr, $name:expr) => {
+        extern "x86-interrupt" fn $fn_name(frame: InterruptStackFrame, code: u64) {
+            fatal(&ExceptionReport::new($vector, $name, &frame, Some(code)));
+        }
+    };
+}
+
+handler!(divide_error, 0, "DIVIDE ERROR");
+handler!(debug, 1, "DEBUG");
+handler!(non_maskable_interrupt, 2, "NON-MASKABLE INTERRUPT");
+handler!(overflow, 4, "OVERFLOW");
+handler!(bound_range_exceeded, 5, "BOUND RANGE EXCEEDED");
+handler!(invalid_opcode, 6, "INVALID OPCODE");
+handler!(device_not_available, 7, "DEVICE NOT AVAILABLE");
+handler_with_error!(invalid_tss, 10, "INVALID TSS");
+handler_with_error!(segment_not_present, 11, "SEGMENT NOT PRESENT");
+handler_with_error!(stack_segment_fault, 12, "STACK-SEGMENT FAULT");
+handler_with_error!(general_protection_fault, 13, "GENERAL PROTECTION FAULT");
+handler!(x87_floating_point, 16, "X87 FLOATING-POINT ERROR");
+handler_with_error!(alignment_check, 17, "ALIGNMENT CHECK");
+handler!(simd_floating_point, 19, "SIMD FLOATING-POINT EXCEPTION");
+handler!(virtualization, 20, "VIRTUALIZATION EXCEPTION");
+handler_with_error!(cp_protection, 21, "CONTROL PROTECTION EXCEPTION");
+handler!(hv_injection, 28, "HYPERVISOR INJECTION EXCEPTION");
+handler_with_error!(vmm_communication, 29, "VMM COMMUNICATION EXCEPTION");
+handler_with_error!(security, 30, "SECURITY EXCEPTION");
+
+extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
+    let report = ExceptionReport::new(3, "BREAKPOINT", &frame, None);
+    log::info!("{report}");
+}
+
+extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
+    fatal(&ExceptionReport::new(8, "DOUBLE FAULT", &frame, Some(code)))
+}
+
+extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
+    fatal(&ExceptionReport::new(18, "MACHINE CHECK", &frame, None))
+}
+
+extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    let mut report = ExceptionReport::new(14, "PAGE FAULT", &frame, Some(code.bits()));
+    report.cr2 = Some(Cr2::read_raw());
+    fatal(&report);
+}
+
+static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
+    let mut idt = InterruptDescriptorTable::new();
+    idt.divide_error.set_handler_fn(divide_error);
+    idt.debug.set_handler_fn(debug);
+    idt.non_maskable_interrupt.set_handler_fn(non_maskable_interrupt);
+    idt.breakpoint.set_handler_fn(breakpoint);
+    idt.overflow.set_handler_fn(overflow);
+    idt.bound_range_exceeded.set_handler_fn(bound_range_exceeded);
+    idt.invalid_opcode.set_handler_fn(invalid_opcode);
+    idt.device_not_available.set_handler_fn(device_not_available);
+    let double_fault_entry = idt.double_fault.set_handler_fn(double_fault);
+    // SAFETY: the IST slot is set up by `gdt::init` with a stack used by nothing
+    // else, and the GDT (with its TSS) is loaded before interrupts can occur.
+    unsafe { double_fault_entry.set_stack_index(DOUBLE_FAULT_IST_INDEX) };
+    idt.invalid_tss.set_handler_fn(invalid_tss);
+    idt.segment_not_present.set_handler_fn(segment_not_present);
+    idt.stack_segment_fault.set_handler_fn(stack_segment_fault);
+    idt.general_protection_fault.set_handler_fn(general_protection_fault);
+    idt.page_fault.set_handler_fn(page_fault);
+    idt.x87_floating_point.set_handler_fn(x87_floating_point);
+    idt.alignment_check.set_handler_fn(alignment_check);
+    idt.machine_check.set_handler_fn(machine_check);
+    idt.simd_floating_point.set_handler_fn(simd_floating_point);
+    idt.virtualization.set_handler_fn(virtualization);
+    idt.cp_protection_exception.set_handler_fn(cp_protection);
+    idt.hv_injection_exception.set_handler_fn(hv_injection);
+    idt.vmm_communication_exception.set_handler_fn(vmm_communication);
+    idt.security_exception.set_handler_fn(security);
+    idt
+});
+
+/// Loads the IDT. Must run after `gdt::init` (the double-fault IST).
+pub fn init() {
+    IDT.load();
+}

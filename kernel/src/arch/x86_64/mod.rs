@@ -1,0 +1,48 @@
+//! x86_64: the machine-dependent half of the kernel.
+//!
+//! Everything that knows about descriptor tables, control registers, I/O ports or
+//! page-table formats lives below this module. The rest of the kernel calls only
+//! the functions re-exported by `crate::arch`.
+
+pub mod boot_info;
+pub mod exceptions;
+pub mod gdt;
+pub mod memory;
+pub mod qemu;
+pub mod serial;
+
+pub use qemu::{ExitCode, exit as exit_qemu};
+
+/// Brings up the processor: serial console, segments, exception handlers.
+pub fn init_cpu() {
+    serial::init();
+    gdt::init();
+    exceptions::init();
+}
+
+/// Writes formatted text to every console the machine has.
+pub fn console_write(args: core::fmt::Arguments) {
+    serial::write_fmt(args);
+}
+
+/// Like [`console_write`], but usable while the kernel is panicking.
+pub fn console_write_panicking(args: core::fmt::Arguments) {
+    serial::write_fmt_panicking(args);
+}
+
+/// Stops this CPU for good: interrupts off, halt forever.
+pub fn halt_forever() -> ! {
+    x86_64::instructions::interrupts::disable();
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Leaves QEMU with `code`, or halts when not running under QEMU.
+pub fn power_off(code: ExitCode) -> ! {
+    exit_qemu(code);
+    halt_forever()
+}
+
+pub use boot_info::boot_command_line;
+pub use memory::init_memory;

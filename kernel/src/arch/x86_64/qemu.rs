@@ -1,0 +1,28 @@
+//! Leaving QEMU through the isa-debug-exit device.
+//!
+//! The runner starts QEMU with `-device isa-debug-exit,iobase=0xf4,iosize=0x04`;
+//! writing `v` to that port ends QEMU with exit status `(v << 1) | 1`. On real
+//! hardware the port is unused and the write does nothing, so callers halt after.
+
+use x86_64::instructions::port::Port;
+
+/// The isa-debug-exit I/O port.
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// What the kernel reports to the runner when it leaves QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ExitCode {
+    /// Everything passed: QEMU exits with status 33.
+    Success = 0x10,
+    /// Something failed: QEMU exits with status 35.
+    Failure = 0x11,
+}
+
+/// Asks QEMU to exit with `code`. Returns only when not running under QEMU.
+pub fn exit(code: ExitCode) {
+    let mut port = Port::new(DEBUG_EXIT_PORT);
+    // SAFETY: port 0xf4 is reserved for isa-debug-exit under QEMU and unused on
+    // PCs; writing it has no effect on kernel memory.
+    unsafe { port.write(code as u32) };
+}

@@ -1,0 +1,46 @@
+//! Kernel start-up, shared by the kernel binary and every test kernel.
+//!
+//! The bootloader enters the kernel in long mode with the physical memory map,
+//! the framebuffer and (from our runner) a ramdisk holding the command line. This
+//! module brings the machine up in a fixed order: CPU tables and the serial
+//! console first (so that everything after can report), then the command line,
+//! then memory.
+
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use bootloader_api::info::BootInfo;
+
+use crate::cmdline::{self, Options};
+use crate::{arch, console};
+
+/// Start of the kernel half of the address space (P4 slot 256).
+pub const KERNEL_HALF_START: u64 = 0xffff_8000_0000_0000;
+/// Start of the region reserved for the kernel heap (P4 slot 510); the bootloader
+/// places nothing at or above it.
+pub const HEAP_REGION_START: u64 = 0xffff_ff00_0000_0000;
+
+/// How the bootloader must set up the machine for this kernel.
+///
+/// All of its mappings go to the kernel half, below the heap region, so the lower
+/// half is free for user address spaces; physical memory is mapped whole, which is
+/// how the kernel reaches page tables and frames.
+pub const BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.mappings.dynamic_range_start = Some(KERNEL_HALF_START);
+    config.mappings.dynamic_range_end = Some(HEAP_REGION_START - 1);
+    config.kernel_stack_size = 256 * 1024;
+    config
+};
+
+/// Brings the machine up and returns the parsed command line.
+pub fn init(boot_info: &'static mut BootInfo) -> Options {
+    arch::init_cpu();
+    console::init_logger(log::LevelFilter::Info);
+    let line = arch::boot_command_line(boot_info);
+    let options = cmdline::parse(line, |word| log::warn!("ignoring unknown option {:?}", word.0));
+    console::init_logger(options.log_level);
+    log::info!("command line: {line:?}");
+    arch::init_memory(boot_info);
+    crate::memory::log_summary();
+    options
+}

@@ -1,0 +1,71 @@
+//! The panic handler.
+//!
+//! A panic means an invariant of the kernel itself broke. The handler prints the
+//! message and location on every console and stops the machine. Under test, and in
+//! `once` runs, it leaves QEMU with the failure code so a runner sees the failure;
+//! a test that expects a panic is told here and passes instead.
+
+use core::fmt::{self, Write};
+use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::arch::{self, ExitCode};
+use crate::testing;
+
+static EXIT_ON_PANIC: AtomicBool = AtomicBool::new(false);
+
+/// Makes a panic power QEMU off with the failure code instead of halting.
+pub fn exit_on_panic(enabled: bool) {
+    EXIT_ON_PANIC.store(enabled, Ordering::SeqCst);
+}
+
+/// A fixed buffer that keeps the first bytes of a formatted message.
+struct MessageBuffer {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl MessageBuffer {
+    fn as_str(&self) -> &str {
+        // Truncation can split a character: keep the valid prefix.
+        match core::str::from_utf8(&self.bytes[..self.len]) {
+            Ok(text) => text,
+            Err(error) => core::str::from_utf8(&self.bytes[..error.valid_up_to()]).unwrap_or(""),
+        }
+    }
+}
+
+impl Write for MessageBuffer {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let room = self.bytes.len() - self.len;
+        let take = text.len().min(room);
+        self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let mut message = MessageBuffer { bytes: [0; 512], len: 0 };
+    let _ = write!(message, "{}", info.message());
+    let message = message.as_str();
+
+    if testing::panic_was_expected(message) {
+        arch::power_off(ExitCode::Success);
+    }
+    match info.location() {
+        Some(at) => arch::console_write_panicking(format_args!(
+            "[PANIC] at {}:{}: {message}\n",
+            at.file(),
+            at.line()
+        )),
+        None => arch::console_write_panicking(format_args!("[PANIC] {message}\n")),
+    }
+    testing::report_panic();
+    if EXIT_ON_PANIC.load(Ordering::SeqCst) {
+        arch::power_off(ExitCode::Failure);
+    }
+    arch::halt_forever()
+}

@@ -1,0 +1,98 @@
+//! The in-kernel test harness.
+//!
+//! A test kernel is a kernel whose start-up work is a list of tests. The harness
+//! runs them in order and prints one line per test, `test NAME ... ok`, which the
+//! runner on the host parses and counts. A failing test panics; the panic handler
+//! then prints `test NAME ... FAILED` and leaves QEMU with the failure code, so a
+//! failure can never look like a pass. A test that is meant to panic registers the
+//! text it expects first, and passes only if the panic message contains it.
+
+use spin::Mutex;
+
+use crate::arch::{self, ExitCode};
+use crate::println;
+
+/// One named in-kernel test.
+#[derive(Clone, Copy)]
+pub struct Test {
+    /// The test's name, as printed.
+    pub name: &'static str,
+    /// The test body: returns to pass, panics to fail.
+    pub run: fn(),
+}
+
+/// Builds a `[Test]` array from test functions, named after the functions.
+#[macro_export]
+macro_rules! tests {
+    ($($test:path),* $(,)?) => {
+        [$($crate::testing::Test { name: stringify!($test), run: $test }),*]
+    };
+}
+
+/// What the harness knows about the test running now.
+struct Running {
+    name: &'static str,
+    expected_panic: Option<&'static str>,
+}
+
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// Runs `tests` in order, then powers QEMU off with success.
+pub fn run(tests: &[Test]) -> ! {
+    crate::panic::exit_on_panic(true);
+    for test in tests {
+        *RUNNING.lock() = Some(Running { name: test.name, expected_panic: None });
+        (test.run)();
+        if let Some(Running { expected_panic: Some(text), .. }) = RUNNING.lock().take() {
+            println!("test {} ... FAILED (expected a panic containing {text:?})", test.name);
+            arch::power_off(ExitCode::Failure);
+        }
+        println!("test {} ... ok", test.name);
+    }
+    println!("all {} in-kernel tests of this kernel passed", tests.len());
+    arch::power_off(ExitCode::Success)
+}
+
+/// Declares that the running test must panic with a message containing `text`.
+pub fn expect_panic(text: &'static str) {
+    if let Some(running) = RUNNING.lock().as_mut() {
+        running.expected_panic = Some(text);
+    }
+}
+
+/// Called by the panic handler: true (after printing the pass) if the running
+/// test expected this panic.
+pub(crate) fn panic_was_expected(message: &str) -> bool {
+    let Some(running) = RUNNING.try_lock().and_then(|mut running| running.take()) else {
+        return false;
+    };
+    match running.expected_panic {
+        Some(text) if message.contains(text) => {
+            arch::console_write_panicking(format_args!(
+                "test {} ... ok (panicked: {message})\n",
+                running.name
+            ));
+            true
+        }
+        _ => {
+            // Put it back so `report_panic` names the failing test.
+            *RUNNING.lock() = Some(running);
+            false
+        }
+    }
+}
+
+/// Called by the panic handler for an unexpected panic: names the failed test.
+pub(crate) fn report_panic() {
+    if let Some(running) = RUNNING.try_lock().and_then(|mut running| running.take()) {
+        match running.expected_panic {
+            Some(text) => arch::console_write_panicking(format_args!(
+                "test {} ... FAILED (panic did not contain {text:?})\n",
+                running.name
+            )),
+            None => {
+                arch::console_write_panicking(format_args!("test {} ... FAILED\n", running.name))
+            }
+        }
+    }
+}

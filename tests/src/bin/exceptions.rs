@@ -1,0 +1,33 @@
+//! Exceptions are caught and reported: a deliberate page fault in kernel mode
+//! must panic with its vector, the faulting address (CR2) and the decoded error
+//! bits; a breakpoint must return.
+#![no_std]
+#![no_main]
+
+use bootloader_api::{BootInfo, entry_point};
+use kernel::testing;
+
+entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
+
+fn main(boot_info: &'static mut BootInfo) -> ! {
+    kernel::boot::init(boot_info);
+    testing::run(&kernel::tests![breakpoint_returns, page_fault_reports_cr2])
+}
+
+fn breakpoint_returns() {
+    x86_64::instructions::interrupts::int3();
+}
+
+/// An address in the lower half that nothing maps.
+const UNMAPPED: u64 = 0x0000_0dea_dbee_f000;
+
+fn page_fault_reports_cr2() {
+    testing::expect_panic(
+        "PAGE FAULT (vector 14) error=0x0 cr2=0xdeadbeef000 [not-present read kernel]",
+    );
+    let pointer = UNMAPPED as *const u64;
+    // SAFETY: deliberately unsound: the read must fault, and the fault handler
+    // never returns to this code.
+    let value = unsafe { pointer.read_volatile() };
+    panic!("read of unmapped memory returned {value}");
+}

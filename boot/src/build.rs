@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bootloader::{BootConfig, DiskImageBuilder};
-use bootloader_boot_config::LevelFilter;
+pub use bootloader_boot_config::LevelFilter;
 
 use crate::options::Run;
 
@@ -65,16 +65,18 @@ pub fn kernel_images(run: &Run) -> Result<Images, String> {
         words.push("once".into());
     }
     let out = target_dir().join("images").join("kernel");
-    make_images(&dir.join("kernel"), &out, &words.join(" "), true)
+    make_images(&dir.join("kernel"), &out, &words.join(" "), true, LevelFilter::Info)
 }
 
 /// Writes `bios.img` (and `uefi.img` if `uefi`) for the kernel ELF `elf` into
-/// `out`, with `command_line` in the ramdisk.
+/// `out`, with `command_line` in the ramdisk and the bootloader logging at
+/// `bootloader_log`.
 pub fn make_images(
     elf: &Path,
     out: &Path,
     command_line: &str,
     uefi: bool,
+    bootloader_log: LevelFilter,
 ) -> Result<Images, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let stripped = out.join("kernel.stripped");
@@ -84,7 +86,7 @@ pub fn make_images(
         .map_err(|e| format!("cannot write ramdisk: {e}"))?;
 
     let mut config = BootConfig::default();
-    config.log_level = LevelFilter::Info;
+    config.log_level = bootloader_log;
     config.frame_buffer_logging = false;
     let mut builder = DiskImageBuilder::new(stripped);
     builder.set_ramdisk(ramdisk).set_boot_config(&config);

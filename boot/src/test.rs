@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::build::{self, workspace_root};
+use crate::build::{self, LevelFilter, workspace_root};
 use crate::options::{self, Command as ToolCommand, Run, Test};
 use crate::qemu::{self, Outcome};
 
@@ -174,7 +174,13 @@ fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) -> Result<(), S
         kernel.label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let out = build::target_dir().join("images").join("tests").join(slug);
     let line = kernel.run.kernel_args.join(" ");
-    let images = build::make_images(&dir.join(&kernel.name), &out, &line, kernel.run.uefi)?;
+    let images = build::make_images(
+        &dir.join(&kernel.name),
+        &out,
+        &line,
+        kernel.run.uefi,
+        LevelFilter::Warn,
+    )?;
     let image = if kernel.run.uefi { &images.uefi } else { &images.bios };
     let started = Instant::now();
     let (mut passed, mut failed) = (0, 0);

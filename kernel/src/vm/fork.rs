@@ -1,0 +1,115 @@
+//! Fork: a new address space that shares the parent's memory copy-on-write.
+//!
+//! Private pages are shared, not copied: the child's anonymous objects hold the
+//! same frames, each frame's reference count rises by one, and the parent's
+//! writable translations of them are write-protected through the MMU (the child
+//! starts with no translations at all). Whichever side writes first copies the
+//! page; the last holder takes it over without copying. Shared regions stay
+//! shared: the child maps the same objects. Pinned private pages are copied at once,
+//! so that the parent's pinned translations never need write-protecting.
+#![forbid(unsafe_code)]
+
+use super::error::VmError;
+use super::frame::FrameAllocator;
+use super::mmu::{Mmu, Protection, SpaceId};
+use super::object::{AnonymousObject, ObjectTable};
+use super::space::{AddressSpace, Backing, Region};
+use super::system::{Vm, release_region};
+
+impl<'a, M: Mmu> Vm<'a, M> {
+    /// Creates a copy-on-write copy of `parent`. On error nothing changed.
+    pub fn fork(&mut self, parent: SpaceId) -> Result<SpaceId, VmError> {
+        if !self.spaces.contains_key(&parent) {
+            return Err(VmError::InvalidArgument);
+        }
+        let id = self.allocate_space_id();
+        let child = self.copy_regions(parent, id)?;
+        self.spaces.insert(id, child);
+        self.write_protect_private(parent);
+        self.statistics.forks += 1;
+        Ok(id)
+    }
+
+    /// Builds the child's regions; on error releases what it took.
+    fn copy_regions(&mut self, parent: SpaceId, id: SpaceId) -> Result<AddressSpace, VmError> {
+        let Vm { spaces, frames, mmu, objects, statistics, .. } = self;
+        let source = spaces.get(&parent).expect("copy_regions: no parent");
+        let mut child = AddressSpace::new(id);
+        for region in source.regions() {
+            let backing = match region.backing() {
+                Backing::Anonymous(object) if region.pinned() => {
+                    let copy = copy_pages(frames, mmu, object);
+                    if let Ok(copy) = &copy {
+                        statistics.fork_copies += copy.pages().count() as u64;
+                    }
+                    copy.map(Backing::Anonymous)
+                }
+                Backing::Anonymous(object) => object.share(frames).map(Backing::Anonymous),
+                Backing::Shared { object, offset } => {
+                    objects.add_mapping(*object);
+                    Ok(Backing::Shared { object: *object, offset: *offset })
+                }
+            };
+            match backing {
+                Ok(backing) => child.insert(Region::new(
+                    region.start(),
+                    region.end(),
+                    region.protection(),
+                    backing,
+                )),
+                Err(error) => {
+                    release_all(frames, objects, child);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(child)
+    }
+
+    /// Removes write from the parent's translations of shared private pages.
+    fn write_protect_private(&mut self, parent: SpaceId) {
+        let source = self.spaces.get(&parent).expect("write_protect_private: no parent");
+        for region in source.regions() {
+            let Backing::Anonymous(object) = region.backing() else { continue };
+            let writable = region.protection().contains(Protection::WRITE);
+            if writable && !region.pinned() && object.pages().next().is_some() {
+                let protection = (region.protection() - Protection::WRITE) | Protection::USER;
+                self.mmu.protect(parent, region.start(), region.end(), protection);
+            }
+        }
+        self.mmu.flush(parent);
+    }
+}
+
+/// A new object holding private copies of every page of `object`.
+fn copy_pages<M: Mmu>(
+    frames: &mut FrameAllocator<'_>,
+    mmu: &mut M,
+    object: &AnonymousObject,
+) -> Result<AnonymousObject, VmError> {
+    let mut copy = AnonymousObject::new();
+    for (address, pfn) in object.pages() {
+        match frames.alloc() {
+            Ok(fresh) => {
+                mmu.copy_page(pfn, fresh);
+                copy.insert(address, fresh);
+            }
+            Err(error) => {
+                copy.release(frames);
+                return Err(error);
+            }
+        }
+    }
+    Ok(copy)
+}
+
+/// Releases every region of a space that never had translations.
+fn release_all(
+    frames: &mut FrameAllocator<'_>,
+    objects: &mut ObjectTable,
+    mut space: AddressSpace,
+) {
+    for region in space.take_all() {
+        release_region(frames, objects, region);
+    }
+}

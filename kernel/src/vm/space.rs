@@ -1,0 +1,262 @@
+//! Address spaces: ordered, non-overlapping regions of user virtual memory.
+//!
+//! A region says what a range of addresses means: its protection, the memory
+//! object behind it and whether its translations are pinned. Regions never
+//! overlap; lookups are O(log n) in a map keyed by start address. Splitting a
+//! region (for a partial unmap, protect or pin) changes nothing a process can
+//! observe.
+#![forbid(unsafe_code)]
+
+use alloc::collections::BTreeMap;
+
+use super::error::VmError;
+use super::mmu::{Protection, SpaceId, USER_END, USER_START, VirtAddr};
+use super::object::{AnonymousObject, ObjectId, ObjectTable};
+use super::page::PAGE_SIZE;
+
+/// What lies behind a region.
+#[derive(Debug)]
+pub enum Backing {
+    /// Private pages, zero-filled on demand, copy-on-write across fork.
+    Anonymous(AnonymousObject),
+    /// Pages of a shared object, starting at page `offset` of the object.
+    Shared {
+        /// The object mapped.
+        object: ObjectId,
+        /// The object page that appears at the region's start.
+        offset: u64,
+    },
+}
+
+/// A contiguous range of one address space with one meaning.
+#[derive(Debug)]
+pub struct Region {
+    start: VirtAddr,
+    end: VirtAddr,
+    protection: Protection,
+    backing: Backing,
+    pinned: bool,
+}
+
+impl Region {
+    /// A new, unpinned region over `[start, end)`.
+    pub fn new(start: VirtAddr, end: VirtAddr, protection: Protection, backing: Backing) -> Self {
+        Region { start, end, protection, backing, pinned: false }
+    }
+
+    /// The first address.
+    pub fn start(&self) -> VirtAddr {
+        self.start
+    }
+
+    /// One past the last address.
+    pub fn end(&self) -> VirtAddr {
+        self.end
+    }
+
+    /// What the region allows.
+    pub fn protection(&self) -> Protection {
+        self.protection
+    }
+
+    /// What lies behind the region.
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// What lies behind the region, for changing its pages.
+    pub fn backing_mut(&mut self) -> &mut Backing {
+        &mut self.backing
+    }
+
+    /// Whether the region's pages are resident and their translations pinned.
+    pub fn pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// Takes the region apart, keeping what lay behind it.
+    pub fn into_backing(self) -> Backing {
+        self.backing
+    }
+
+    /// Whether `address` lies inside the region.
+    pub fn contains(&self, address: VirtAddr) -> bool {
+        self.start <= address && address < self.end
+    }
+
+    /// The shared object page that appears at `address` (inside the region).
+    pub fn object_index(&self, address: VirtAddr) -> Option<(ObjectId, u64)> {
+        match self.backing {
+            Backing::Shared { object, offset } => {
+                Some((object, offset + (address.0 - self.start.0) / PAGE_SIZE))
+            }
+            Backing::Anonymous(_) => None,
+        }
+    }
+
+    /// Sets the protection (the caller updates translations).
+    pub(super) fn set_protection(&mut self, protection: Protection) {
+        self.protection = protection;
+    }
+
+    /// Sets the pinned mark (the caller updates translations and frames).
+    pub(super) fn set_pinned(&mut self, pinned: bool) {
+        self.pinned = pinned;
+    }
+
+    /// Cuts the region at `address` (strictly inside it), keeping the lower part
+    /// and returning the upper one.
+    fn split_off(&mut self, address: VirtAddr) -> Region {
+        debug_assert!(self.start < address && address < self.end);
+        let backing = match &mut self.backing {
+            Backing::Anonymous(object) => Backing::Anonymous(object.split_off(address)),
+            Backing::Shared { object, offset } => Backing::Shared {
+                object: *object,
+                offset: *offset + (address.0 - self.start.0) / PAGE_SIZE,
+            },
+        };
+        let upper = Region {
+            start: address,
+            end: self.end,
+            protection: self.protection,
+            backing,
+            pinned: self.pinned,
+        };
+        self.end = address;
+        upper
+    }
+}
+
+/// Checks that `[start, start + length)` is a page-aligned, non-empty range of
+/// user addresses, and returns its end.
+pub fn check_range(start: VirtAddr, length: u64) -> Result<VirtAddr, VmError> {
+    if length == 0 || !length.is_multiple_of(PAGE_SIZE) {
+        return Err(VmError::InvalidArgument);
+    }
+    let end = start.checked_add(length).ok_or(VmError::BadAddress)?;
+    if !start.is_page_aligned() || start.0 < USER_START || end.0 > USER_END {
+        return Err(VmError::BadAddress);
+    }
+    Ok(end)
+}
+
+/// One address space: an identifier and its regions.
+#[derive(Debug)]
+pub struct AddressSpace {
+    id: SpaceId,
+    regions: BTreeMap<VirtAddr, Region>,
+}
+
+impl AddressSpace {
+    /// An empty space named `id`.
+    pub fn new(id: SpaceId) -> Self {
+        AddressSpace { id, regions: BTreeMap::new() }
+    }
+
+    /// The space's identifier.
+    pub fn id(&self) -> SpaceId {
+        self.id
+    }
+
+    /// Every region, in address order.
+    pub fn regions(&self) -> impl Iterator<Item = &Region> + '_ {
+        self.regions.values()
+    }
+
+    /// The region containing `address`, in O(log n).
+    pub fn region(&self, address: VirtAddr) -> Option<&Region> {
+        let (_, region) = self.regions.range(..=address).next_back()?;
+        region.contains(address).then_some(region)
+    }
+
+    /// The region containing `address`, for changing it.
+    pub fn region_mut(&mut self, address: VirtAddr) -> Option<&mut Region> {
+        let (_, region) = self.regions.range_mut(..=address).next_back()?;
+        region.contains(address).then_some(region)
+    }
+
+    /// Whether any region intersects `[start, end)`.
+    pub fn overlaps(&self, start: VirtAddr, end: VirtAddr) -> bool {
+        if self.region(start).is_some() {
+            return true;
+        }
+        self.regions.range(start..end).next().is_some()
+    }
+
+    /// Whether every page of `[start, end)` lies in some region.
+    pub fn covers(&self, start: VirtAddr, end: VirtAddr) -> bool {
+        let mut cursor = start;
+        while cursor < end {
+            match self.region(cursor) {
+                Some(region) => cursor = region.end,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// The lowest free range of `length` bytes, first fit.
+    pub fn find_free_range(&self, length: u64) -> Option<VirtAddr> {
+        let mut candidate = VirtAddr(USER_START);
+        for region in self.regions.values() {
+            if region.start.0.checked_sub(candidate.0).is_some_and(|gap| gap >= length) {
+                return Some(candidate);
+            }
+            candidate = candidate.max(region.end);
+        }
+        let end = candidate.checked_add(length)?;
+        (end.0 <= USER_END).then_some(candidate)
+    }
+
+    /// Adds a region; its range must be free.
+    pub fn insert(&mut self, region: Region) {
+        debug_assert!(!self.overlaps(region.start, region.end), "AddressSpace::insert: overlap");
+        self.regions.insert(region.start, region);
+    }
+
+    /// Makes `address` a region boundary if it falls strictly inside a region.
+    /// A shared object gains one mapping when its region is split.
+    pub fn split_at(&mut self, objects: &mut ObjectTable, address: VirtAddr) {
+        if let Some(region) = self.region_mut(address)
+            && region.start != address
+        {
+            let upper = region.split_off(address);
+            if let Backing::Shared { object, .. } = upper.backing {
+                objects.add_mapping(object);
+            }
+            self.regions.insert(upper.start, upper);
+        }
+    }
+
+    /// Splits at both ends of `[start, end)` so that the range is made of whole
+    /// regions.
+    pub fn isolate(&mut self, objects: &mut ObjectTable, start: VirtAddr, end: VirtAddr) {
+        self.split_at(objects, start);
+        self.split_at(objects, end);
+    }
+
+    /// The regions lying inside `[start, end)` (after [`AddressSpace::isolate`]).
+    pub fn regions_in_mut(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> impl Iterator<Item = &mut Region> + '_ {
+        self.regions.range_mut(start..end).map(|(_, region)| region)
+    }
+
+    /// Removes and returns the regions lying inside `[start, end)` (after
+    /// [`AddressSpace::isolate`]).
+    pub fn remove_range(&mut self, start: VirtAddr, end: VirtAddr) -> alloc::vec::Vec<Region> {
+        let keys: alloc::vec::Vec<VirtAddr> =
+            self.regions.range(start..end).map(|(key, _)| *key).collect();
+        keys.into_iter().filter_map(|key| self.regions.remove(&key)).collect()
+    }
+
+    /// Removes and returns every region.
+    pub fn take_all(&mut self) -> alloc::vec::Vec<Region> {
+        core::mem::take(&mut self.regions).into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

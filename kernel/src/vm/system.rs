@@ -1,0 +1,427 @@
+//! The VM facade: every address space, every shared object, the frames and the MMU.
+//!
+//! [`Vm`] is what the rest of the kernel holds (behind one lock). Its operations
+//! are the ones a process needs — map anonymous or shared memory, unmap, protect,
+//! pin, fork, exit — plus fault resolution (in `fault`) and the hooks the scheduler
+//! and the machine layer need (activate, discard). Every operation either succeeds
+//! or fails with nothing observable changed and nothing leaked.
+#![forbid(unsafe_code)]
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::error::VmError;
+use super::frame::FrameAllocator;
+use super::mmu::{Access, Mmu, Protection, SpaceId, VirtAddr};
+use super::object::{AnonymousObject, ObjectId, ObjectTable};
+use super::page::{PAGE_SIZE, Pfn};
+use super::space::{AddressSpace, Backing, Region, check_range};
+
+/// Counters of what the VM has done, for statistics and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmStatistics {
+    /// Faults handled, successful or not.
+    pub faults: u64,
+    /// Faults on a page the VM already had, that only needed the translation
+    /// made again (after a discard, a fork, or a first read of a shared page).
+    pub rebuild_faults: u64,
+    /// Pages allocated and zero-filled on first touch.
+    pub zero_fills: u64,
+    /// Copy-on-write faults that had to copy the page.
+    pub cow_copies: u64,
+    /// Copy-on-write faults that took the page over without copying (last sharer).
+    pub cow_reuses: u64,
+    /// Faults refused because the access is not allowed.
+    pub protection_faults: u64,
+    /// Faults refused because nothing is mapped there.
+    pub bad_address_faults: u64,
+    /// Faults that ran out of frames.
+    pub out_of_memory_faults: u64,
+    /// Address spaces created by fork.
+    pub forks: u64,
+    /// Pages copied eagerly by fork (pages of pinned regions).
+    pub fork_copies: u64,
+}
+
+/// Where to place a new mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// At the lowest free range that fits.
+    Anywhere,
+    /// Exactly here; fails with `InvalidArgument` if anything is mapped there.
+    Exact(VirtAddr),
+}
+
+/// The whole virtual memory system.
+pub struct Vm<'a, M: Mmu> {
+    pub(super) frames: FrameAllocator<'a>,
+    pub(super) mmu: M,
+    pub(super) spaces: BTreeMap<SpaceId, AddressSpace>,
+    pub(super) objects: ObjectTable,
+    pub(super) statistics: VmStatistics,
+    next_space: u32,
+    active: Option<SpaceId>,
+}
+
+impl<'a, M: Mmu> Vm<'a, M> {
+    /// A VM owning `frames` that translates through `mmu`.
+    pub fn new(frames: FrameAllocator<'a>, mmu: M) -> Self {
+        Vm {
+            frames,
+            mmu,
+            spaces: BTreeMap::new(),
+            objects: ObjectTable::new(),
+            statistics: VmStatistics::default(),
+            next_space: 1,
+            active: None,
+        }
+    }
+
+    /// The frame allocator (for accounting, or for frames the kernel needs).
+    pub fn frames(&self) -> &FrameAllocator<'a> {
+        &self.frames
+    }
+
+    /// The frame allocator, for allocating frames outside any address space.
+    pub fn frames_mut(&mut self) -> &mut FrameAllocator<'a> {
+        &mut self.frames
+    }
+
+    /// The machine layer.
+    pub fn mmu(&self) -> &M {
+        &self.mmu
+    }
+
+    /// The machine layer, for machine-specific requests.
+    pub fn mmu_mut(&mut self) -> &mut M {
+        &mut self.mmu
+    }
+
+    /// What the VM has done so far.
+    pub fn statistics(&self) -> VmStatistics {
+        self.statistics
+    }
+
+    /// The space named `id`, for inspection.
+    pub fn space(&self, id: SpaceId) -> Option<&AddressSpace> {
+        self.spaces.get(&id)
+    }
+
+    /// Every live space.
+    pub fn spaces(&self) -> impl Iterator<Item = &AddressSpace> + '_ {
+        self.spaces.values()
+    }
+
+    /// Every live shared object.
+    pub fn objects(&self) -> &ObjectTable {
+        &self.objects
+    }
+
+    /// The space last activated, if it still lives.
+    pub fn active(&self) -> Option<SpaceId> {
+        self.active
+    }
+
+    /// The space named `id`, or `InvalidArgument`.
+    pub(super) fn space_mut(&mut self, id: SpaceId) -> Result<&mut AddressSpace, VmError> {
+        self.spaces.get_mut(&id).ok_or(VmError::InvalidArgument)
+    }
+
+    /// Creates an empty address space.
+    pub fn create_space(&mut self) -> SpaceId {
+        let id = self.allocate_space_id();
+        self.spaces.insert(id, AddressSpace::new(id));
+        id
+    }
+
+    /// A fresh space identifier (never reused).
+    pub(super) fn allocate_space_id(&mut self) -> SpaceId {
+        let id = SpaceId(self.next_space);
+        self.next_space += 1;
+        id
+    }
+
+    /// Switches the processor to `space`.
+    pub fn activate(&mut self, space: SpaceId) -> Result<(), VmError> {
+        if !self.spaces.contains_key(&space) {
+            return Err(VmError::InvalidArgument);
+        }
+        self.mmu.activate(&mut self.frames, space)?;
+        self.active = Some(space);
+        Ok(())
+    }
+
+    /// Maps `length` bytes of private, zero-filled memory; returns the address.
+    pub fn map_anonymous(
+        &mut self,
+        space: SpaceId,
+        placement: Placement,
+        length: u64,
+        protection: Protection,
+    ) -> Result<VirtAddr, VmError> {
+        check_protection(protection)?;
+        let start = self.place(space, placement, length)?;
+        let end = start.add(length);
+        let region =
+            Region::new(start, end, protection, Backing::Anonymous(AnonymousObject::new()));
+        self.space_mut(space)?.insert(region);
+        Ok(start)
+    }
+
+    /// Creates a shared object of `length` bytes with one open handle.
+    pub fn create_shared(&mut self, length: u64) -> Result<ObjectId, VmError> {
+        if length == 0 || !length.is_multiple_of(PAGE_SIZE) {
+            return Err(VmError::InvalidArgument);
+        }
+        Ok(self.objects.create(length / PAGE_SIZE))
+    }
+
+    /// Opens one more handle on a shared object (for example across fork).
+    pub fn open_shared(&mut self, object: ObjectId) -> Result<(), VmError> {
+        self.objects.open(object)
+    }
+
+    /// Closes a handle; the object goes when its last handle and mapping do.
+    pub fn close_shared(&mut self, object: ObjectId) -> Result<(), VmError> {
+        self.objects.close(&mut self.frames, object)
+    }
+
+    /// Maps `length` bytes of a shared object, from byte `offset`, by handle.
+    pub fn map_shared(
+        &mut self,
+        space: SpaceId,
+        placement: Placement,
+        object: ObjectId,
+        offset: u64,
+        length: u64,
+        protection: Protection,
+    ) -> Result<VirtAddr, VmError> {
+        let shared = self.objects.get(object).filter(|shared| shared.handles() > 0);
+        let size = shared.ok_or(VmError::InvalidArgument)?.size();
+        let fits = offset.checked_add(length).is_some_and(|end| end <= size * PAGE_SIZE);
+        if !offset.is_multiple_of(PAGE_SIZE) || !fits {
+            return Err(VmError::InvalidArgument);
+        }
+        check_protection(protection)?;
+        let start = self.place(space, placement, length)?;
+        let backing = Backing::Shared { object, offset: offset / PAGE_SIZE };
+        self.space_mut(space)?.insert(Region::new(start, start.add(length), protection, backing));
+        self.objects.add_mapping(object);
+        Ok(start)
+    }
+
+    /// Checks a new mapping's range and chooses its address.
+    fn place(
+        &mut self,
+        space: SpaceId,
+        placement: Placement,
+        length: u64,
+    ) -> Result<VirtAddr, VmError> {
+        let space = self.space_mut(space)?;
+        match placement {
+            Placement::Anywhere => {
+                check_range(VirtAddr(super::mmu::USER_START), length)?;
+                space.find_free_range(length).ok_or(VmError::OutOfMemory)
+            }
+            Placement::Exact(start) => {
+                let end = check_range(start, length)?;
+                if space.overlaps(start, end) {
+                    return Err(VmError::InvalidArgument);
+                }
+                Ok(start)
+            }
+        }
+    }
+
+    /// The lowest free range of `length` bytes in `space`.
+    pub fn find_free_range(&self, space: SpaceId, length: u64) -> Option<VirtAddr> {
+        self.spaces.get(&space)?.find_free_range(length)
+    }
+
+    /// Unmaps `[start, start + length)`; holes in the range are fine.
+    pub fn unmap(&mut self, space: SpaceId, start: VirtAddr, length: u64) -> Result<(), VmError> {
+        let end = check_range(start, length)?;
+        let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
+        target.isolate(&mut self.objects, start, end);
+        let removed = target.remove_range(start, end);
+        self.mmu.unmap(&mut self.frames, space, start, end);
+        self.mmu.flush(space);
+        for region in removed {
+            self.release_region(region);
+        }
+        Ok(())
+    }
+
+    /// Returns the frames (and object mapping) of a region whose translations are
+    /// already gone.
+    pub(super) fn release_region(&mut self, region: Region) {
+        release_region(&mut self.frames, &mut self.objects, region);
+    }
+
+    /// Changes the protection of `[start, start + length)`, which must be mapped
+    /// throughout. Removed rights take effect at once; added ones at the next fault.
+    pub fn protect(
+        &mut self,
+        space: SpaceId,
+        start: VirtAddr,
+        length: u64,
+        protection: Protection,
+    ) -> Result<(), VmError> {
+        let end = check_range(start, length)?;
+        check_protection(protection)?;
+        let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
+        if !target.covers(start, end) {
+            return Err(VmError::BadAddress);
+        }
+        target.isolate(&mut self.objects, start, end);
+        for region in target.regions_in_mut(start, end) {
+            region.set_protection(protection);
+        }
+        self.mmu.protect(space, start, end, protection | Protection::USER);
+        self.mmu.flush(space);
+        Ok(())
+    }
+
+    /// Destroys a space (process exit), returning every frame it held.
+    pub fn destroy(&mut self, space: SpaceId) -> Result<(), VmError> {
+        let mut target = self.spaces.remove(&space).ok_or(VmError::InvalidArgument)?;
+        self.mmu.destroy(&mut self.frames, space);
+        for region in target.take_all() {
+            self.release_region(region);
+        }
+        if self.active == Some(space) {
+            self.active = None;
+        }
+        Ok(())
+    }
+
+    /// Forgets the unpinned translations of `space` (they come back by faulting).
+    pub fn discard(&mut self, space: SpaceId) -> Result<(), VmError> {
+        if !self.spaces.contains_key(&space) {
+            return Err(VmError::InvalidArgument);
+        }
+        self.mmu.discard(&mut self.frames, space);
+        Ok(())
+    }
+
+    /// Forgets the translations of the unpinned regions in `[start, start +
+    /// length)`; the pages stay and come back by faulting.
+    pub fn zap(&mut self, space: SpaceId, start: VirtAddr, length: u64) -> Result<(), VmError> {
+        let end = check_range(start, length)?;
+        let target = self.spaces.get(&space).ok_or(VmError::InvalidArgument)?;
+        let mut cursor = start;
+        while cursor < end {
+            let Some(region) = target.region(cursor) else {
+                cursor = cursor.add(PAGE_SIZE);
+                continue;
+            };
+            let stop = region.end().min(end);
+            if !region.pinned() {
+                self.mmu.unmap(&mut self.frames, space, cursor, stop);
+            }
+            cursor = stop;
+        }
+        self.mmu.flush(space);
+        Ok(())
+    }
+
+    /// Folds the referenced/dirty bits of `space`'s translations into the pages.
+    pub fn harvest(&mut self, space: SpaceId) -> Result<(), VmError> {
+        if !self.spaces.contains_key(&space) {
+            return Err(VmError::InvalidArgument);
+        }
+        self.mmu.harvest(&mut self.frames, space);
+        Ok(())
+    }
+
+    /// Checks that every page of `[start, start + length)` is mapped with a
+    /// protection allowing `access` (the validation step of copy-in/out).
+    pub fn check_user_range(
+        &self,
+        space: SpaceId,
+        start: VirtAddr,
+        length: u64,
+        access: Access,
+    ) -> Result<(), VmError> {
+        let end = check_range(start.page_down(), round_up(start, length)?)?;
+        let target = self.spaces.get(&space).ok_or(VmError::InvalidArgument)?;
+        let mut cursor = start.page_down();
+        while cursor < end {
+            let region = target.region(cursor).ok_or(VmError::BadAddress)?;
+            if !region.protection().allows(access) {
+                return Err(VmError::Protection);
+            }
+            cursor = region.end();
+        }
+        Ok(())
+    }
+
+    /// Checks a user range like [`Vm::check_user_range`] and faults every page in
+    /// for `access`, so that the kernel can then touch it through the translations.
+    pub fn fault_in(
+        &mut self,
+        space: SpaceId,
+        start: VirtAddr,
+        length: u64,
+        access: Access,
+    ) -> Result<(), VmError> {
+        self.check_user_range(space, start, length, access)?;
+        let end = start.page_down().add(round_up(start, length)?);
+        let mut page = start.page_down();
+        while page < end {
+            self.fault(space, page, access)?;
+            page = page.add(PAGE_SIZE);
+        }
+        Ok(())
+    }
+}
+
+/// Returns the frames (and object mapping) of a region whose translations are
+/// already gone (and flushed), unpinning its pages first if it was pinned.
+pub(super) fn release_region(
+    frames: &mut FrameAllocator<'_>,
+    objects: &mut ObjectTable,
+    region: Region,
+) {
+    if region.pinned() {
+        for pfn in resident_pages(objects, &region) {
+            frames.unpin(pfn).expect("release_region: pinned page not pinned");
+        }
+    }
+    match region.into_backing() {
+        Backing::Anonymous(object) => object.release(frames),
+        Backing::Shared { object, .. } => objects.remove_mapping(frames, object),
+    }
+}
+
+/// The frames resident behind `region`, in address order.
+pub(super) fn resident_pages(objects: &ObjectTable, region: &Region) -> Vec<Pfn> {
+    match region.backing() {
+        Backing::Anonymous(object) => object.pages().map(|(_, pfn)| pfn).collect(),
+        Backing::Shared { object, offset } => {
+            let shared = objects.get(*object).expect("resident_pages: no such object");
+            let pages = (region.end().0 - region.start().0) / PAGE_SIZE;
+            (*offset..*offset + pages).filter_map(|index| shared.page(index)).collect()
+        }
+    }
+}
+
+/// The length in bytes of the whole pages covering `[start, start + length)`.
+fn round_up(start: VirtAddr, length: u64) -> Result<u64, VmError> {
+    let first = start.page_down().0;
+    let last = start.0.checked_add(length).ok_or(VmError::BadAddress)?;
+    let end = last.checked_add(PAGE_SIZE - 1).ok_or(VmError::BadAddress)? / PAGE_SIZE * PAGE_SIZE;
+    Ok(end - first)
+}
+
+/// Refuses protections the machine cannot express (write or execute without read)
+/// and bits that are the VM's to set.
+fn check_protection(protection: Protection) -> Result<(), VmError> {
+    let needs_read = protection.intersects(Protection::WRITE | Protection::EXECUTE);
+    if protection.contains(Protection::USER)
+        || (needs_read && !protection.contains(Protection::READ))
+    {
+        return Err(VmError::InvalidArgument);
+    }
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The random driver: one seeded stream of operations, issued to the VM (over the
+//! simulated MMU) and to the reference model, with every answer compared and the
+//! invariants checked after every step.
+
+use std::collections::VecDeque;
+use std::format;
+use std::string::String;
+use std::vec::Vec;
+
+use super::invariants;
+use super::machine::SimMmu;
+use super::model::{Model, check_protection, check_range};
+use super::ops::{Op, generate};
+use super::rng::Rng;
+use crate::vm::error::VmError;
+use crate::vm::frame::{FrameAllocator, PhysRange};
+use crate::vm::mmu::{Access, SpaceId, VirtAddr};
+use crate::vm::object::ObjectId;
+use crate::vm::page::{PAGE_SIZE, PageFlags, Pfn, VmPage};
+use crate::vm::system::{Placement, Vm};
+
+/// How many recent operations a failure report shows.
+const HISTORY: usize = 40;
+
+/// A VM over `frames` frames of simulated memory, with its own page array.
+pub fn simulated_vm(frames: u64, seed: u64, chaos: u64) -> Vm<'static, SimMmu> {
+    let usable = [PhysRange { start: 0x10_0000, end: 0x10_0000 + frames * PAGE_SIZE }];
+    let pages = Vec::leak(vec![VmPage::EMPTY; FrameAllocator::pages_needed(&usable)]);
+    Vm::new(FrameAllocator::new(pages, &usable), SimMmu::new(seed, chaos))
+}
+
+/// Everything one seed's run needs.
+pub struct Driver {
+    /// The seed, for reports.
+    pub seed: u64,
+    pub(super) rng: Rng,
+    pub(super) vm: Vm<'static, SimMmu>,
+    pub(super) model: Model,
+    /// Live spaces.
+    pub(super) spaces: Vec<SpaceId>,
+    /// Open shared-object handles.
+    pub(super) handles: Vec<ObjectId>,
+    /// Handles already closed (to check that using them fails).
+    pub(super) closed: Vec<ObjectId>,
+    /// Frames taken straight from the allocator to make memory tight.
+    pub(super) hogs: Vec<Pfn>,
+    history: VecDeque<String>,
+    /// Operations that failed for lack of memory.
+    pub out_of_memory: u64,
+}
+
+impl Driver {
+    /// A driver whose pool size and chaos rate derive from `seed`.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let frames = rng.between(12, 160);
+        let chaos = rng.pick(&[0, 0, 5, 30, 150]);
+        let vm = simulated_vm(frames, rng.next_u64(), chaos);
+        Driver {
+            seed,
+            rng,
+            vm,
+            model: Model::default(),
+            spaces: Vec::new(),
+            handles: Vec::new(),
+            closed: Vec::new(),
+            hogs: Vec::new(),
+            history: VecDeque::new(),
+            out_of_memory: 0,
+        }
+    }
+
+    /// The VM's statistics so far.
+    pub fn vm_statistics(&self) -> crate::vm::system::VmStatistics {
+        self.vm.statistics()
+    }
+
+    /// Runs `operations` random steps, then a full read-back sweep. Panics (after
+    /// printing the seed and recent history) on the first disagreement.
+    pub fn run(&mut self, operations: u64) {
+        for step in 0..operations {
+            let op = generate(self);
+            self.record(format!("{step}: {op:?}"));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.apply(&op);
+                if let Err(problem) = invariants::check(&self.vm, &self.hogs) {
+                    panic!("invariant broken: {problem}");
+                }
+            }));
+            if let Err(panic) = outcome {
+                self.report(step);
+                std::panic::resume_unwind(panic);
+            }
+        }
+        self.sweep();
+    }
+
+    /// Remembers an operation for the failure report.
+    fn record(&mut self, line: String) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(line);
+    }
+
+    /// Prints how to reproduce a failure.
+    fn report(&self, step: u64) {
+        std::eprintln!(
+            "VM simulation failed: seed {} at step {step}; reproduce with VM_SEED={}",
+            self.seed,
+            self.seed
+        );
+        for line in &self.history {
+            std::eprintln!("  {line}");
+        }
+    }
+
+    /// Issues one operation to both sides and compares.
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::CreateSpace => {
+                let space = self.vm.create_space();
+                self.model.create_space(space);
+                self.spaces.push(space);
+            }
+            Op::MapAnonymous { space, exact, length, protection } => {
+                let expected = check_protection(protection)
+                    .and_then(|()| self.model.place(space, exact, length));
+                let placement = exact.map_or(Placement::Anywhere, Placement::Exact);
+                let actual = self.vm.map_anonymous(space, placement, length, protection);
+                agree("map_anonymous", &actual, &expected);
+                if let Ok(start) = actual {
+                    self.model.map_anonymous(space, start, length, protection);
+                }
+            }
+            Op::CreateShared { pages } => {
+                let object = self.vm.create_shared(pages * PAGE_SIZE).expect("create_shared");
+                self.model.create_shared(object, pages);
+                self.handles.push(object);
+            }
+            Op::CloseShared { object } => {
+                let expected = self.model.close_shared(object);
+                agree("close_shared", &self.vm.close_shared(object), &expected);
+                self.handles.retain(|handle| *handle != object);
+                self.closed.push(object);
+            }
+            Op::MapShared { space, exact, object, offset, length, protection } => {
+                self.map_shared(space, exact, object, offset, length, protection)
+            }
+            Op::Unmap { space, start, length } => {
+                let expected = self.model.unmap(space, start, length);
+                agree("unmap", &self.vm.unmap(space, start, length), &expected);
+            }
+            Op::Protect { space, start, length, protection } => {
+                let expected = self.model.protect(space, start, length, protection);
+                agree("protect", &self.vm.protect(space, start, length, protection), &expected);
+            }
+            Op::Fork { space } => self.fork(space),
+            Op::Exit { space } => {
+                self.vm.destroy(space).expect("destroy");
+                self.model.destroy(space);
+                self.spaces.retain(|live| *live != space);
+            }
+            Op::Switch { space } => self.vm.activate(space).expect("activate"),
+            Op::Write { address, ref data } => self.write(address, data),
+            Op::Read { address, length, access } => self.read(address, length, access),
+            Op::Discard { space } => self.vm.discard(space).expect("discard"),
+            Op::Zap { space, start, length } => {
+                let expected = check_range(start, length).map(|_| ());
+                agree("zap", &self.vm.zap(space, start, length), &expected);
+            }
+            Op::Pin { space, start, length } => {
+                let expected = self.model.check_pin(space, start, length);
+                let actual = self.vm.pin(space, start, length);
+                self.agree_or_out_of_memory("pin", &actual, &expected);
+            }
+            Op::Unpin { space, start, length } => {
+                let expected = self.model.check_pin(space, start, length);
+                agree("unpin", &self.vm.unpin(space, start, length), &expected);
+            }
+            Op::Hog { count } => self.hog(count),
+            Op::Unhog { count } => self.unhog(count),
+            Op::Harvest { space } => self.harvest(space),
+        }
+    }
+
+    /// Maps a shared object in both and compares.
+    fn map_shared(
+        &mut self,
+        space: SpaceId,
+        exact: Option<VirtAddr>,
+        object: ObjectId,
+        offset: u64,
+        length: u64,
+        protection: crate::vm::mmu::Protection,
+    ) {
+        let expected = self
+            .model
+            .check_shared(object, offset, length)
+            .and_then(|()| check_protection(protection))
+            .and_then(|()| self.model.place(space, exact, length));
+        let placement = exact.map_or(Placement::Anywhere, Placement::Exact);
+        let actual = self.vm.map_shared(space, placement, object, offset, length, protection);
+        agree("map_shared", &actual, &expected);
+        if let Ok(start) = actual {
+            self.model.map_shared(space, start, object, offset, length, protection);
+        }
+    }
+
+    /// Forks in both (unless memory runs out).
+    fn fork(&mut self, space: SpaceId) {
+        match self.vm.fork(space) {
+            Ok(child) => {
+                self.model.fork(space, child);
+                self.spaces.push(child);
+            }
+            Err(VmError::OutOfMemory) => self.out_of_memory += 1,
+            Err(error) => panic!("fork failed: {error:?}"),
+        }
+    }
+
+    /// The active space, activating a random one if none is.
+    fn active_space(&mut self) -> SpaceId {
+        if let Some(space) = self.vm.active() {
+            return space;
+        }
+        let space = self.rng.pick(&self.spaces);
+        self.vm.activate(space).expect("activate");
+        space
+    }
+
+    /// An access through the simulated processor: translate, fault, retry.
+    pub(super) fn user_access(
+        &mut self,
+        address: VirtAddr,
+        access: Access,
+    ) -> Result<Pfn, VmError> {
+        let space = self.vm.active().expect("user_access: no active space");
+        for _ in 0..3 {
+            if let Some(pfn) = self.vm.mmu_mut().translate(address, access) {
+                return Ok(pfn);
+            }
+            self.vm.fault(space, address, access)?;
+        }
+        panic!("user_access: fault at {address:?} for {access:?} keeps recurring");
+    }
+
+    /// A store of `data` at `address` (within one page) by the active space.
+    fn write(&mut self, address: VirtAddr, data: &[u8]) {
+        let space = self.active_space();
+        let expected = self.model.check_access(space, address, Access::Write);
+        let actual = self.user_access(address, Access::Write);
+        if !self.agree_or_out_of_memory("write", &actual.map(|_| ()), &expected) {
+            return;
+        }
+        let pfn = actual.expect("write: agreed success");
+        let offset = (address.0 % PAGE_SIZE) as usize;
+        self.vm.mmu_mut().write(pfn, offset, data);
+        self.model.write(space, address, data);
+        if self.rng.chance(1, 8) {
+            self.vm.harvest(space).expect("harvest");
+            let flags = self.vm.frames().flags(pfn);
+            assert!(
+                flags.contains(PageFlags::DIRTY | PageFlags::REFERENCED),
+                "write not harvested: {flags:?}"
+            );
+        }
+    }
+
+    /// A load (or fetch) of `length` bytes at `address` by the active space.
+    fn read(&mut self, address: VirtAddr, length: usize, access: Access) {
+        let space = self.active_space();
+        let expected = self.model.check_access(space, address, access);
+        let actual = self.user_access(address, access);
+        if !self.agree_or_out_of_memory("read", &actual.map(|_| ()), &expected) {
+            return;
+        }
+        let offset = (address.0 % PAGE_SIZE) as usize;
+        let (mut seen, mut wanted) = (vec![0; length], vec![0; length]);
+        self.vm.mmu().read(actual.expect("read: agreed success"), offset, &mut seen);
+        self.model.read(space, address, &mut wanted);
+        assert_eq!(seen, wanted, "read at {address:?} in {space:?} disagrees with the model");
+    }
+
+    /// Takes up to `count` frames out of the pool.
+    fn hog(&mut self, count: u64) {
+        for _ in 0..count {
+            match self.vm.frames_mut().alloc() {
+                Ok(pfn) => self.hogs.push(pfn),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Gives back up to `count` hogged frames.
+    fn unhog(&mut self, count: u64) {
+        for _ in 0..count.min(self.hogs.len() as u64) {
+            let pfn = self.hogs.swap_remove(self.rng.below(self.hogs.len() as u64) as usize);
+            self.vm.frames_mut().free(pfn).expect("unhog: free");
+        }
+    }
+
+    /// Harvests a space and checks that its translations' bits were cleared.
+    fn harvest(&mut self, space: SpaceId) {
+        self.vm.harvest(space).expect("harvest");
+        for (owner, page, entry) in self.vm.mmu().entries() {
+            assert!(
+                owner != space || !(entry.referenced || entry.dirty),
+                "harvest left bits at {page:?}"
+            );
+        }
+    }
+
+    /// Compares results of an operation that may run out of memory where the
+    /// model cannot (then nothing may have changed). Returns whether it succeeded.
+    fn agree_or_out_of_memory(
+        &mut self,
+        what: &str,
+        actual: &Result<(), VmError>,
+        expected: &Result<(), VmError>,
+    ) -> bool {
+        if *actual == Err(VmError::OutOfMemory) && expected.is_ok() {
+            self.out_of_memory += 1;
+            return false;
+        }
+        agree(what, actual, expected);
+        actual.is_ok()
+    }
+
+    /// Reads back every readable page of every space and compares it whole.
+    fn sweep(&mut self) {
+        for space in self.spaces.clone() {
+            self.vm.activate(space).expect("activate");
+            for (page, protection) in self.model.mapped(space) {
+                if !protection.allows(Access::Read) {
+                    continue;
+                }
+                let pfn = match self.user_access(page, Access::Read) {
+                    Ok(pfn) => pfn,
+                    Err(VmError::OutOfMemory) => continue,
+                    Err(error) => panic!(
+                        "seed {}: sweep of {page:?} in {space:?} failed: {error:?}",
+                        self.seed
+                    ),
+                };
+                let (mut seen, mut wanted) =
+                    (vec![0; PAGE_SIZE as usize], vec![0; PAGE_SIZE as usize]);
+                self.vm.mmu().read(pfn, 0, &mut seen);
+                self.model.read(space, page, &mut wanted);
+                assert!(
+                    seen == wanted,
+                    "seed {}: sweep of {page:?} in {space:?} disagrees",
+                    self.seed
+                );
+            }
+        }
+    }
+}
+
+/// Panics unless the VM's answer is the model's.
+fn agree<T: PartialEq + core::fmt::Debug>(
+    what: &str,
+    actual: &Result<T, VmError>,
+    expected: &Result<T, VmError>,
+) {
+    assert_eq!(actual, expected, "{what}: the VM (left) and the model (right) disagree");
+}

@@ -1,0 +1,148 @@
+//! The invariants checked after every simulated step.
+//!
+//! - Frame accounting is exact: the allocator's own walk passes, every allocated
+//!   frame is held by someone (an anonymous object, a shared object, a page-table
+//!   page, or the driver's hog list), and nothing else is allocated.
+//! - Each frame's reference count is its number of copy-on-write sharers (the
+//!   anonymous objects holding it; one for a shared object's or a table's frame).
+//! - Each frame's pin count is the number of pinned regions holding it; pinned
+//!   private pages are not shared; every page of a pinned region has a pinned
+//!   translation of its frame, and every pinned translation lies in a pinned region.
+//! - Every translation present, in the tables or cached in the TLB, is allowed by
+//!   the VM state: the right frame, and no right the region (or copy-on-write
+//!   sharing) forbids — so no writable translation of a page shared by several.
+
+use std::collections::BTreeMap;
+use std::format;
+use std::string::String;
+
+use super::machine::SimMmu;
+use crate::vm::mmu::{Protection, SpaceId, VirtAddr};
+use crate::vm::page::{PAGE_SIZE, Pfn};
+use crate::vm::space::{Backing, Region};
+use crate::vm::system::Vm;
+
+/// Expected reference and pin counts per frame.
+#[derive(Default)]
+struct Holders {
+    references: BTreeMap<Pfn, u64>,
+    pins: BTreeMap<Pfn, u64>,
+}
+
+/// Checks every invariant; the error says which broke and where.
+pub fn check(vm: &Vm<'_, SimMmu>, hogs: &[Pfn]) -> Result<(), String> {
+    vm.frames().check().map_err(|error| format!("frame accounting: {error:?}"))?;
+    let mut holders = Holders::default();
+    for pfn in hogs.iter().copied().chain(vm.mmu().table_frames()) {
+        *holders.references.entry(pfn).or_default() += 1;
+    }
+    for (_, object) in vm.objects().iter() {
+        for (_, pfn) in object.pages() {
+            *holders.references.entry(pfn).or_default() += 1;
+        }
+    }
+    for space in vm.spaces() {
+        for region in space.regions() {
+            count_region(vm, space.id(), region, &mut holders)?;
+        }
+    }
+    check_counts(vm, &holders)?;
+    check_translations(vm)
+}
+
+/// Adds a region's holdings and checks its pinned pages.
+fn count_region(
+    vm: &Vm<'_, SimMmu>,
+    space: SpaceId,
+    region: &Region,
+    holders: &mut Holders,
+) -> Result<(), String> {
+    if let Backing::Anonymous(object) = region.backing() {
+        for (_, pfn) in object.pages() {
+            *holders.references.entry(pfn).or_default() += 1;
+        }
+    }
+    if !region.pinned() {
+        return Ok(());
+    }
+    let mut page = region.start();
+    while page < region.end() {
+        let (pfn, _) =
+            vm.permitted_translation(space, page).ok_or(format!("pinned {page:?} not resident"))?;
+        *holders.pins.entry(pfn).or_default() += 1;
+        let private = matches!(region.backing(), Backing::Anonymous(_));
+        if private && vm.frames().ref_count(pfn) != 1 {
+            return Err(format!("pinned private {page:?} in {space:?} is shared"));
+        }
+        match vm.mmu().entries().find(|(owner, at, _)| *owner == space && *at == page) {
+            Some((_, _, entry)) if entry.pinned && entry.pfn == pfn => {}
+            other => return Err(format!("pinned {page:?} in {space:?} has translation {other:?}")),
+        }
+        page = page.add(PAGE_SIZE);
+    }
+    Ok(())
+}
+
+/// Compares the expected counts with the allocator's.
+fn check_counts(vm: &Vm<'_, SimMmu>, holders: &Holders) -> Result<(), String> {
+    let frames = vm.frames();
+    for (pfn, count) in &holders.references {
+        if u64::from(frames.ref_count(*pfn)) != *count {
+            return Err(format!("{pfn:?}: count {} but {count} sharers", frames.ref_count(*pfn)));
+        }
+        let pins = u64::from(frames.page(*pfn).expect("managed").pin_count());
+        if pins != holders.pins.get(pfn).copied().unwrap_or(0) {
+            return Err(format!(
+                "{pfn:?}: pinned {pins} times, expected {:?}",
+                holders.pins.get(pfn)
+            ));
+        }
+    }
+    let counters = frames.counters();
+    if counters.allocated != holders.references.len() {
+        return Err(format!(
+            "{} frames allocated but {} held: leak",
+            counters.allocated,
+            holders.references.len()
+        ));
+    }
+    if counters.pinned != holders.pins.len() {
+        return Err(format!("{} frames pinned, expected {}", counters.pinned, holders.pins.len()));
+    }
+    Ok(())
+}
+
+/// Checks every table entry and TLB entry against the VM state.
+fn check_translations(vm: &Vm<'_, SimMmu>) -> Result<(), String> {
+    for (space, page, entry) in vm.mmu().entries() {
+        allowed(vm, space, page, entry.pfn, entry.protection)
+            .map_err(|problem| format!("table: {problem}"))?;
+        let region = vm.space(space).and_then(|target| target.region(page));
+        if entry.pinned && !region.is_some_and(Region::pinned) {
+            return Err(format!(
+                "pinned translation of {page:?} in {space:?} outside a pinned region"
+            ));
+        }
+    }
+    for cached in vm.mmu().tlb() {
+        allowed(vm, cached.space, cached.page, cached.pfn, cached.protection)
+            .map_err(|problem| format!("TLB: {problem}"))?;
+    }
+    Ok(())
+}
+
+/// Whether a translation of `page` to `pfn` with `protection` is allowed.
+fn allowed(
+    vm: &Vm<'_, SimMmu>,
+    space: SpaceId,
+    page: VirtAddr,
+    pfn: Pfn,
+    protection: Protection,
+) -> Result<(), String> {
+    match vm.permitted_translation(space, page) {
+        Some((permitted, rights)) if permitted == pfn && rights.contains(protection) => Ok(()),
+        other => {
+            Err(format!("{page:?} in {space:?} -> {pfn:?} {protection:?}, VM allows {other:?}"))
+        }
+    }
+}

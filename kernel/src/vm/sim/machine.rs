@@ -1,0 +1,372 @@
+//! A simulated MMU: translation tables, a small TLB, and physical memory.
+//!
+//! It implements the [`Mmu`] contract the way a real machine layer might, and
+//! misbehaves everywhere the contract allows so that the VM cannot get away with
+//! relying on more: page-table pages are real frames taken from the allocator
+//! (so `map` can run out of memory); under pressure it discards other spaces'
+//! tables and retries; a chaos knob forgets unpinned translations at random; and
+//! its TLB keeps serving stale entries until `flush`. User accesses go through the
+//! TLB and the tables like a processor's do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::vec::Vec;
+
+use super::rng::Rng;
+use crate::vm::error::VmError;
+use crate::vm::frame::FrameAllocator;
+use crate::vm::mmu::{Access, Mmu, Protection, SpaceId, VirtAddr};
+use crate::vm::page::{PAGE_SIZE, PageFlags, Pfn};
+
+/// Pages translated by one simulated page-table page (small, so that tables come
+/// and go often).
+pub const TABLE_PAGES: u64 = 16;
+
+/// Entries in the simulated TLB.
+pub const TLB_ENTRIES: usize = 8;
+
+/// One translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The frame translated to.
+    pub pfn: Pfn,
+    /// The rights granted.
+    pub protection: Protection,
+    /// Kept through discard.
+    pub pinned: bool,
+    /// Set by any access since the last harvest.
+    pub referenced: bool,
+    /// Set by a write since the last harvest.
+    pub dirty: bool,
+}
+
+/// One page-table page: a frame and the translations it holds.
+#[derive(Debug)]
+struct Table {
+    frame: Pfn,
+    entries: BTreeMap<VirtAddr, Entry>,
+}
+
+/// A cached translation, tagged with its space (like a PCID).
+#[derive(Clone, Copy, Debug)]
+pub struct TlbEntry {
+    /// The space the entry belongs to.
+    pub space: SpaceId,
+    /// The page translated.
+    pub page: VirtAddr,
+    /// The frame it translated to when cached.
+    pub pfn: Pfn,
+    /// The rights it had when cached.
+    pub protection: Protection,
+}
+
+/// The simulated machine.
+pub struct SimMmu {
+    spaces: BTreeMap<SpaceId, BTreeMap<u64, Table>>,
+    tlb: Vec<TlbEntry>,
+    memory: HashMap<Pfn, Box<[u8]>>,
+    active: Option<SpaceId>,
+    rng: Rng,
+    /// Chance in a thousand, per `map`/`unmap`/`protect`, of discarding a random space.
+    pub chaos: u64,
+    /// Spaces discarded by chaos or pressure.
+    pub spontaneous_discards: u64,
+}
+
+impl SimMmu {
+    /// A machine with no translations; `seed` drives chaos and TLB replacement.
+    pub fn new(seed: u64, chaos: u64) -> Self {
+        SimMmu {
+            spaces: BTreeMap::new(),
+            tlb: Vec::new(),
+            memory: HashMap::new(),
+            active: None,
+            rng: Rng::new(seed ^ 0x5151_5151),
+            chaos,
+            spontaneous_discards: 0,
+        }
+    }
+
+    /// Every translation in the tables, as (space, page, entry).
+    pub fn entries(&self) -> impl Iterator<Item = (SpaceId, VirtAddr, Entry)> + '_ {
+        self.spaces.iter().flat_map(|(space, tables)| {
+            tables.values().flat_map(move |table| {
+                table.entries.iter().map(move |(page, entry)| (*space, *page, *entry))
+            })
+        })
+    }
+
+    /// Every cached TLB entry.
+    pub fn tlb(&self) -> &[TlbEntry] {
+        &self.tlb
+    }
+
+    /// The frames held as page-table pages.
+    pub fn table_frames(&self) -> impl Iterator<Item = Pfn> + '_ {
+        self.spaces.values().flat_map(|tables| tables.values().map(|table| table.frame))
+    }
+
+    /// Translates a user access by the active space like the processor would:
+    /// TLB first, then the tables. `None` is a page fault.
+    pub fn translate(&mut self, address: VirtAddr, access: Access) -> Option<Pfn> {
+        let space = self.active?;
+        let page = address.page_down();
+        let cached = self.tlb.iter().position(|entry| entry.space == space && entry.page == page);
+        if let Some(index) = cached {
+            let entry = self.tlb[index];
+            if entry.protection.allows(access) {
+                self.mark(space, page, entry.pfn, access);
+                return Some(entry.pfn);
+            }
+            self.tlb.swap_remove(index);
+        }
+        let entry = self.lookup(space, page)?;
+        if !entry.protection.allows(access) {
+            return None;
+        }
+        self.mark(space, page, entry.pfn, access);
+        self.cache(TlbEntry { space, page, pfn: entry.pfn, protection: entry.protection });
+        Some(entry.pfn)
+    }
+
+    /// Reads bytes of physical memory.
+    pub fn read(&self, pfn: Pfn, offset: usize, buffer: &mut [u8]) {
+        let frame = self.memory.get(&pfn).expect("SimMmu::read: frame never initialised");
+        buffer.copy_from_slice(&frame[offset..offset + buffer.len()]);
+    }
+
+    /// Writes bytes of physical memory.
+    pub fn write(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]) {
+        let frame = self.memory.get_mut(&pfn).expect("SimMmu::write: frame never initialised");
+        frame[offset..offset + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Sets the accessed/dirty bits of the table entry, as the page walker does.
+    fn mark(&mut self, space: SpaceId, page: VirtAddr, pfn: Pfn, access: Access) {
+        if let Some(entry) = self.lookup_mut(space, page)
+            && entry.pfn == pfn
+        {
+            entry.referenced = true;
+            entry.dirty |= access == Access::Write;
+        }
+    }
+
+    /// Caches a translation, evicting a random entry when full.
+    fn cache(&mut self, entry: TlbEntry) {
+        if self.tlb.len() >= TLB_ENTRIES {
+            let victim = self.rng.below(self.tlb.len() as u64) as usize;
+            self.tlb.swap_remove(victim);
+        }
+        self.tlb.push(entry);
+    }
+
+    /// The table entry for `page`, if any.
+    fn lookup(&self, space: SpaceId, page: VirtAddr) -> Option<Entry> {
+        let table = self.spaces.get(&space)?.get(&table_index(page))?;
+        table.entries.get(&page).copied()
+    }
+
+    /// The table entry for `page`, for the walker to update.
+    fn lookup_mut(&mut self, space: SpaceId, page: VirtAddr) -> Option<&mut Entry> {
+        let table = self.spaces.get_mut(&space)?.get_mut(&table_index(page))?;
+        table.entries.get_mut(&page)
+    }
+
+    /// Maybe forgets a random space's unpinned translations (the chaos knob).
+    fn maybe_chaos(&mut self, frames: &mut FrameAllocator<'_>) {
+        if self.chaos == 0 || !self.rng.chance(self.chaos, 1000) || self.spaces.is_empty() {
+            return;
+        }
+        let spaces: Vec<SpaceId> = self.spaces.keys().copied().collect();
+        let victim = self.rng.pick(&spaces);
+        self.spontaneous_discards += 1;
+        self.forget(frames, victim, false);
+    }
+
+    /// A table frame, reclaiming other spaces' tables once if none is free.
+    fn table_frame(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        keep: SpaceId,
+    ) -> Result<Pfn, VmError> {
+        if let Ok(pfn) = frames.alloc() {
+            return Ok(pfn);
+        }
+        let others: Vec<SpaceId> =
+            self.spaces.keys().copied().filter(|space| *space != keep).collect();
+        for space in others {
+            self.spontaneous_discards += 1;
+            self.forget(frames, space, false);
+        }
+        frames.alloc()
+    }
+
+    /// Removes the translations of `space` (pinned ones too if `everything`),
+    /// folding their bits into the pages and freeing emptied tables.
+    fn forget(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId, everything: bool) {
+        if let Some(tables) = self.spaces.get_mut(&space) {
+            for table in tables.values_mut() {
+                table.entries.retain(|_, entry| {
+                    let keep = entry.pinned && !everything;
+                    if !keep {
+                        fold_bits(frames, entry);
+                    }
+                    keep
+                });
+            }
+            free_empty_tables(frames, tables);
+        }
+        self.tlb.retain(|entry| entry.space != space);
+    }
+
+    /// Applies `change` to every entry of `space` in `[start, end)`.
+    fn for_range(
+        &mut self,
+        space: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+        mut change: impl FnMut(&mut Entry),
+    ) {
+        let Some(tables) = self.spaces.get_mut(&space) else { return };
+        let range = table_index(start)..=table_index(VirtAddr(end.0 - 1));
+        for table in tables.range_mut(range).map(|(_, table)| table) {
+            table.entries.range_mut(start..end).for_each(|(_, entry)| change(entry));
+        }
+    }
+}
+
+/// The table covering `page`.
+fn table_index(page: VirtAddr) -> u64 {
+    page.0 / PAGE_SIZE / TABLE_PAGES
+}
+
+/// Moves a translation's referenced/dirty bits into its page's record.
+fn fold_bits(frames: &mut FrameAllocator<'_>, entry: &mut Entry) {
+    let mut flags = PageFlags::empty();
+    flags.set(PageFlags::REFERENCED, entry.referenced);
+    flags.set(PageFlags::DIRTY, entry.dirty);
+    frames.set_flags(entry.pfn, flags);
+    entry.referenced = false;
+    entry.dirty = false;
+}
+
+/// Frees every table that holds no translation.
+fn free_empty_tables(frames: &mut FrameAllocator<'_>, tables: &mut BTreeMap<u64, Table>) {
+    tables.retain(|_, table| {
+        let keep = !table.entries.is_empty();
+        if !keep {
+            frames.free(table.frame).expect("SimMmu: table frame not freeable");
+        }
+        keep
+    });
+}
+
+// SAFETY: the simulation keeps the contract (it is what the tests check): entries
+// carry exactly the rights `map` was given or fewer, unmap/flush, discard and
+// destroy remove what they promise, pinned entries survive discard, and physical
+// accesses touch only the frames named.
+#[allow(unsafe_code)]
+unsafe impl Mmu for SimMmu {
+    fn map(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        address: VirtAddr,
+        pfn: Pfn,
+        protection: Protection,
+        pinned: bool,
+    ) -> Result<(), VmError> {
+        assert!(frames.ref_count(pfn) > 0, "SimMmu::map: frame {pfn:?} is not allocated");
+        self.maybe_chaos(frames);
+        let index = table_index(address);
+        if !self.spaces.get(&space).is_some_and(|tables| tables.contains_key(&index)) {
+            let frame = self.table_frame(frames, space)?;
+            let table = Table { frame, entries: BTreeMap::new() };
+            self.spaces.entry(space).or_default().insert(index, table);
+        }
+        let table = self
+            .spaces
+            .get_mut(&space)
+            .and_then(|tables| tables.get_mut(&index))
+            .expect("map: table");
+        let entry = Entry { pfn, protection, pinned, referenced: false, dirty: false };
+        if let Some(mut old) = table.entries.insert(address, entry) {
+            fold_bits(frames, &mut old);
+        }
+        Ok(())
+    }
+
+    fn unmap(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        self.maybe_chaos(frames);
+        let Some(tables) = self.spaces.get_mut(&space) else { return };
+        for table in tables.values_mut() {
+            table.entries.retain(|page, entry| {
+                let keep = *page < start || *page >= end;
+                if !keep {
+                    fold_bits(frames, entry);
+                }
+                keep
+            });
+        }
+        free_empty_tables(frames, tables);
+    }
+
+    fn protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr, protection: Protection) {
+        self.for_range(space, start, end, |entry| entry.protection &= protection);
+    }
+
+    fn unpin(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
+        self.for_range(space, start, end, |entry| entry.pinned = false);
+    }
+
+    fn flush(&mut self, space: SpaceId) {
+        self.tlb.retain(|entry| entry.space != space);
+    }
+
+    fn harvest(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
+        let Some(tables) = self.spaces.get_mut(&space) else { return };
+        for table in tables.values_mut() {
+            table.entries.values_mut().for_each(|entry| fold_bits(frames, entry));
+        }
+    }
+
+    fn discard(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
+        self.forget(frames, space, false);
+    }
+
+    fn destroy(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
+        self.forget(frames, space, true);
+        self.spaces.remove(&space);
+        if self.active == Some(space) {
+            self.active = None;
+        }
+    }
+
+    fn activate(
+        &mut self,
+        _frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+    ) -> Result<(), VmError> {
+        self.active = Some(space);
+        Ok(())
+    }
+
+    fn query(&self, space: SpaceId, address: VirtAddr) -> Option<(Pfn, Protection)> {
+        self.lookup(space, address.page_down()).map(|entry| (entry.pfn, entry.protection))
+    }
+
+    fn zero_page(&mut self, pfn: Pfn) {
+        self.memory.insert(pfn, vec![0; PAGE_SIZE as usize].into_boxed_slice());
+    }
+
+    fn copy_page(&mut self, source: Pfn, destination: Pfn) {
+        let copy =
+            self.memory.get(&source).expect("SimMmu::copy_page: source never initialised").clone();
+        self.memory.insert(destination, copy);
+    }
+}

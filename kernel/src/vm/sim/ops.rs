@@ -1,0 +1,237 @@
+//! The operations the driver issues, and how it picks them at random.
+//!
+//! Addresses fall in a small window so that mappings collide, split and merge
+//! often; a few requests are malformed on purpose so that both sides must reject
+//! them the same way.
+
+use std::vec::Vec;
+
+use super::driver::Driver;
+use crate::vm::mmu::{Access, Protection, SpaceId, USER_START, VirtAddr};
+use crate::vm::object::ObjectId;
+use crate::vm::page::PAGE_SIZE;
+
+/// Pages in the window where the driver maps things.
+const WINDOW_PAGES: u64 = 40;
+
+/// Most spaces alive at once.
+const MAX_SPACES: usize = 6;
+
+/// Most shared-object handles open at once.
+const MAX_HANDLES: usize = 4;
+
+/// One operation, as issued to both the VM and the model.
+#[derive(Clone, Debug)]
+pub enum Op {
+    CreateSpace,
+    MapAnonymous {
+        space: SpaceId,
+        exact: Option<VirtAddr>,
+        length: u64,
+        protection: Protection,
+    },
+    CreateShared {
+        pages: u64,
+    },
+    CloseShared {
+        object: ObjectId,
+    },
+    MapShared {
+        space: SpaceId,
+        exact: Option<VirtAddr>,
+        object: ObjectId,
+        offset: u64,
+        length: u64,
+        protection: Protection,
+    },
+    Unmap {
+        space: SpaceId,
+        start: VirtAddr,
+        length: u64,
+    },
+    Protect {
+        space: SpaceId,
+        start: VirtAddr,
+        length: u64,
+        protection: Protection,
+    },
+    Fork {
+        space: SpaceId,
+    },
+    Exit {
+        space: SpaceId,
+    },
+    Switch {
+        space: SpaceId,
+    },
+    Write {
+        address: VirtAddr,
+        data: Vec<u8>,
+    },
+    Read {
+        address: VirtAddr,
+        length: usize,
+        access: Access,
+    },
+    Discard {
+        space: SpaceId,
+    },
+    Zap {
+        space: SpaceId,
+        start: VirtAddr,
+        length: u64,
+    },
+    Pin {
+        space: SpaceId,
+        start: VirtAddr,
+        length: u64,
+    },
+    Unpin {
+        space: SpaceId,
+        start: VirtAddr,
+        length: u64,
+    },
+    Hog {
+        count: u64,
+    },
+    Unhog {
+        count: u64,
+    },
+    Harvest {
+        space: SpaceId,
+    },
+}
+
+/// Picks the next operation for the driver's current state.
+pub fn generate(driver: &mut Driver) -> Op {
+    if driver.spaces.is_empty() {
+        return Op::CreateSpace;
+    }
+    loop {
+        if let Some(op) = attempt(driver) {
+            return op;
+        }
+    }
+}
+
+/// One weighted draw; `None` when the drawn kind does not fit the state.
+fn attempt(driver: &mut Driver) -> Option<Op> {
+    let rng = &mut driver.rng;
+    let space = rng.pick(&driver.spaces);
+    let op = match rng.below(100) {
+        0..=9 => Op::MapAnonymous {
+            space,
+            exact: exact(driver),
+            length: length(driver),
+            protection: protection(driver),
+        },
+        10..=12 if driver.handles.len() < MAX_HANDLES => {
+            Op::CreateShared { pages: driver.rng.between(1, 8) }
+        }
+        13..=14 => Op::CloseShared { object: some_object(driver)? },
+        15..=20 => {
+            let object = some_object(driver)?;
+            let offset = driver.rng.below(6) * PAGE_SIZE;
+            Op::MapShared {
+                space,
+                exact: exact(driver),
+                object,
+                offset,
+                length: length(driver),
+                protection: protection(driver),
+            }
+        }
+        21..=26 => Op::Unmap { space, start: start(driver), length: length(driver) },
+        27..=32 => Op::Protect {
+            space,
+            start: start(driver),
+            length: length(driver),
+            protection: protection(driver),
+        },
+        33..=36 if driver.spaces.len() < MAX_SPACES => Op::Fork { space },
+        37..=38 if driver.spaces.len() > 1 || driver.rng.chance(1, 20) => Op::Exit { space },
+        39..=43 => Op::Switch { space },
+        44..=66 => write(driver),
+        67..=86 => read(driver),
+        87..=88 => Op::Discard { space },
+        89 => Op::Zap { space, start: start(driver), length: length(driver) },
+        90..=92 => Op::Pin { space, start: start(driver), length: length(driver) },
+        93..=94 => Op::Unpin { space, start: start(driver), length: length(driver) },
+        95..=96 => Op::Hog { count: driver.rng.between(1, 8) },
+        97..=98 => Op::Unhog { count: driver.rng.between(1, 8) },
+        99 => Op::Harvest { space },
+        _ => return None,
+    };
+    Some(op)
+}
+
+/// An open handle mostly, sometimes a closed one.
+fn some_object(driver: &mut Driver) -> Option<ObjectId> {
+    if !driver.closed.is_empty() && driver.rng.chance(1, 10) {
+        return Some(driver.rng.pick(&driver.closed));
+    }
+    (!driver.handles.is_empty()).then(|| driver.rng.pick(&driver.handles))
+}
+
+/// A page in the window, now and then a malformed address.
+fn start(driver: &mut Driver) -> VirtAddr {
+    let page = VirtAddr(USER_START + driver.rng.below(WINDOW_PAGES) * PAGE_SIZE);
+    match driver.rng.below(100) {
+        0 => VirtAddr(page.0 + 8),
+        1 => VirtAddr(0),
+        _ => page,
+    }
+}
+
+/// An exact placement mostly, sometimes "anywhere".
+fn exact(driver: &mut Driver) -> Option<VirtAddr> {
+    (!driver.rng.chance(1, 4)).then(|| start(driver))
+}
+
+/// A length of a few pages, now and then a malformed one.
+fn length(driver: &mut Driver) -> u64 {
+    match driver.rng.below(100) {
+        0 => 0,
+        1 => PAGE_SIZE + 1,
+        _ => driver.rng.between(1, 6) * PAGE_SIZE,
+    }
+}
+
+/// A protection, now and then one the machine cannot express.
+fn protection(driver: &mut Driver) -> Protection {
+    let read = Protection::READ;
+    let choices = [
+        Protection::empty(),
+        read,
+        read,
+        read | Protection::WRITE,
+        read | Protection::WRITE,
+        read | Protection::EXECUTE,
+    ];
+    if driver.rng.chance(1, 50) {
+        return Protection::WRITE;
+    }
+    driver.rng.pick(&choices)
+}
+
+/// An address in the window with a span that stays inside its page.
+fn address_and_length(driver: &mut Driver) -> (VirtAddr, usize) {
+    let page = USER_START + driver.rng.below(WINDOW_PAGES + 2) * PAGE_SIZE;
+    let offset = driver.rng.below(PAGE_SIZE);
+    let length = driver.rng.between(1, 16).min(PAGE_SIZE - offset);
+    (VirtAddr(page + offset), length as usize)
+}
+
+/// A store of a few random bytes.
+fn write(driver: &mut Driver) -> Op {
+    let (address, length) = address_and_length(driver);
+    let data = (0..length).map(|_| driver.rng.next_u64() as u8).collect();
+    Op::Write { address, data }
+}
+
+/// A load, or now and then an instruction fetch.
+fn read(driver: &mut Driver) -> Op {
+    let (address, length) = address_and_length(driver);
+    let access = if driver.rng.chance(1, 10) { Access::Execute } else { Access::Read };
+    Op::Read { address, length, access }
+}

@@ -106,7 +106,8 @@ impl SimMmu {
     }
 
     /// Translates a user access by the active space like the processor would:
-    /// TLB first, then the tables. `None` is a page fault.
+    /// TLB first, then the tables. `None` is a page fault. A cached entry that
+    /// does not allow the access faults without a table walk.
     pub fn translate(&mut self, address: VirtAddr, access: Access) -> Option<Pfn> {
         let space = self.active?;
         let page = address.page_down();
@@ -117,7 +118,9 @@ impl SimMmu {
                 self.mark(space, page, entry.pfn, access);
                 return Some(entry.pfn);
             }
-            self.tlb.swap_remove(index);
+            // Stricter than x86, which drops the entry on the fault: the contract
+            // lets a stale entry stand until `flush`, so a missing flush loops.
+            return None;
         }
         let entry = self.lookup(space, page)?;
         if !entry.protection.allows(access) {

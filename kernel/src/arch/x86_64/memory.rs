@@ -143,3 +143,27 @@ fn start_heap() {
 pub fn frame_of(pfn: Pfn) -> PhysFrame {
     PhysFrame::containing_address(PhysAddr::new(pfn.addr()))
 }
+
+/// The kernel's address of physical frame `pfn`, through the physical map.
+fn frame_pointer(pfn: Pfn) -> *mut u8 {
+    (memory::physical_offset() + pfn.addr()) as *mut u8
+}
+
+/// Fills frame `pfn` with `byte`.
+///
+/// The caller must own the frame: it was allocated to the caller and is not
+/// mapped anywhere the caller does not control.
+pub fn fill_frame(pfn: Pfn, byte: u8) {
+    // SAFETY: all physical memory is mapped writable at the physical offset, and
+    // the caller owns the frame, so nothing else reads or writes it meanwhile.
+    unsafe { core::ptr::write_bytes(frame_pointer(pfn), byte, PAGE_SIZE as usize) };
+}
+
+/// Copies frame `pfn` into `buffer`. Same ownership rule as [`fill_frame`].
+pub fn read_frame(pfn: Pfn, buffer: &mut [u8; PAGE_SIZE as usize]) {
+    // SAFETY: as in `fill_frame`; `buffer` is a distinct, exclusively borrowed
+    // kernel buffer of exactly one page.
+    unsafe {
+        core::ptr::copy_nonoverlapping(frame_pointer(pfn), buffer.as_mut_ptr(), buffer.len())
+    };
+}

@@ -45,4 +45,4 @@ pub fn power_off(code: ExitCode) -> ! {
 }
 
 pub use boot_info::boot_command_line;
-pub use memory::init_memory;
+pub use memory::{fill_frame, init_memory, read_frame};

@@ -343,8 +343,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
         length: u64,
         access: Access,
     ) -> Result<(), VmError> {
-        let end = check_range(start.page_down(), round_up(start, length)?)?;
         let target = self.spaces.get(&space).ok_or(VmError::InvalidArgument)?;
+        if length == 0 {
+            return Ok(());
+        }
+        let end = check_range(start.page_down(), round_up(start, length)?)?;
         let mut cursor = start.page_down();
         while cursor < end {
             let region = target.region(cursor).ok_or(VmError::BadAddress)?;
@@ -366,6 +369,9 @@ impl<'a, M: Mmu> Vm<'a, M> {
         access: Access,
     ) -> Result<(), VmError> {
         self.check_user_range(space, start, length, access)?;
+        if length == 0 {
+            return Ok(());
+        }
         let end = start.page_down().add(round_up(start, length)?);
         let mut page = start.page_down();
         while page < end {
@@ -425,3 +431,6 @@ fn check_protection(protection: Protection) -> Result<(), VmError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -235,14 +235,7 @@ impl Driver {
         address: VirtAddr,
         access: Access,
     ) -> Result<Pfn, VmError> {
-        let space = self.vm.active().expect("user_access: no active space");
-        for _ in 0..3 {
-            if let Some(pfn) = self.vm.mmu_mut().translate(address, access) {
-                return Ok(pfn);
-            }
-            self.vm.fault(space, address, access)?;
-        }
-        panic!("user_access: fault at {address:?} for {access:?} keeps recurring");
+        touch(&mut self.vm, address, access)
     }
 
     /// A store of `data` at `address` (within one page) by the active space.
@@ -355,6 +348,19 @@ impl Driver {
             }
         }
     }
+}
+
+/// An access by the active space through the simulated processor, the way a user
+/// program makes one: translate, and on a miss resolve the fault and retry.
+pub fn touch(vm: &mut Vm<'_, SimMmu>, address: VirtAddr, access: Access) -> Result<Pfn, VmError> {
+    let space = vm.active().expect("touch: no active space");
+    for _ in 0..3 {
+        if let Some(pfn) = vm.mmu_mut().translate(address, access) {
+            return Ok(pfn);
+        }
+        vm.fault(space, address, access)?;
+    }
+    panic!("touch: fault at {address:?} for {access:?} keeps recurring");
 }
 
 /// Panics unless the VM's answer is the model's.

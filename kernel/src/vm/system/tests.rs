@@ -1,0 +1,343 @@
+//! Directed tests of the VM over the simulated MMU: one behaviour each, with the
+//! statistics and frame counts it must leave behind.
+
+use super::*;
+use crate::vm::mmu::{Access, Protection, VirtAddr};
+use crate::vm::page::PageFlags;
+use crate::vm::sim::driver::{simulated_vm, touch};
+use crate::vm::sim::machine::SimMmu;
+
+const READ_WRITE: Protection = Protection::READ.union(Protection::WRITE);
+const BASE: u64 = 0x10_0000;
+
+/// A VM over `frames` frames, without chaos.
+fn vm(frames: u64) -> Vm<'static, SimMmu> {
+    simulated_vm(frames, 1, 0)
+}
+
+/// A new, active space.
+fn active_space(vm: &mut Vm<'static, SimMmu>) -> SpaceId {
+    let space = vm.create_space();
+    vm.activate(space).unwrap();
+    space
+}
+
+/// Stores one byte at `address` in the active space, faulting as needed.
+fn store(vm: &mut Vm<'static, SimMmu>, address: u64, byte: u8) -> Result<(), VmError> {
+    let pfn = touch(vm, VirtAddr(address), Access::Write)?;
+    vm.mmu_mut().write(pfn, (address % PAGE_SIZE) as usize, &[byte]);
+    Ok(())
+}
+
+/// Loads one byte at `address` in the active space, faulting as needed.
+fn load(vm: &mut Vm<'static, SimMmu>, address: u64) -> Result<u8, VmError> {
+    let pfn = touch(vm, VirtAddr(address), Access::Read)?;
+    let mut byte = [0];
+    vm.mmu().read(pfn, (address % PAGE_SIZE) as usize, &mut byte);
+    Ok(byte[0])
+}
+
+/// Frames allocated that are not page-table pages.
+fn data_frames(vm: &Vm<'static, SimMmu>) -> usize {
+    vm.frames().counters().allocated - vm.mmu().table_frames().count()
+}
+
+/// The page of `address` in `space`, as the MMU translates it now.
+fn translation(
+    vm: &Vm<'static, SimMmu>,
+    space: SpaceId,
+    address: u64,
+) -> Option<(Pfn, Protection)> {
+    vm.mmu().query(space, VirtAddr(address))
+}
+
+#[test]
+fn first_touch_zero_fills_and_bad_accesses_fail() {
+    let mut vm = vm(32);
+    let space = active_space(&mut vm);
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), 2 * PAGE_SIZE, READ_WRITE).unwrap();
+    let read_only =
+        vm.map_anonymous(space, Placement::Anywhere, PAGE_SIZE, Protection::READ).unwrap();
+    assert_eq!(load(&mut vm, BASE + 5), Ok(0));
+    store(&mut vm, BASE + 5, 7).unwrap();
+    assert_eq!(load(&mut vm, BASE + 5), Ok(7));
+    assert_eq!(store(&mut vm, read_only.0, 1), Err(VmError::Protection));
+    assert_eq!(load(&mut vm, BASE + 2 * PAGE_SIZE), Err(VmError::BadAddress));
+    assert_eq!(touch(&mut vm, VirtAddr(BASE), Access::Execute), Err(VmError::Protection));
+    let statistics = vm.statistics();
+    assert_eq!(statistics.zero_fills, 1);
+    assert_eq!((statistics.protection_faults, statistics.bad_address_faults), (2, 1));
+    assert_eq!(data_frames(&vm), 1);
+}
+
+#[test]
+fn fork_shares_pages_until_written() {
+    let mut vm = vm(32);
+    let parent = active_space(&mut vm);
+    vm.map_anonymous(parent, Placement::Exact(VirtAddr(BASE)), PAGE_SIZE, READ_WRITE).unwrap();
+    store(&mut vm, BASE, 1).unwrap();
+    let child = vm.fork(parent).unwrap();
+    let (pfn, rights) = translation(&vm, parent, BASE).unwrap();
+    assert_eq!((vm.frames().ref_count(pfn), rights.contains(Protection::WRITE)), (2, false));
+    vm.activate(child).unwrap();
+    assert_eq!(load(&mut vm, BASE), Ok(1));
+    store(&mut vm, BASE, 2).unwrap();
+    assert_eq!(vm.statistics().cow_copies, 1);
+    assert_eq!(vm.frames().ref_count(pfn), 1);
+    vm.activate(parent).unwrap();
+    assert_eq!(load(&mut vm, BASE), Ok(1));
+    store(&mut vm, BASE, 3).unwrap();
+    assert_eq!((vm.statistics().cow_copies, vm.statistics().cow_reuses), (1, 1));
+    assert_eq!(translation(&vm, parent, BASE).map(|(frame, _)| frame), Some(pfn));
+    assert_eq!(data_frames(&vm), 2);
+}
+
+#[test]
+fn discarded_translations_come_back_by_rebuild_faults() {
+    let mut vm = vm(32);
+    let space = active_space(&mut vm);
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), PAGE_SIZE, READ_WRITE).unwrap();
+    store(&mut vm, BASE, 9).unwrap();
+    vm.discard(space).unwrap();
+    assert_eq!(translation(&vm, space, BASE), None);
+    assert_eq!(vm.mmu().table_frames().count(), 0);
+    assert_eq!(load(&mut vm, BASE), Ok(9));
+    let statistics = vm.statistics();
+    assert_eq!((statistics.zero_fills, statistics.rebuild_faults), (1, 1));
+}
+
+#[test]
+fn shared_objects_are_seen_by_every_mapper_and_freed_by_the_last() {
+    let mut vm = vm(32);
+    let first = active_space(&mut vm);
+    let second = vm.create_space();
+    let object = vm.create_shared(2 * PAGE_SIZE).unwrap();
+    vm.map_shared(first, Placement::Exact(VirtAddr(BASE)), object, 0, 2 * PAGE_SIZE, READ_WRITE)
+        .unwrap();
+    let there = vm
+        .map_shared(second, Placement::Anywhere, object, PAGE_SIZE, PAGE_SIZE, READ_WRITE)
+        .unwrap();
+    store(&mut vm, BASE + PAGE_SIZE + 3, 42).unwrap();
+    vm.activate(second).unwrap();
+    assert_eq!(load(&mut vm, there.0 + 3), Ok(42));
+    vm.close_shared(object).unwrap();
+    assert_eq!(
+        vm.map_shared(second, Placement::Anywhere, object, 0, PAGE_SIZE, READ_WRITE),
+        Err(VmError::InvalidArgument)
+    );
+    vm.unmap(first, VirtAddr(BASE), 2 * PAGE_SIZE).unwrap();
+    assert!(vm.objects().get(object).is_some());
+    vm.destroy(second).unwrap();
+    assert!(vm.objects().get(object).is_none());
+    assert_eq!(data_frames(&vm), 0);
+}
+
+#[test]
+fn destroy_returns_every_frame() {
+    let mut vm = vm(64);
+    let parent = active_space(&mut vm);
+    vm.map_anonymous(parent, Placement::Exact(VirtAddr(BASE)), 8 * PAGE_SIZE, READ_WRITE).unwrap();
+    for page in 0..8 {
+        store(&mut vm, BASE + page * PAGE_SIZE, page as u8).unwrap();
+    }
+    vm.pin(parent, VirtAddr(BASE), 2 * PAGE_SIZE).unwrap();
+    let child = vm.fork(parent).unwrap();
+    vm.activate(child).unwrap();
+    store(&mut vm, BASE + 5 * PAGE_SIZE, 1).unwrap();
+    vm.destroy(parent).unwrap();
+    vm.destroy(child).unwrap();
+    assert_eq!(vm.frames().counters().allocated, 0);
+    assert_eq!(vm.frames().counters().pinned, 0);
+    vm.frames().check().unwrap();
+}
+
+#[test]
+fn fork_out_of_memory_frees_what_it_took() {
+    let mut vm = vm(24);
+    let parent = active_space(&mut vm);
+    vm.map_anonymous(parent, Placement::Exact(VirtAddr(BASE)), 6 * PAGE_SIZE, READ_WRITE).unwrap();
+    vm.map_anonymous(parent, Placement::Anywhere, PAGE_SIZE, READ_WRITE).unwrap();
+    store(&mut vm, USER_START_BYTE, 1).unwrap();
+    vm.pin(parent, VirtAddr(BASE), 6 * PAGE_SIZE).unwrap();
+    while vm.frames().counters().free > 3 {
+        vm.frames_mut().alloc().unwrap();
+    }
+    let before = vm.frames().counters();
+    let one_page_count =
+        vm.frames().ref_count(translation(&vm, parent, USER_START_BYTE).unwrap().0);
+    assert_eq!(vm.fork(parent), Err(VmError::OutOfMemory));
+    assert_eq!(vm.frames().counters(), before);
+    assert_eq!(
+        vm.frames().ref_count(translation(&vm, parent, USER_START_BYTE).unwrap().0),
+        one_page_count
+    );
+    assert_eq!(vm.spaces().count(), 1);
+}
+
+/// The first user page, where `Placement::Anywhere` puts the first mapping.
+const USER_START_BYTE: u64 = crate::vm::mmu::USER_START;
+
+#[test]
+fn fault_out_of_memory_changes_nothing() {
+    let mut vm = vm(16);
+    let space = active_space(&mut vm);
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), 2 * PAGE_SIZE, READ_WRITE).unwrap();
+    store(&mut vm, BASE, 1).unwrap();
+    let child = vm.fork(space).unwrap();
+    while vm.frames_mut().alloc().is_ok() {}
+    let before = vm.frames().counters();
+    assert_eq!(store(&mut vm, BASE + PAGE_SIZE, 1), Err(VmError::OutOfMemory));
+    assert_eq!(store(&mut vm, BASE, 2), Err(VmError::OutOfMemory));
+    assert_eq!(vm.frames().counters(), before);
+    assert_eq!(vm.permitted_translation(space, VirtAddr(BASE + PAGE_SIZE)), None);
+    let (pfn, rights) = vm.permitted_translation(child, VirtAddr(BASE)).unwrap();
+    assert_eq!((vm.frames().ref_count(pfn), rights.contains(Protection::WRITE)), (2, false));
+    assert_eq!(vm.statistics().out_of_memory_faults, 2);
+}
+
+#[test]
+fn pinned_translations_survive_discard_until_unpinned() {
+    let mut vm = vm(32);
+    let space = active_space(&mut vm);
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), 4 * PAGE_SIZE, READ_WRITE).unwrap();
+    vm.pin(space, VirtAddr(BASE + PAGE_SIZE), 2 * PAGE_SIZE).unwrap();
+    assert_eq!(vm.frames().counters().pinned, 2);
+    vm.discard(space).unwrap();
+    assert!(translation(&vm, space, BASE + PAGE_SIZE).is_some());
+    assert!(translation(&vm, space, BASE + 2 * PAGE_SIZE).is_some());
+    let faults = vm.statistics().faults;
+    store(&mut vm, BASE + PAGE_SIZE, 5).unwrap();
+    assert_eq!(vm.statistics().faults, faults);
+    vm.unpin(space, VirtAddr(BASE), 4 * PAGE_SIZE).unwrap();
+    assert_eq!(vm.frames().counters().pinned, 0);
+    vm.discard(space).unwrap();
+    assert_eq!(translation(&vm, space, BASE + PAGE_SIZE), None);
+    assert_eq!(load(&mut vm, BASE + PAGE_SIZE), Ok(5));
+}
+
+#[test]
+fn pinning_breaks_copy_on_write_sharing() {
+    let mut vm = vm(32);
+    let parent = active_space(&mut vm);
+    vm.map_anonymous(parent, Placement::Exact(VirtAddr(BASE)), PAGE_SIZE, Protection::READ)
+        .unwrap();
+    assert_eq!(load(&mut vm, BASE), Ok(0));
+    let child = vm.fork(parent).unwrap();
+    vm.pin(child, VirtAddr(BASE), PAGE_SIZE).unwrap();
+    let (parent_frame, _) = vm.permitted_translation(parent, VirtAddr(BASE)).unwrap();
+    let (child_frame, _) = vm.permitted_translation(child, VirtAddr(BASE)).unwrap();
+    assert_ne!(parent_frame, child_frame);
+    assert_eq!((vm.frames().ref_count(parent_frame), vm.frames().ref_count(child_frame)), (1, 1));
+    assert_eq!(vm.statistics().cow_copies, 1);
+}
+
+#[test]
+fn failed_pin_undoes_its_pins() {
+    let mut vm = vm(16);
+    let space = active_space(&mut vm);
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), 3 * PAGE_SIZE, READ_WRITE).unwrap();
+    while vm.frames().counters().free > 2 {
+        vm.frames_mut().alloc().unwrap();
+    }
+    assert_eq!(vm.pin(space, VirtAddr(BASE), 3 * PAGE_SIZE), Err(VmError::OutOfMemory));
+    assert_eq!(vm.frames().counters().pinned, 0);
+    assert!(vm.space(space).unwrap().regions().all(|region| !region.pinned()));
+    assert!(vm.mmu().entries().all(|(_, _, entry)| !entry.pinned));
+}
+
+#[test]
+fn user_ranges_are_checked_and_faulted_in() {
+    let mut vm = vm(32);
+    let space = active_space(&mut vm);
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), 2 * PAGE_SIZE, READ_WRITE).unwrap();
+    vm.map_anonymous(
+        space,
+        Placement::Exact(VirtAddr(BASE + 2 * PAGE_SIZE)),
+        PAGE_SIZE,
+        Protection::READ,
+    )
+    .unwrap();
+    assert_eq!(
+        vm.check_user_range(space, VirtAddr(BASE + 10), 3 * PAGE_SIZE - 20, Access::Read),
+        Ok(())
+    );
+    assert_eq!(
+        vm.check_user_range(space, VirtAddr(BASE + 10), 3 * PAGE_SIZE - 20, Access::Write),
+        Err(VmError::Protection)
+    );
+    assert_eq!(
+        vm.check_user_range(space, VirtAddr(BASE + 10), 3 * PAGE_SIZE, Access::Read),
+        Err(VmError::BadAddress)
+    );
+    assert_eq!(vm.check_user_range(space, VirtAddr(BASE), 0, Access::Write), Ok(()));
+    vm.fault_in(space, VirtAddr(BASE + 100), PAGE_SIZE, Access::Write).unwrap();
+    let faults = vm.statistics().faults;
+    store(&mut vm, BASE + 100, 1).unwrap();
+    store(&mut vm, BASE + PAGE_SIZE + 99, 1).unwrap();
+    assert_eq!(vm.statistics().faults, faults);
+}
+
+#[test]
+fn placement_and_argument_errors() {
+    let mut vm = vm(16);
+    let space = vm.create_space();
+    let first =
+        vm.map_anonymous(space, Placement::Anywhere, 2 * PAGE_SIZE, Protection::READ).unwrap();
+    assert_eq!(first, VirtAddr(USER_START_BYTE));
+    let overlap = Placement::Exact(VirtAddr(USER_START_BYTE + PAGE_SIZE));
+    assert_eq!(
+        vm.map_anonymous(space, overlap, PAGE_SIZE, Protection::READ),
+        Err(VmError::InvalidArgument)
+    );
+    assert_eq!(
+        vm.map_anonymous(space, Placement::Anywhere, PAGE_SIZE, Protection::WRITE),
+        Err(VmError::InvalidArgument)
+    );
+    assert_eq!(
+        vm.find_free_range(space, PAGE_SIZE),
+        Some(VirtAddr(USER_START_BYTE + 2 * PAGE_SIZE))
+    );
+    let object = vm.create_shared(PAGE_SIZE).unwrap();
+    let beyond =
+        vm.map_shared(space, Placement::Anywhere, object, PAGE_SIZE, PAGE_SIZE, Protection::READ);
+    assert_eq!(beyond, Err(VmError::InvalidArgument));
+    assert_eq!(
+        vm.protect(space, VirtAddr(BASE), PAGE_SIZE, Protection::READ),
+        Err(VmError::BadAddress)
+    );
+    assert_eq!(vm.unmap(space, VirtAddr(BASE), PAGE_SIZE), Ok(()));
+    assert_eq!(vm.fork(SpaceId(99)), Err(VmError::InvalidArgument));
+}
+
+#[test]
+fn zap_forgets_translations_of_a_shared_range_only() {
+    let mut vm = vm(32);
+    let space = active_space(&mut vm);
+    let object = vm.create_shared(2 * PAGE_SIZE).unwrap();
+    vm.map_shared(space, Placement::Exact(VirtAddr(BASE)), object, 0, 2 * PAGE_SIZE, READ_WRITE)
+        .unwrap();
+    store(&mut vm, BASE, 1).unwrap();
+    store(&mut vm, BASE + PAGE_SIZE, 2).unwrap();
+    vm.zap(space, VirtAddr(BASE), PAGE_SIZE).unwrap();
+    assert_eq!(translation(&vm, space, BASE), None);
+    assert!(translation(&vm, space, BASE + PAGE_SIZE).is_some());
+    assert_eq!(load(&mut vm, BASE), Ok(1));
+    assert_eq!(vm.statistics().rebuild_faults, 1);
+}
+
+#[test]
+fn harvest_moves_referenced_and_dirty_bits_to_pages() {
+    let mut vm = vm(32);
+    let space = active_space(&mut vm);
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), 2 * PAGE_SIZE, READ_WRITE).unwrap();
+    store(&mut vm, BASE, 1).unwrap();
+    load(&mut vm, BASE + PAGE_SIZE).unwrap();
+    vm.harvest(space).unwrap();
+    let written = translation(&vm, space, BASE).unwrap().0;
+    let read = translation(&vm, space, BASE + PAGE_SIZE).unwrap().0;
+    assert!(vm.frames().flags(written).contains(PageFlags::DIRTY | PageFlags::REFERENCED));
+    assert_eq!(
+        vm.frames().flags(read) & (PageFlags::DIRTY | PageFlags::REFERENCED),
+        PageFlags::REFERENCED
+    );
+}

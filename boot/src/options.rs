@@ -11,6 +11,8 @@ pub enum Command {
     Image(Run),
     /// Run the host tests and every test kernel.
     Test(Test),
+    /// Boot the release kernel and run its benchmarks.
+    Bench(Run),
 }
 
 /// How to build and boot a kernel.
@@ -66,6 +68,7 @@ pub const USAGE: &str = "\
 usage: cargo run -- [OPTIONS] [-- QEMU-ARGS...]      build the kernel and boot it in QEMU
        cargo run -- image [OPTIONS]                   build bios.img and uefi.img only
        cargo run -- test [--kernels-only] [FILTER]    run host tests and every test kernel
+       cargo run -- bench [OPTIONS]                   boot the release kernel and print benchmarks
 
 options:
   --uefi             boot through UEFI (OVMF, from the `ovmf` package) instead of BIOS
@@ -89,6 +92,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         Some(&"test") => "test",
         Some(&"image") => "image",
         Some(&"run") => "run",
+        Some(&"bench") => "bench",
         _ => "",
     };
     if !mode.is_empty() {
@@ -115,7 +119,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             other => return Err(format!("unknown option {other:?}")),
         }
     }
-    Ok(if mode == "image" { Command::Image(run) } else { Command::Run(run) })
+    Ok(match mode {
+        "image" => Command::Image(run),
+        "bench" => Command::Bench(run),
+        _ => Command::Run(run),
+    })
 }
 
 fn parse_test(words: Vec<&str>) -> Result<Test, String> {

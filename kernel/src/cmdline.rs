@@ -10,13 +10,15 @@
 pub struct Options {
     /// Power off (through isa-debug-exit under QEMU) once start-up work is done.
     pub once: bool,
+    /// Run the benchmarks after start-up.
+    pub bench: bool,
     /// Log level: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: log::LevelFilter,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { once: false, log_level: log::LevelFilter::Info }
+        Options { once: false, bench: false, log_level: log::LevelFilter::Info }
     }
 }
 
@@ -34,6 +36,7 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
         };
         match (key, value) {
             ("once", None) => options.once = true,
+            ("bench", None) => options.bench = true,
             ("log", Some(level)) => match level.parse() {
                 Ok(level) => options.log_level = level,
                 Err(_) => unknown(UnknownOption(word)),

@@ -11,6 +11,9 @@ entry_point!(kernel_main, config = &kernel::BOOTLOADER_CONFIG);
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let options = kernel::boot::init(boot_info);
     log::info!("start-up complete");
+    if options.bench {
+        kernel::bench::run_all();
+    }
     if options.once {
         log::info!("once: powering off");
         arch::power_off(ExitCode::Success);

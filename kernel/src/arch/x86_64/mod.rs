@@ -10,6 +10,7 @@ pub mod gdt;
 pub mod memory;
 pub mod qemu;
 pub mod serial;
+pub mod tsc;
 
 pub use qemu::{ExitCode, exit as exit_qemu};
 

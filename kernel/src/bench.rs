@@ -1,0 +1,72 @@
+//! In-kernel benchmarks: figures, never pass/fail.
+//!
+//! Each benchmark runs a fixed number of operations, five times; the printed
+//! figures are the median (and the minimum and maximum) per operation, in TSC
+//! cycles and in nanoseconds at the calibrated TSC frequency, one line each:
+//!
+//! `R <name> ns=<median ns> cyc=<median cycles> min=<min ns> max=<max ns> flt=<faults per op>`
+//!
+//! Lines starting with `I ` carry facts about the machine and the kernel.
+
+use crate::arch::tsc;
+use crate::memory::with_frames;
+use crate::println;
+use crate::vm::page::{PAGE_SIZE, VM_PAGE_BYTES};
+
+/// Repetitions of every benchmark.
+const REPETITIONS: usize = 5;
+
+/// Runs `operation` `count` times per repetition and prints its line.
+pub fn measure(name: &str, count: u64, mut operation: impl FnMut()) {
+    let mut cycles = [0u64; REPETITIONS];
+    for sample in &mut cycles {
+        let start = tsc::read();
+        for _ in 0..count {
+            operation();
+        }
+        *sample = (tsc::read() - start) / count;
+    }
+    cycles.sort_unstable();
+    let ns = |cycles: u64| cycles as f64 * 1e9 / tsc::frequency() as f64;
+    let median = cycles[REPETITIONS / 2];
+    println!(
+        "R {name} ns={:.1} cyc={median} min={:.1} max={:.1} flt=0",
+        ns(median),
+        ns(cycles[0]),
+        ns(cycles[REPETITIONS - 1])
+    );
+}
+
+/// Prints the machine facts every benchmark run starts with.
+fn print_facts() {
+    let hz = tsc::frequency();
+    println!("I tsc_ghz={:.3}", hz as f64 / 1e9);
+    let counters = with_frames(|frames| frames.counters());
+    println!("I vm_page_bytes_per_frame={VM_PAGE_BYTES}");
+    println!(
+        "I frames_total={} vm_page_array_kib={} overhead_permille={:.2}",
+        counters.total,
+        counters.total * VM_PAGE_BYTES / 1024,
+        VM_PAGE_BYTES as f64 * 1000.0 / PAGE_SIZE as f64
+    );
+}
+
+/// Runs every kernel benchmark.
+pub fn run_all() {
+    print_facts();
+    measure("frame_alloc_free", 100_000, || {
+        with_frames(|frames| {
+            let pfn = frames.alloc().expect("frame_alloc_free: alloc");
+            frames.free(pfn).expect("frame_alloc_free: free");
+        })
+    });
+    for order in [1, 4, 9] {
+        let name = alloc::format!("frame_alloc_free_order{order}");
+        measure(&name, 20_000, || {
+            with_frames(|frames| {
+                let first = frames.alloc_contiguous(order).expect("alloc_contiguous");
+                frames.free_contiguous(first, order).expect("free_contiguous");
+            })
+        });
+    }
+}

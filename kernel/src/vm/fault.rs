@@ -45,6 +45,22 @@ impl<'a, M: Mmu> Vm<'a, M> {
         result
     }
 
+    /// Faults the page at `address` in for `access` and returns its frame, for
+    /// kernel copies through physical memory (copy-in/out). After a write access
+    /// the frame is this space's alone, so the kernel may write it.
+    pub fn user_page(
+        &mut self,
+        space: SpaceId,
+        address: VirtAddr,
+        access: Access,
+    ) -> Result<Pfn, VmError> {
+        self.fault(space, address, access)?;
+        let (pfn, _) = self
+            .permitted_translation(space, address)
+            .expect("user_page: page not resident after fault");
+        Ok(pfn)
+    }
+
     /// Finds the region and dispatches on its backing.
     fn resolve(&mut self, space: SpaceId, page: VirtAddr, access: Access) -> Result<(), VmError> {
         let Vm { spaces, frames, mmu, objects, statistics, .. } = self;

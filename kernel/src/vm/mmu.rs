@@ -23,7 +23,7 @@
 //! 3. **Referenced and modified bits belong to pages, not to translations.**
 //!    Before an implementation forgets a translation (for whatever reason) it
 //!    folds that translation's referenced/dirty bits into the page's record
-//!    ([`PageFlags::REFERENCED`], [`PageFlags::DIRTY`]); [`Mmu::harvest`] does the
+//!    ([`REFERENCED`], [`DIRTY`]); [`Mmu::harvest`] does the
 //!    same for every live translation of a space.
 //! 4. **Never more than asked.** A translation never grants a right that the VM
 //!    did not pass to `map` for that page (the VM relies on this for
@@ -42,6 +42,9 @@
 //! translation that outlives the `unmap` + `flush` that removed it, or that grants
 //! write to a copy-on-write page, lets a process read or corrupt frames it does not
 //! own.
+//!
+//! [`REFERENCED`]: super::page::PageFlags::REFERENCED
+//! [`DIRTY`]: super::page::PageFlags::DIRTY
 #![deny(unsafe_code)]
 
 use core::fmt;

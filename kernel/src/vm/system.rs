@@ -5,6 +5,30 @@
 //! pin, fork, exit — plus fault resolution (in `fault`) and the hooks the scheduler
 //! and the machine layer need (activate, discard). Every operation either succeeds
 //! or fails with nothing observable changed and nothing leaked.
+//!
+//! # Design
+//!
+//! - **Who holds a frame.** A private region's pages live in its own
+//!   [`AnonymousObject`]; a shared region names a [`SharedObject`] and an offset.
+//!   A frame's reference count (kept by the frame allocator) is the number of
+//!   holders: the anonymous objects holding it (one per space sharing it
+//!   copy-on-write), or one for a shared object's page. Page-table pages belong to
+//!   the MMU. Nothing else holds frames, so destroying every space and closing
+//!   every handle frees every frame.
+//! - **Copy-on-write.** Fork gives the child an anonymous object with the same
+//!   frames (each count +1) and write-protects the parent's translations. A write
+//!   fault on a page whose count is above one copies it; on a page whose count is
+//!   one it takes it over. No translation of a page whose count is above one ever
+//!   grants write.
+//! - **Shared objects** count the regions mapping them (a split region counts
+//!   twice) and the open handles; the last of either to go frees the object.
+//! - **Pinning** makes a range resident, exclusive (copy-on-write broken), its
+//!   frames pinned and its translations pinned; the MMU keeps pinned translations
+//!   through discard. Fork copies pinned private pages instead of sharing them.
+//! - **Translations are a cache.** Any unpinned translation may vanish at any time;
+//!   the next access faults and the VM makes it again (a rebuild fault).
+//!
+//! [`SharedObject`]: super::object::SharedObject
 #![forbid(unsafe_code)]
 
 use alloc::collections::BTreeMap;

@@ -14,7 +14,7 @@ use super::ops::{Op, generate};
 use super::rng::Rng;
 use crate::vm::error::VmError;
 use crate::vm::frame::{FrameAllocator, PhysRange};
-use crate::vm::mmu::{Access, SpaceId, VirtAddr};
+use crate::vm::mmu::{Access, Protection, SpaceId, VirtAddr};
 use crate::vm::object::ObjectId;
 use crate::vm::page::{PAGE_SIZE, PageFlags, Pfn, VmPage};
 use crate::vm::system::{Placement, Vm};
@@ -75,6 +75,11 @@ impl Driver {
         self.vm.statistics()
     }
 
+    /// Translations the simulated MMU forgot on its own (chaos and pressure).
+    pub fn spontaneous_discards(&self) -> u64 {
+        self.vm.mmu().spontaneous_discards
+    }
+
     /// Runs `operations` random steps, then a full read-back sweep. Panics (after
     /// printing the seed and recent history) on the first disagreement.
     pub fn run(&mut self, operations: u64) {
@@ -124,14 +129,7 @@ impl Driver {
                 self.spaces.push(space);
             }
             Op::MapAnonymous { space, exact, length, protection } => {
-                let expected = check_protection(protection)
-                    .and_then(|()| self.model.place(space, exact, length));
-                let placement = exact.map_or(Placement::Anywhere, Placement::Exact);
-                let actual = self.vm.map_anonymous(space, placement, length, protection);
-                agree("map_anonymous", &actual, &expected);
-                if let Ok(start) = actual {
-                    self.model.map_anonymous(space, start, length, protection);
-                }
+                self.map_anonymous(space, exact, length, protection)
             }
             Op::CreateShared { pages } => {
                 let object = self.vm.create_shared(pages * PAGE_SIZE).expect("create_shared");
@@ -147,6 +145,17 @@ impl Driver {
             Op::MapShared { space, exact, object, offset, length, protection } => {
                 self.map_shared(space, exact, object, offset, length, protection)
             }
+            Op::Write { address, ref data } => self.write(address, data),
+            Op::Read { address, length, access } => self.read(address, length, access),
+            Op::Hog { count } => self.hog(count),
+            Op::Unhog { count } => self.unhog(count),
+            _ => self.apply_to_space(op),
+        }
+    }
+
+    /// Issues an operation on an existing space's ranges or life cycle.
+    fn apply_to_space(&mut self, op: &Op) {
+        match *op {
             Op::Unmap { space, start, length } => {
                 let expected = self.model.unmap(space, start, length);
                 agree("unmap", &self.vm.unmap(space, start, length), &expected);
@@ -154,20 +163,6 @@ impl Driver {
             Op::Protect { space, start, length, protection } => {
                 let expected = self.model.protect(space, start, length, protection);
                 agree("protect", &self.vm.protect(space, start, length, protection), &expected);
-            }
-            Op::Fork { space } => self.fork(space),
-            Op::Exit { space } => {
-                self.vm.destroy(space).expect("destroy");
-                self.model.destroy(space);
-                self.spaces.retain(|live| *live != space);
-            }
-            Op::Switch { space } => self.vm.activate(space).expect("activate"),
-            Op::Write { address, ref data } => self.write(address, data),
-            Op::Read { address, length, access } => self.read(address, length, access),
-            Op::Discard { space } => self.vm.discard(space).expect("discard"),
-            Op::Zap { space, start, length } => {
-                let expected = check_range(start, length).map(|_| ());
-                agree("zap", &self.vm.zap(space, start, length), &expected);
             }
             Op::Pin { space, start, length } => {
                 let expected = self.model.check_pin(space, start, length);
@@ -178,9 +173,38 @@ impl Driver {
                 let expected = self.model.check_pin(space, start, length);
                 agree("unpin", &self.vm.unpin(space, start, length), &expected);
             }
-            Op::Hog { count } => self.hog(count),
-            Op::Unhog { count } => self.unhog(count),
+            Op::Zap { space, start, length } => {
+                let expected = check_range(start, length).map(|_| ());
+                agree("zap", &self.vm.zap(space, start, length), &expected);
+            }
+            Op::Fork { space } => self.fork(space),
+            Op::Exit { space } => {
+                self.vm.destroy(space).expect("destroy");
+                self.model.destroy(space);
+                self.spaces.retain(|live| *live != space);
+            }
+            Op::Switch { space } => self.vm.activate(space).expect("activate"),
+            Op::Discard { space } => self.vm.discard(space).expect("discard"),
             Op::Harvest { space } => self.harvest(space),
+            _ => unreachable!("apply_to_space: {op:?}"),
+        }
+    }
+
+    /// Maps anonymous memory in both and compares.
+    fn map_anonymous(
+        &mut self,
+        space: SpaceId,
+        exact: Option<VirtAddr>,
+        length: u64,
+        protection: Protection,
+    ) {
+        let expected =
+            check_protection(protection).and_then(|()| self.model.place(space, exact, length));
+        let placement = exact.map_or(Placement::Anywhere, Placement::Exact);
+        let actual = self.vm.map_anonymous(space, placement, length, protection);
+        agree("map_anonymous", &actual, &expected);
+        if let Ok(start) = actual {
+            self.model.map_anonymous(space, start, length, protection);
         }
     }
 
@@ -192,7 +216,7 @@ impl Driver {
         object: ObjectId,
         offset: u64,
         length: u64,
-        protection: crate::vm::mmu::Protection,
+        protection: Protection,
     ) {
         let expected = self
             .model

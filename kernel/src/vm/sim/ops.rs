@@ -214,9 +214,15 @@ fn protection(driver: &mut Driver) -> Protection {
     driver.rng.pick(&choices)
 }
 
-/// An address in the window with a span that stays inside its page.
+/// An address with a span that stays inside its page: mostly in a page the active
+/// space has mapped, otherwise anywhere in the window.
 fn address_and_length(driver: &mut Driver) -> (VirtAddr, usize) {
-    let page = USER_START + driver.rng.below(WINDOW_PAGES + 2) * PAGE_SIZE;
+    let mapped = driver.vm.active().map(|space| driver.model.mapped(space)).unwrap_or_default();
+    let page = if !mapped.is_empty() && driver.rng.chance(3, 4) {
+        driver.rng.pick(&mapped).0.0
+    } else {
+        USER_START + driver.rng.below(WINDOW_PAGES + 2) * PAGE_SIZE
+    };
     let offset = driver.rng.below(PAGE_SIZE);
     let length = driver.rng.between(1, 16).min(PAGE_SIZE - offset);
     (VirtAddr(page + offset), length as usize)

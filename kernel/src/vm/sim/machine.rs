@@ -373,3 +373,6 @@ unsafe impl Mmu for SimMmu {
         self.memory.insert(destination, copy);
     }
 }
+
+#[cfg(test)]
+mod tests;

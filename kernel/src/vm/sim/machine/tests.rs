@@ -1,0 +1,85 @@
+//! Tests of the simulated MMU itself: it must misbehave exactly as far as the
+//! contract allows, or the simulation proves nothing.
+
+use super::*;
+use crate::vm::frame::PhysRange;
+use crate::vm::page::VmPage;
+
+const READ: Protection = Protection::READ.union(Protection::USER);
+const PAGE: VirtAddr = VirtAddr(0x40_0000);
+const SPACE: SpaceId = SpaceId(1);
+
+/// A frame allocator over `frames` frames.
+fn frames(frames: u64) -> FrameAllocator<'static> {
+    let usable = [PhysRange { start: 0x10_0000, end: 0x10_0000 + frames * PAGE_SIZE }];
+    let pages = Vec::leak(vec![VmPage::EMPTY; FrameAllocator::pages_needed(&usable)]);
+    FrameAllocator::new(pages, &usable)
+}
+
+/// A machine with `SPACE` active.
+fn machine(frames: &mut FrameAllocator<'_>) -> SimMmu {
+    let mut mmu = SimMmu::new(7, 0);
+    mmu.activate(frames, SPACE).unwrap();
+    mmu
+}
+
+#[test]
+fn the_tlb_serves_a_removed_translation_until_flush() {
+    let mut frames = frames(8);
+    let mut mmu = machine(&mut frames);
+    let pfn = frames.alloc().unwrap();
+    mmu.zero_page(pfn);
+    mmu.map(&mut frames, SPACE, PAGE, pfn, READ, false).unwrap();
+    assert_eq!(mmu.translate(PAGE, Access::Read), Some(pfn));
+    mmu.unmap(&mut frames, SPACE, PAGE, PAGE.add(PAGE_SIZE));
+    assert_eq!(mmu.translate(PAGE, Access::Read), Some(pfn));
+    mmu.flush(SPACE);
+    assert_eq!(mmu.translate(PAGE, Access::Read), None);
+    assert_eq!(mmu.table_frames().count(), 0);
+}
+
+#[test]
+fn a_stale_entry_without_the_right_keeps_faulting_until_flush() {
+    let mut frames = frames(8);
+    let mut mmu = machine(&mut frames);
+    let pfn = frames.alloc().unwrap();
+    mmu.map(&mut frames, SPACE, PAGE, pfn, READ, false).unwrap();
+    assert_eq!(mmu.translate(PAGE, Access::Read), Some(pfn));
+    mmu.map(&mut frames, SPACE, PAGE, pfn, READ | Protection::WRITE, false).unwrap();
+    assert_eq!(mmu.translate(PAGE, Access::Write), None);
+    mmu.flush(SPACE);
+    assert_eq!(mmu.translate(PAGE, Access::Write), Some(pfn));
+}
+
+#[test]
+fn discard_keeps_pinned_translations_and_folds_bits() {
+    let mut frames = frames(8);
+    let mut mmu = machine(&mut frames);
+    let (pinned, plain) = (frames.alloc().unwrap(), frames.alloc().unwrap());
+    let writable = READ | Protection::WRITE;
+    mmu.map(&mut frames, SPACE, PAGE, pinned, READ, true).unwrap();
+    mmu.map(&mut frames, SPACE, PAGE.add(PAGE_SIZE), plain, writable, false).unwrap();
+    assert_eq!(mmu.translate(PAGE.add(PAGE_SIZE), Access::Write), Some(plain));
+    mmu.discard(&mut frames, SPACE);
+    assert_eq!(mmu.query(SPACE, PAGE), Some((pinned, READ)));
+    assert_eq!(mmu.query(SPACE, PAGE.add(PAGE_SIZE)), None);
+    assert!(frames.flags(plain).contains(PageFlags::DIRTY | PageFlags::REFERENCED));
+    mmu.destroy(&mut frames, SPACE);
+    assert_eq!(mmu.entries().count(), 0);
+    assert_eq!(frames.counters().allocated, 2);
+}
+
+#[test]
+fn pressure_reclaims_other_spaces_tables() {
+    let mut frames = frames(3);
+    let mut mmu = machine(&mut frames);
+    let pfn = frames.alloc().unwrap();
+    mmu.map(&mut frames, SpaceId(2), PAGE, pfn, READ, false).unwrap();
+    mmu.map(&mut frames, SpaceId(3), PAGE, pfn, READ, true).unwrap();
+    assert_eq!(frames.counters().free, 0);
+    mmu.map(&mut frames, SPACE, PAGE, pfn, READ, false).unwrap();
+    assert_eq!(mmu.query(SpaceId(2), PAGE), None);
+    assert_eq!(mmu.query(SpaceId(3), PAGE), Some((pfn, READ)));
+    let far = VirtAddr(PAGE.0 + TABLE_PAGES * PAGE_SIZE);
+    assert_eq!(mmu.map(&mut frames, SPACE, far, pfn, READ, false), Err(VmError::OutOfMemory));
+}

@@ -12,8 +12,11 @@
 //!    reclaim page-table frames under pressure, to evict an idle address space
 //!    from a page-table cache, or because it keeps only one set of page tables —
 //!    **except pinned ones**, which it keeps until the VM unmaps or unpins them or
-//!    destroys the space. A forgotten translation shows up as a fault, which the
-//!    VM resolves by asking for it again (a "rebuild" fault).
+//!    destroys the space: whenever the space is active, its pinned translations
+//!    work without a fault (an implementation that shares one page table between
+//!    spaces sets them aside on a switch and puts them back in `activate`). A
+//!    forgotten translation shows up as a fault, which the VM resolves by asking
+//!    for it again (a "rebuild" fault).
 //! 2. **Changes may be deferred until [`Mmu::flush`].** After `map`, `unmap`,
 //!    `protect` or `unpin` the machine (its TLB in particular) may keep using the
 //!    old translation until the VM calls `flush` for that space. The VM calls
@@ -222,7 +225,9 @@ pub unsafe trait Mmu {
     fn destroy(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId);
 
     /// Makes `space` the one the processor translates user addresses with
-    /// (pmap_activate). May need page-table frames.
+    /// (pmap_activate). May discard other spaces' unpinned translations, and may
+    /// need page-table frames (for example to put back pinned translations); on
+    /// failure the previous space stays active.
     fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError>;
 
     /// The current translation of the page at `address`, if any (pmap_extract).

@@ -50,12 +50,14 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A driver whose pool size and chaos rate derive from `seed`.
+    /// A driver whose pool size, chaos rate and page-table cache size derive
+    /// from `seed`.
     pub fn new(seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let frames = rng.between(12, 160);
         let chaos = rng.pick(&[0, 0, 5, 30, 150]);
-        let vm = simulated_vm(frames, rng.next_u64(), chaos);
+        let mut vm = simulated_vm(frames, rng.next_u64(), chaos);
+        vm.mmu_mut().single_table = rng.chance(1, 3);
         Driver {
             seed,
             rng,

@@ -70,6 +70,9 @@ pub struct SimMmu {
     pub chaos: u64,
     /// Spaces discarded by chaos or pressure.
     pub spontaneous_discards: u64,
+    /// Behave like a page-table cache of one slot: every switch discards the
+    /// unpinned translations of every other space.
+    pub single_table: bool,
 }
 
 impl SimMmu {
@@ -83,6 +86,7 @@ impl SimMmu {
             rng: Rng::new(seed ^ 0x5151_5151),
             chaos,
             spontaneous_discards: 0,
+            single_table: false,
         }
     }
 
@@ -350,11 +354,14 @@ unsafe impl Mmu for SimMmu {
         }
     }
 
-    fn activate(
-        &mut self,
-        _frames: &mut FrameAllocator<'_>,
-        space: SpaceId,
-    ) -> Result<(), VmError> {
+    fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError> {
+        if self.single_table && self.active.is_some_and(|previous| previous != space) {
+            let others: Vec<SpaceId> =
+                self.spaces.keys().copied().filter(|other| *other != space).collect();
+            for other in others {
+                self.forget(frames, other, false);
+            }
+        }
         self.active = Some(space);
         Ok(())
     }

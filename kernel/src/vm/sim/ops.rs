@@ -23,19 +23,15 @@ const MAX_HANDLES: usize = 4;
 /// One operation, as issued to both the VM and the model.
 #[derive(Clone, Debug)]
 pub enum Op {
+    /// A new, empty space.
     CreateSpace,
-    MapAnonymous {
-        space: SpaceId,
-        exact: Option<VirtAddr>,
-        length: u64,
-        protection: Protection,
-    },
-    CreateShared {
-        pages: u64,
-    },
-    CloseShared {
-        object: ObjectId,
-    },
+    /// Private zero-fill memory, at an exact address or anywhere.
+    MapAnonymous { space: SpaceId, exact: Option<VirtAddr>, length: u64, protection: Protection },
+    /// A shared object of `pages` pages.
+    CreateShared { pages: u64 },
+    /// Closes a handle (perhaps one already closed).
+    CloseShared { object: ObjectId },
+    /// Part of a shared object, at an exact address or anywhere.
     MapShared {
         space: SpaceId,
         exact: Option<VirtAddr>,
@@ -44,62 +40,34 @@ pub enum Op {
         length: u64,
         protection: Protection,
     },
-    Unmap {
-        space: SpaceId,
-        start: VirtAddr,
-        length: u64,
-    },
-    Protect {
-        space: SpaceId,
-        start: VirtAddr,
-        length: u64,
-        protection: Protection,
-    },
-    Fork {
-        space: SpaceId,
-    },
-    Exit {
-        space: SpaceId,
-    },
-    Switch {
-        space: SpaceId,
-    },
-    Write {
-        address: VirtAddr,
-        data: Vec<u8>,
-    },
-    Read {
-        address: VirtAddr,
-        length: usize,
-        access: Access,
-    },
-    Discard {
-        space: SpaceId,
-    },
-    Zap {
-        space: SpaceId,
-        start: VirtAddr,
-        length: u64,
-    },
-    Pin {
-        space: SpaceId,
-        start: VirtAddr,
-        length: u64,
-    },
-    Unpin {
-        space: SpaceId,
-        start: VirtAddr,
-        length: u64,
-    },
-    Hog {
-        count: u64,
-    },
-    Unhog {
-        count: u64,
-    },
-    Harvest {
-        space: SpaceId,
-    },
+    /// Unmaps a range.
+    Unmap { space: SpaceId, start: VirtAddr, length: u64 },
+    /// Changes a range's protection.
+    Protect { space: SpaceId, start: VirtAddr, length: u64, protection: Protection },
+    /// Forks a space.
+    Fork { space: SpaceId },
+    /// Destroys a space.
+    Exit { space: SpaceId },
+    /// Makes a space the active one.
+    Switch { space: SpaceId },
+    /// A user store by the active space.
+    Write { address: VirtAddr, data: Vec<u8> },
+    /// A user load or instruction fetch by the active space.
+    Read { address: VirtAddr, length: usize, access: Access },
+    /// Forgets a space's unpinned translations.
+    Discard { space: SpaceId },
+    /// Forgets the translations of a range.
+    Zap { space: SpaceId, start: VirtAddr, length: u64 },
+    /// Pins a range.
+    Pin { space: SpaceId, start: VirtAddr, length: u64 },
+    /// Unpins a range.
+    Unpin { space: SpaceId, start: VirtAddr, length: u64 },
+    /// Takes frames out of the pool.
+    Hog { count: u64 },
+    /// Gives hogged frames back.
+    Unhog { count: u64 },
+    /// Harvests referenced/dirty bits.
+    Harvest { space: SpaceId },
 }
 
 /// Picks the next operation for the driver's current state.

@@ -235,14 +235,48 @@ impl Driver {
 
     /// Forks in both (unless memory runs out).
     fn fork(&mut self, space: SpaceId) {
+        let before = self.snapshot();
         match self.vm.fork(space) {
             Ok(child) => {
                 self.model.fork(space, child);
                 self.spaces.push(child);
             }
-            Err(VmError::OutOfMemory) => self.out_of_memory += 1,
+            Err(VmError::OutOfMemory) => {
+                self.out_of_memory += 1;
+                assert!(self.snapshot() == before, "fork ran out of memory but changed the VM");
+            }
             Err(error) => panic!("fork failed: {error:?}"),
         }
+    }
+
+    /// What a failed operation must leave as it was: for every page the model
+    /// has mapped, the frame behind it and that frame's sharer count; and how many
+    /// frames hold data (neither page tables nor hogged).
+    fn snapshot(&self) -> (Vec<Option<(Pfn, u16)>>, usize) {
+        let frames = self.vm.frames();
+        let mut pages = Vec::new();
+        for space in &self.spaces {
+            for (page, _) in self.model.mapped(*space) {
+                let resident = self.vm.permitted_translation(*space, page);
+                pages.push(resident.map(|(pfn, _)| (pfn, frames.ref_count(pfn))));
+            }
+        }
+        let tables = self.vm.mmu().table_frames().count();
+        (pages, frames.counters().allocated - tables - self.hogs.len())
+    }
+
+    /// An access with the check that, if it runs out of memory, nothing changed.
+    fn checked_access(&mut self, address: VirtAddr, access: Access) -> Result<Pfn, VmError> {
+        let before = (self.vm.frames().counters().free < 3).then(|| self.snapshot());
+        let result = self.user_access(address, access);
+        if result == Err(VmError::OutOfMemory) {
+            let before = before.expect("an access ran out of memory with frames to spare");
+            assert!(
+                self.snapshot() == before,
+                "{access:?} at {address:?} ran out of memory but changed the VM"
+            );
+        }
+        result
     }
 
     /// The active space, activating a random one if none is.
@@ -268,7 +302,7 @@ impl Driver {
     fn write(&mut self, address: VirtAddr, data: &[u8]) {
         let space = self.active_space();
         let expected = self.model.check_access(space, address, Access::Write);
-        let actual = self.user_access(address, Access::Write);
+        let actual = self.checked_access(address, Access::Write);
         if !self.agree_or_out_of_memory("write", &actual.map(|_| ()), &expected) {
             return;
         }
@@ -290,7 +324,7 @@ impl Driver {
     fn read(&mut self, address: VirtAddr, length: usize, access: Access) {
         let space = self.active_space();
         let expected = self.model.check_access(space, address, access);
-        let actual = self.user_access(address, access);
+        let actual = self.checked_access(address, access);
         if !self.agree_or_out_of_memory("read", &actual.map(|_| ()), &expected) {
             return;
         }

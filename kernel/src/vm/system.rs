@@ -349,6 +349,25 @@ impl<'a, M: Mmu> Vm<'a, M> {
         Ok(())
     }
 
+    /// Forgets the translations of a shared object's pages in every space that
+    /// maps it (pinned regions excepted); the pages stay and come back by faulting.
+    pub fn zap_object(&mut self, object: ObjectId) -> Result<(), VmError> {
+        self.objects.get(object).ok_or(VmError::InvalidArgument)?;
+        for (id, space) in &self.spaces {
+            let mut zapped = false;
+            for region in space.regions().filter(|region| !region.pinned()) {
+                if region.object_index(region.start()).is_some_and(|(mapped, _)| mapped == object) {
+                    self.mmu.unmap(&mut self.frames, *id, region.start(), region.end());
+                    zapped = true;
+                }
+            }
+            if zapped {
+                self.mmu.flush(*id);
+            }
+        }
+        Ok(())
+    }
+
     /// Folds the referenced/dirty bits of `space`'s translations into the pages.
     pub fn harvest(&mut self, space: SpaceId) -> Result<(), VmError> {
         if !self.spaces.contains_key(&space) {

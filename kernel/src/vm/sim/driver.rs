@@ -179,6 +179,14 @@ impl Driver {
                 let expected = check_range(start, length).map(|_| ());
                 agree("zap", &self.vm.zap(space, start, length), &expected);
             }
+            Op::ZapObject { object } => {
+                let expected = if self.model.object_alive(object) {
+                    Ok(())
+                } else {
+                    Err(VmError::InvalidArgument)
+                };
+                agree("zap_object", &self.vm.zap_object(object), &expected);
+            }
             Op::Fork { space } => self.fork(space),
             Op::Exit { space } => {
                 self.vm.destroy(space).expect("destroy");

@@ -163,6 +163,14 @@ impl Model {
         }
     }
 
+    /// Whether the VM must still have the object: a handle is open or a page of
+    /// it is mapped somewhere.
+    pub fn object_alive(&self, object: ObjectId) -> bool {
+        let mapped = |page: &Page| matches!(page.contents, Contents::Shared { object: named, .. } if named == object);
+        self.objects.get(&object).is_some_and(|entry| entry.open)
+            || self.spaces.values().any(|pages| pages.values().any(mapped))
+    }
+
     /// Checks a shared mapping's object, offset and length.
     pub fn check_shared(&self, object: ObjectId, offset: u64, length: u64) -> Result<(), VmError> {
         let entry =

@@ -66,6 +66,8 @@ pub enum Op {
     Hog { count: u64 },
     /// Gives hogged frames back.
     Unhog { count: u64 },
+    /// Forgets every translation of a shared object.
+    ZapObject { object: ObjectId },
     /// Harvests referenced/dirty bits.
     Harvest { space: SpaceId },
 }
@@ -122,7 +124,10 @@ fn attempt(driver: &mut Driver) -> Option<Op> {
         44..=66 => write(driver),
         67..=86 => read(driver),
         87..=88 => Op::Discard { space },
-        89 => Op::Zap { space, start: start(driver), length: length(driver) },
+        89 if driver.rng.chance(1, 2) => {
+            Op::Zap { space, start: start(driver), length: length(driver) }
+        }
+        89 => Op::ZapObject { object: some_object(driver)? },
         90..=92 => Op::Pin { space, start: start(driver), length: length(driver) },
         93..=94 => Op::Unpin { space, start: start(driver), length: length(driver) },
         95..=96 => Op::Hog { count: driver.rng.between(1, 8) },

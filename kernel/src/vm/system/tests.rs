@@ -310,7 +310,7 @@ fn placement_and_argument_errors() {
 }
 
 #[test]
-fn zap_forgets_translations_of_a_shared_range_only() {
+fn zap_forgets_translations_of_a_range_or_a_whole_object() {
     let mut vm = vm(32);
     let space = active_space(&mut vm);
     let object = vm.create_shared(2 * PAGE_SIZE).unwrap();
@@ -323,6 +323,12 @@ fn zap_forgets_translations_of_a_shared_range_only() {
     assert!(translation(&vm, space, BASE + PAGE_SIZE).is_some());
     assert_eq!(load(&mut vm, BASE), Ok(1));
     assert_eq!(vm.statistics().rebuild_faults, 1);
+    vm.zap_object(object).unwrap();
+    assert_eq!(vm.mmu().entries().count(), 0);
+    assert_eq!(load(&mut vm, BASE + PAGE_SIZE), Ok(2));
+    vm.close_shared(object).unwrap();
+    vm.unmap(space, VirtAddr(BASE), 2 * PAGE_SIZE).unwrap();
+    assert_eq!(vm.zap_object(object), Err(VmError::InvalidArgument));
 }
 
 #[test]

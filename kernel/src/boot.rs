@@ -36,11 +36,15 @@ pub const BOOTLOADER_CONFIG: BootloaderConfig = {
 pub fn init(boot_info: &'static mut BootInfo) -> Options {
     arch::init_cpu();
     console::init_logger(log::LevelFilter::Info);
+    let framebuffer = boot_info.framebuffer.take();
     let line = arch::boot_command_line(boot_info);
     let options = cmdline::parse(line, |word| log::warn!("ignoring unknown option {:?}", word.0));
     console::init_logger(options.log_level);
     log::info!("command line: {line:?}");
     arch::init_memory(boot_info);
+    if let Some(framebuffer) = framebuffer {
+        console::init_screen(framebuffer);
+    }
     crate::memory::log_summary();
     options
 }

@@ -1,10 +1,38 @@
 //! Kernel console output: `print!`/`println!` and the `log` back end.
 //!
-//! Every line goes to all of the machine's consoles through `arch`. Log lines carry
-//! their level and module, so `[ INFO kernel::boot] ...` says who spoke.
+//! Every line goes to the serial console (through `arch`) and, once memory is up,
+//! to the screen. Log lines carry their level and module, so
+//! `[ INFO kernel::boot] ...` says who spoke.
 
-use core::fmt;
+use bootloader_api::info::FrameBuffer;
+use core::fmt::{self, Write};
 use log::{LevelFilter, Metadata, Record};
+use spin::Mutex;
+
+use crate::screen::TextConsole;
+
+/// The screen console and the framebuffer it draws on.
+struct Screen {
+    text: TextConsole,
+    framebuffer: FrameBuffer,
+}
+
+impl Write for Screen {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.text.write_str(text, self.framebuffer.buffer_mut());
+        Ok(())
+    }
+}
+
+static SCREEN: Mutex<Option<Screen>> = Mutex::new(None);
+
+/// Starts drawing the console on `framebuffer`. Needs the heap (back buffer).
+pub fn init_screen(mut framebuffer: FrameBuffer) {
+    // Clear what the firmware and the bootloader left on the screen.
+    framebuffer.buffer_mut().fill(0);
+    let text = TextConsole::new(framebuffer.info());
+    *SCREEN.lock() = Some(Screen { text, framebuffer });
+}
 
 /// Prints to the kernel console.
 #[macro_export]
@@ -19,9 +47,28 @@ macro_rules! println {
     ($($arg:tt)*) => ($crate::print!("{}\n", format_args!($($arg)*)));
 }
 
-/// Writes formatted text to the console.
+/// Writes formatted text to every console.
 pub fn write_fmt(args: fmt::Arguments) {
     crate::arch::console_write(args);
+    crate::arch::without_interrupts(|| {
+        if let Some(screen) = SCREEN.lock().as_mut() {
+            let _ = screen.write_fmt(args);
+        }
+    });
+}
+
+/// Like [`write_fmt`], but usable while the kernel is panicking: takes the
+/// consoles' locks even if they are held.
+pub fn write_fmt_panicking(args: fmt::Arguments) {
+    crate::arch::console_write_panicking(args);
+    if SCREEN.is_locked() {
+        // SAFETY: only the panic path calls this, with interrupts off on the one
+        // CPU; the lock's holder never runs again, so at worst a line is torn.
+        unsafe { SCREEN.force_unlock() };
+    }
+    if let Some(screen) = SCREEN.lock().as_mut() {
+        let _ = screen.write_fmt(args);
+    }
 }
 
 struct ConsoleLogger;

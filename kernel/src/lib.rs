@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod screen;
 pub mod vm;
 
 #[cfg(target_os = "none")]

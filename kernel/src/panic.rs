@@ -56,12 +56,12 @@ fn panic(info: &PanicInfo) -> ! {
         arch::power_off(ExitCode::Success);
     }
     match info.location() {
-        Some(at) => arch::console_write_panicking(format_args!(
+        Some(at) => crate::console::write_fmt_panicking(format_args!(
             "[PANIC] at {}:{}: {message}\n",
             at.file(),
             at.line()
         )),
-        None => arch::console_write_panicking(format_args!("[PANIC] {message}\n")),
+        None => crate::console::write_fmt_panicking(format_args!("[PANIC] {message}\n")),
     }
     testing::report_panic();
     if EXIT_ON_PANIC.load(Ordering::SeqCst) {

@@ -68,7 +68,7 @@ pub(crate) fn panic_was_expected(message: &str) -> bool {
     };
     match running.expected_panic {
         Some(text) if message.contains(text) => {
-            arch::console_write_panicking(format_args!(
+            crate::console::write_fmt_panicking(format_args!(
                 "test {} ... ok (panicked: {message})\n",
                 running.name
             ));
@@ -86,13 +86,14 @@ pub(crate) fn panic_was_expected(message: &str) -> bool {
 pub(crate) fn report_panic() {
     if let Some(running) = RUNNING.try_lock().and_then(|mut running| running.take()) {
         match running.expected_panic {
-            Some(text) => arch::console_write_panicking(format_args!(
+            Some(text) => crate::console::write_fmt_panicking(format_args!(
                 "test {} ... FAILED (panic did not contain {text:?})\n",
                 running.name
             )),
-            None => {
-                arch::console_write_panicking(format_args!("test {} ... FAILED\n", running.name))
-            }
+            None => crate::console::write_fmt_panicking(format_args!(
+                "test {} ... FAILED\n",
+                running.name
+            )),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Exceptions are caught and reported: a deliberate page fault in kernel mode
 //! must panic with its vector, the faulting address (CR2) and the decoded error
-//! bits; a breakpoint must return.
+//! bits; a breakpoint must return. Booted through BIOS and through UEFI.
+//! run:
+//! run: --uefi
 #![no_std]
 #![no_main]
 

@@ -13,6 +13,7 @@ pub mod serial;
 pub mod tsc;
 
 pub use qemu::{ExitCode, exit as exit_qemu};
+pub use x86_64::instructions::interrupts::without_interrupts;
 
 /// Brings up the processor: serial console, segments, exception handlers.
 pub fn init_cpu() {

@@ -1,0 +1,123 @@
+//! The screen console: text on the bootloader's framebuffer.
+//!
+//! On a real PC there is often no serial port, so every log line is drawn on the
+//! screen too, in the Noto Sans Mono bitmap font (`noto-sans-mono-bitmap`: a
+//! pre-rasterised, `no_std` font, no parsing at run time). Drawing goes to a back
+//! buffer in normal memory and is copied to the framebuffer, which is slow to read
+//! (uncached video memory): a glyph is drawn into both, and a scroll moves the back
+//! buffer and copies it whole, never reading the framebuffer.
+//!
+//! This module knows pixels and text only; which memory the framebuffer is, and
+//! the lock around the console, belong to the caller.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use bootloader_api::info::{FrameBufferInfo, PixelFormat};
+use noto_sans_mono_bitmap::{FontWeight, RasterHeight, get_raster, get_raster_width};
+
+/// Glyph height in pixels.
+const GLYPH_HEIGHT: RasterHeight = RasterHeight::Size16;
+/// Glyph weight.
+const GLYPH_WEIGHT: FontWeight = FontWeight::Regular;
+/// Blank pixels around the text area.
+const BORDER: usize = 4;
+/// Extra pixels between lines.
+const LINE_GAP: usize = 2;
+
+/// A text console drawing on one framebuffer.
+pub struct TextConsole {
+    info: FrameBufferInfo,
+    back: Vec<u8>,
+    column: usize,
+    row: usize,
+}
+
+impl TextConsole {
+    /// A cleared console for a framebuffer described by `info`.
+    pub fn new(info: FrameBufferInfo) -> Self {
+        TextConsole { info, back: vec![0; info.byte_len], column: 0, row: 0 }
+    }
+
+    /// Text columns that fit on the screen.
+    pub fn columns(&self) -> usize {
+        (self.info.width - 2 * BORDER) / get_raster_width(GLYPH_WEIGHT, GLYPH_HEIGHT)
+    }
+
+    /// Text rows that fit on the screen.
+    pub fn rows(&self) -> usize {
+        (self.info.height - 2 * BORDER) / line_height()
+    }
+
+    /// Writes `text` at the cursor, wrapping and scrolling, onto `front` (the
+    /// framebuffer, `info.byte_len` bytes).
+    pub fn write_str(&mut self, text: &str, front: &mut [u8]) {
+        for character in text.chars() {
+            match character {
+                '\n' => self.new_line(front),
+                '\r' => self.column = 0,
+                character => self.put(character, front),
+            }
+        }
+    }
+
+    /// Draws one character at the cursor and advances it.
+    fn put(&mut self, character: char, front: &mut [u8]) {
+        if self.column >= self.columns() {
+            self.new_line(front);
+        }
+        let raster = get_raster(character, GLYPH_WEIGHT, GLYPH_HEIGHT)
+            .or_else(|| get_raster('?', GLYPH_WEIGHT, GLYPH_HEIGHT))
+            .expect("TextConsole::put: font lacks '?'");
+        let left = BORDER + self.column * raster.width();
+        let top = BORDER + self.row * line_height();
+        for (y, line) in raster.rows().enumerate() {
+            for (x, &intensity) in line.iter().enumerate() {
+                self.set_pixel(left + x, top + y, intensity);
+            }
+            let start = self.offset(left, top + y);
+            let end = start + raster.width() * self.info.bytes_per_pixel;
+            front[start..end].copy_from_slice(&self.back[start..end]);
+        }
+        self.column += 1;
+    }
+
+    /// Moves the cursor to the next line, scrolling when at the bottom.
+    fn new_line(&mut self, front: &mut [u8]) {
+        self.column = 0;
+        if self.row + 1 < self.rows() {
+            self.row += 1;
+            return;
+        }
+        let line_bytes = line_height() * self.info.stride * self.info.bytes_per_pixel;
+        let text_start = self.offset(0, BORDER);
+        let text_end = self.offset(0, BORDER + self.rows() * line_height());
+        self.back.copy_within(text_start + line_bytes..text_end, text_start);
+        self.back[text_end - line_bytes..text_end].fill(0);
+        front[text_start..text_end].copy_from_slice(&self.back[text_start..text_end]);
+    }
+
+    /// Byte offset of pixel (x, y).
+    fn offset(&self, x: usize, y: usize) -> usize {
+        (y * self.info.stride + x) * self.info.bytes_per_pixel
+    }
+
+    /// Sets pixel (x, y) of the back buffer to grey level `intensity`.
+    fn set_pixel(&mut self, x: usize, y: usize, intensity: u8) {
+        let offset = self.offset(x, y);
+        let color = match self.info.pixel_format {
+            PixelFormat::Rgb | PixelFormat::Bgr => [intensity, intensity, intensity / 2 * 2, 0],
+            PixelFormat::U8 => [if intensity > 127 { 0xff } else { 0 }, 0, 0, 0],
+            _ => [intensity, intensity, intensity, 0],
+        };
+        let bytes = self.info.bytes_per_pixel.min(color.len());
+        self.back[offset..offset + bytes].copy_from_slice(&color[..bytes]);
+    }
+}
+
+/// Pixels from one text line to the next.
+fn line_height() -> usize {
+    GLYPH_HEIGHT.val() + LINE_GAP
+}
+
+#[cfg(test)]
+mod tests;

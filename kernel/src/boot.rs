@@ -42,6 +42,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     console::init_logger(options.log_level);
     log::info!("command line: {line:?}");
     arch::init_memory(boot_info);
+    crate::memory::configure_page_tables(&options);
     if let Some(framebuffer) = framebuffer {
         console::init_screen(framebuffer);
     }

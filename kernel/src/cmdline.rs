@@ -14,11 +14,27 @@ pub struct Options {
     pub bench: bool,
     /// Log level: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: log::LevelFilter,
+    /// Address spaces whose page tables are kept (`pt_cache=N`, N >= 1).
+    pub pt_cache: usize,
+    /// Chaos mode (`chaos`, or `chaos=K`): the running address space loses its
+    /// unpinned translations every K page faults; 0 is off.
+    pub chaos: u64,
 }
+
+/// Page-table cache size when the command line does not say.
+pub const DEFAULT_PT_CACHE: usize = 8;
+/// Chaos interval meant by a bare `chaos`.
+pub const DEFAULT_CHAOS: u64 = 4;
 
 impl Default for Options {
     fn default() -> Self {
-        Options { once: false, bench: false, log_level: log::LevelFilter::Info }
+        Options {
+            once: false,
+            bench: false,
+            log_level: log::LevelFilter::Info,
+            pt_cache: DEFAULT_PT_CACHE,
+            chaos: 0,
+        }
     }
 }
 
@@ -39,6 +55,15 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
             ("bench", None) => options.bench = true,
             ("log", Some(level)) => match level.parse() {
                 Ok(level) => options.log_level = level,
+                Err(_) => unknown(UnknownOption(word)),
+            },
+            ("pt_cache", Some(size)) => match size.parse() {
+                Ok(size) if size >= 1 => options.pt_cache = size,
+                _ => unknown(UnknownOption(word)),
+            },
+            ("chaos", None) => options.chaos = DEFAULT_CHAOS,
+            ("chaos", Some(interval)) => match interval.parse() {
+                Ok(interval) => options.chaos = interval,
                 Err(_) => unknown(UnknownOption(word)),
             },
             _ => unknown(UnknownOption(word)),

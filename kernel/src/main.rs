@@ -15,6 +15,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         kernel::bench::run_all();
     }
     if options.once {
+        kernel::memory::log_statistics();
         log::info!("once: powering off");
         arch::power_off(ExitCode::Success);
     }

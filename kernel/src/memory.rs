@@ -1,15 +1,32 @@
-//! The kernel's physical memory: the one frame allocator, behind one lock.
+//! The kernel's memory: the one VM, with the frame allocator inside it, behind
+//! one lock.
 //!
-//! Physical memory is managed by the portable [`FrameAllocator`]; the machine
-//! layer builds it at start-up from the boot memory map and stores it here.
+//! Physical memory is managed by the portable [`FrameAllocator`], which the
+//! machine layer builds at start-up from the boot memory map and hands to the
+//! kernel's [`Vm`] together with the machine's MMU implementation. Everything
+//! about memory — frames, address spaces, page tables — is reached through
+//! [`with_vm`].
+//!
+//! # Locking rules
+//! - The VM lock is never held while touching user memory: a page fault takes
+//!   the lock itself (with `try_lock`, so breaking this rule is a panic naming it,
+//!   not a hang).
+//! - The heap may grow while the lock is held; its grow hook then draws on a
+//!   reserve of frames that [`with_vm`] refills before it releases the lock (see
+//!   `arch::x86_64::memory`).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
+use crate::arch;
+use crate::vm::Vm;
 use crate::vm::frame::FrameAllocator;
 
-/// The frame allocator, once start-up has built it.
-pub static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+/// The kernel's VM: the portable VM on this machine's MMU.
+pub type KernelVm = Vm<'static, arch::MachineMmu>;
+
+/// The VM, once start-up has built it.
+pub static VM: Mutex<Option<KernelVm>> = Mutex::new(None);
 
 static PHYSICAL_OFFSET: AtomicU64 = AtomicU64::new(0);
 
@@ -23,10 +40,46 @@ pub fn physical_offset() -> u64 {
     PHYSICAL_OFFSET.load(Ordering::Relaxed)
 }
 
+/// Runs `f` with the VM locked, then refills the heap's frame reserve. Panics if
+/// memory is not set up yet. `f` must not touch user memory.
+pub fn with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> R {
+    let mut vm = VM.lock();
+    let vm = vm.as_mut().expect("with_vm: memory not initialised");
+    let result = f(vm);
+    arch::refill_heap_reserve(vm.frames_mut());
+    result
+}
+
+/// Like [`with_vm`], but `None` instead of waiting if the lock is held (or the
+/// VM does not exist yet): for the page-fault handler.
+pub fn try_with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> Option<R> {
+    let mut vm = VM.try_lock()?;
+    let vm = vm.as_mut()?;
+    let result = f(vm);
+    arch::refill_heap_reserve(vm.frames_mut());
+    Some(result)
+}
+
 /// Runs `f` with the frame allocator. Panics if memory is not set up yet.
 pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> R {
-    let mut frames = FRAMES.lock();
-    f(frames.as_mut().expect("with_frames: memory not initialised"))
+    with_vm(|vm| f(vm.frames_mut()))
+}
+
+/// Applies the command line's page-table options (`pt_cache`, `chaos`).
+pub fn configure_page_tables(options: &crate::cmdline::Options) {
+    let (capacity, pcid) = with_vm(|vm| {
+        let mmu = vm.mmu_mut();
+        mmu.set_capacity(options.pt_cache);
+        mmu.set_chaos_interval(options.chaos);
+        (mmu.capacity(), mmu.has_pcid())
+    });
+    let pcid = if pcid { "on" } else { "off" };
+    match options.chaos {
+        0 => log::info!("page tables: cache of {capacity} address spaces, PCID {pcid}"),
+        every => log::info!(
+            "page tables: cache of {capacity} address spaces, PCID {pcid}, chaos every {every} faults"
+        ),
+    }
 }
 
 /// Logs the frame counts and what the `VmPage` array costs.
@@ -44,5 +97,33 @@ pub fn log_summary() {
         metadata / 1024,
         metadata * 100 / ram.max(1),
         metadata * 10000 / ram.max(1) % 100,
+    );
+}
+
+/// Logs what the VM and the page tables have done (at power-off).
+pub fn log_statistics() {
+    let (vm, tables, free) =
+        with_vm(|vm| (vm.statistics(), vm.mmu().statistics(), vm.frames().counters().free));
+    log::info!(
+        "vm: {} faults ({} rebuild, {} zero-fill, {} copy-on-write), {} free frames",
+        vm.faults,
+        vm.rebuild_faults,
+        vm.zero_fills,
+        vm.cow_copies,
+        free
+    );
+    log::info!(
+        "page tables: {} pages held ({} roots), {} activations, {} switches, {} evictions, \
+         {} reclaims, {} PCID flushes, {} TLB flushes, {} invlpg, {} chaos discards",
+        tables.table_pages,
+        tables.roots,
+        tables.activations,
+        tables.switches,
+        tables.evictions,
+        tables.reclaims,
+        tables.pcid_flushes,
+        tables.tlb_flushes,
+        tables.page_invalidations,
+        tables.chaos_discards,
     );
 }

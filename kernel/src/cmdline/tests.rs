@@ -22,3 +22,21 @@ fn unknown_and_malformed_words_are_reported() {
     assert_eq!(options.log_level, log::LevelFilter::Info);
     assert_eq!(unknown, ["bogus", "once=1", "log=loud"]);
 }
+
+#[test]
+fn page_table_options_are_parsed() {
+    let defaults = parse("", |word| panic!("unexpected unknown {word:?}"));
+    assert_eq!((defaults.pt_cache, defaults.chaos), (DEFAULT_PT_CACHE, 0));
+    let options = parse("pt_cache=1 chaos", |word| panic!("unexpected unknown {word:?}"));
+    assert_eq!((options.pt_cache, options.chaos), (1, DEFAULT_CHAOS));
+    let options = parse("pt_cache=16 chaos=7", |word| panic!("unexpected unknown {word:?}"));
+    assert_eq!((options.pt_cache, options.chaos), (16, 7));
+}
+
+#[test]
+fn bad_page_table_options_are_reported() {
+    let mut unknown = Vec::new();
+    let options = parse("pt_cache=0 pt_cache=many pt_cache chaos=x", |word| unknown.push(word.0));
+    assert_eq!((options.pt_cache, options.chaos), (DEFAULT_PT_CACHE, 0));
+    assert_eq!(unknown, ["pt_cache=0", "pt_cache=many", "pt_cache", "chaos=x"]);
+}

@@ -5,10 +5,12 @@
 //! (RIP, CS, RSP), and for a page fault the faulting address (CR2) with the error
 //! code's bits decoded. An exception the kernel cannot handle is a kernel bug, so
 //! it becomes a panic carrying that report; the panic handler prints it and, under
-//! test, fails the run.
+//! test, fails the run. Page faults first go to the VM (`page_fault`), which
+//! resolves most of them; only the ones it refuses are reported.
 
 use core::fmt;
 use spin::LazyLock;
+use x86_64::VirtAddr;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
@@ -157,10 +159,23 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
     fatal(&ExceptionReport::new(18, "MACHINE CHECK", &frame, None))
 }
 
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    let address = Cr2::read_raw();
+    let Err(unresolved) = super::page_fault::resolve(address, code) else { return };
     let mut report = ExceptionReport::new(14, "PAGE FAULT", &frame, Some(code.bits()));
-    report.cr2 = Some(Cr2::read_raw());
-    fatal(&report);
+    report.cr2 = Some(address);
+    if report.from_user() {
+        // No user processes yet; when they come, this kills the faulting one.
+        panic!("EXCEPTION: {report}: {unresolved} (user mode)");
+    }
+    if let Some(resume) = super::page_fault::recovery_point(unresolved) {
+        // SAFETY: `resume` is the recovery label of the user-memory accessor that
+        // faulted, which expects to continue there with the registers it had at
+        // the faulting access; the handler's return restores exactly those.
+        unsafe { frame.as_mut().update(|value| value.instruction_pointer = VirtAddr::new(resume)) };
+        return;
+    }
+    panic!("EXCEPTION: {report}: {unresolved}");
 }
 
 static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {

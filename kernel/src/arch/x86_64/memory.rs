@@ -6,7 +6,23 @@
 //! boot info and ramdisk are reported as used by the bootloader). The `VmPage`
 //! array is carved from the end of the largest usable range and reached through
 //! the bootloader's mapping of all physical memory. From here on every frame comes
-//! from the portable allocator; the bootloader's own allocator is never used again.
+//! from the portable allocator, which lives inside the kernel's one [`Vm`]; the
+//! bootloader's own allocator is never used again.
+//!
+//! # The heap and the VM lock
+//! The heap grows on frames, and the VM allocates heap memory (tree nodes) while
+//! it holds the VM lock, so the heap's grow hook cannot simply take that lock. It
+//! tries it: when the lock is free the hook takes frames from the allocator; when
+//! it is held (the VM itself is allocating, or a page fault interrupted a VM
+//! operation) it uses a small reserve of frames set aside for exactly this, and
+//! the reserve is refilled every time VM work releases the lock
+//! ([`refill_heap_reserve`]). The reserve holds [`HEAP_RESERVE_FRAMES`] frames,
+//! several heap steps; a VM operation that needs more heap than that in one go
+//! fails its allocation instead of deadlocking.
+//!
+//! The heap lives in one P4 slot of the kernel half that exists from the first
+//! heap mapping on, so heap growth never adds a P4 entry and every address-space
+//! root (which copies the kernel half at creation) sees it.
 
 use bootloader_api::info::{BootInfo, MemoryRegionKind};
 use x86_64::structures::paging::{
@@ -15,8 +31,14 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spin::Mutex;
+
+use super::paging::X86Mmu;
+use super::paging::table::top_level_present;
 use crate::boot::HEAP_REGION_START;
-use crate::memory::{self, FRAMES};
+use crate::memory::{self, VM};
+use crate::vm::Vm;
 use crate::vm::frame::{FrameAllocator, PhysRange};
 use crate::vm::page::{PAGE_SIZE, Pfn, VmPage};
 
@@ -28,6 +50,25 @@ const HEAP_INITIAL: u64 = 256 * 1024;
 const HEAP_LIMIT: u64 = 1 << 30;
 /// Smallest step by which the heap grows.
 const HEAP_STEP: u64 = 64 * 1024;
+/// Frames kept aside for heap growth while the VM lock is held.
+pub const HEAP_RESERVE_FRAMES: usize = 64;
+
+const _: () = assert!(
+    HEAP_REGION_START % (1 << 39) + HEAP_LIMIT <= 1 << 39,
+    "the heap must fit in one P4 slot"
+);
+
+/// Frames set aside for heap growth while the VM lock is held.
+struct FrameReserve {
+    frames: [Pfn; HEAP_RESERVE_FRAMES],
+    count: usize,
+}
+
+static HEAP_RESERVE: Mutex<FrameReserve> =
+    Mutex::new(FrameReserve { frames: [Pfn(0); HEAP_RESERVE_FRAMES], count: 0 });
+
+/// Frames taken by the heap: mapped into it, its page tables, and its reserve.
+static HEAP_FRAMES: AtomicUsize = AtomicUsize::new(0);
 
 /// Builds the frame allocator from the memory map and starts the kernel heap.
 pub fn init_memory(boot_info: &'static BootInfo) {
@@ -47,8 +88,69 @@ pub fn init_memory(boot_info: &'static BootInfo) {
     }
     let ranges = &mut ranges[..count];
     let pages = carve_page_array(ranges, offset);
-    *FRAMES.lock() = Some(FrameAllocator::new(pages, ranges));
+    let frames = FrameAllocator::new(pages, ranges);
+    // Neither `Vm::new` nor `X86Mmu::new` allocates: there is no heap yet.
+    *VM.lock() = Some(Vm::new(frames, X86Mmu::new()));
     start_heap();
+    memory::with_vm(|_| ());
+}
+
+/// Frames the heap holds: mapped into it, its page tables, and its reserve.
+/// The heap never shrinks, so this only grows.
+pub fn heap_frames() -> usize {
+    HEAP_FRAMES.load(Ordering::Relaxed)
+}
+
+/// Tops the heap's frame reserve up from `frames`; called whenever VM work is
+/// about to release the VM lock.
+pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) {
+    let Some(mut reserve) = HEAP_RESERVE.try_lock() else { return };
+    while reserve.count < HEAP_RESERVE_FRAMES {
+        let Ok(pfn) = frames.alloc() else { break };
+        let slot = reserve.count;
+        reserve.frames[slot] = pfn;
+        reserve.count += 1;
+        HEAP_FRAMES.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Where the heap's frames come from: the allocator when the VM lock was free,
+/// the reserve when it is held.
+enum HeapFrames<'a, 'b> {
+    Allocator(&'a mut FrameAllocator<'b>),
+    Reserve(&'a mut FrameReserve),
+}
+
+impl HeapFrames<'_, '_> {
+    /// One frame for the heap, or `None`.
+    fn take(&mut self) -> Option<Pfn> {
+        match self {
+            HeapFrames::Allocator(frames) => {
+                let pfn = frames.alloc().ok()?;
+                HEAP_FRAMES.fetch_add(1, Ordering::Relaxed);
+                Some(pfn)
+            }
+            HeapFrames::Reserve(reserve) => {
+                reserve.count = reserve.count.checked_sub(1)?;
+                Some(reserve.frames[reserve.count])
+            }
+        }
+    }
+
+    /// Gives back a frame `take` returned that ended up unused.
+    fn give_back(&mut self, pfn: Pfn) {
+        match self {
+            HeapFrames::Allocator(frames) => {
+                frames.free(pfn).expect("give_back: fresh frame not freeable");
+                HEAP_FRAMES.fetch_sub(1, Ordering::Relaxed);
+            }
+            HeapFrames::Reserve(reserve) => {
+                let slot = reserve.count;
+                reserve.frames[slot] = pfn;
+                reserve.count += 1;
+            }
+        }
+    }
 }
 
 /// Takes room for the `VmPage` array from the end of the largest usable range
@@ -76,44 +178,60 @@ fn carve_page_array(ranges: &mut [PhysRange], offset: u64) -> &'static mut [VmPa
     unsafe { core::slice::from_raw_parts_mut(address, entries) }
 }
 
-/// Adapts the portable allocator to the `x86_64` crate's page-table code.
-struct TableFrames<'a, 'b>(&'a mut FrameAllocator<'b>);
+/// Adapts the heap's frame source to the `x86_64` crate's page-table code.
+struct TableFrames<'a, 'b, 'c>(&'a mut HeapFrames<'b, 'c>);
 
-// SAFETY: frames come from the portable allocator, which hands each out once.
-unsafe impl PagingFrameAllocator<Size4KiB> for TableFrames<'_, '_> {
+// SAFETY: frames come from the portable allocator (directly or through the
+// reserve), which hands each out once.
+unsafe impl PagingFrameAllocator<Size4KiB> for TableFrames<'_, '_, '_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        let pfn = self.0.alloc().ok()?;
-        Some(PhysFrame::containing_address(PhysAddr::new(pfn.addr())))
+        let pfn = self.0.take()?;
+        fill_frame(pfn, 0);
+        Some(frame_of(pfn))
     }
 }
 
-/// The kernel's view of the active top-level page table.
-fn active_mapper() -> OffsetPageTable<'static> {
+/// The kernel's mapper of the boot root, whose kernel half every root shares.
+fn kernel_mapper() -> OffsetPageTable<'static> {
     let offset = memory::physical_offset();
-    let (frame, _) = x86_64::registers::control::Cr3::read();
-    let table = (offset + frame.start_address().as_u64()) as *mut PageTable;
-    // SAFETY: all physical memory is mapped at `offset`, so `table` is the live
-    // top-level table; callers hold `FRAMES`, which serialises kernel mappers.
+    let root = boot_root();
+    let table = (offset + root.addr()) as *mut PageTable;
+    // SAFETY: all physical memory is mapped at `offset`, so `table` is the boot
+    // root; only heap growth maps through it, and the heap lock serialises that.
     unsafe { OffsetPageTable::new(&mut *table, VirtAddr::new(offset)) }
 }
 
-/// Maps fresh frames over `start..start + len` in the kernel heap region.
+/// The boot root: the page table the kernel was entered with.
+fn boot_root() -> Pfn {
+    static BOOT_ROOT: spin::Once<Pfn> = spin::Once::new();
+    *BOOT_ROOT.call_once(super::paging::tlb::Tlb::current_root)
+}
+
+/// Maps fresh frames over `start..start + len` in the kernel heap region, taking
+/// them from the allocator if the VM lock is free, else from the reserve.
 fn map_heap(start: u64, len: u64) -> Option<()> {
-    let mut frames = FRAMES.lock();
-    let frames = frames.as_mut()?;
-    let mut mapper = active_mapper();
+    if let Some(mut vm) = VM.try_lock() {
+        let frames = vm.as_mut()?.frames_mut();
+        return map_heap_from(start, len, &mut HeapFrames::Allocator(frames));
+    }
+    let mut reserve = HEAP_RESERVE.lock();
+    map_heap_from(start, len, &mut HeapFrames::Reserve(&mut reserve))
+}
+
+/// [`map_heap`] with its frame source chosen.
+fn map_heap_from(start: u64, len: u64, source: &mut HeapFrames<'_, '_>) -> Option<()> {
+    let mut mapper = kernel_mapper();
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     for address in (start..start + len).step_by(PAGE_SIZE as usize) {
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
-        let pfn = frames.alloc().ok()?;
-        let frame = PhysFrame::containing_address(PhysAddr::new(pfn.addr()));
+        let pfn = source.take()?;
         // SAFETY: the heap region belongs to the heap alone and `page` is not
         // mapped yet; the frame is fresh from the allocator.
-        let flush = unsafe { mapper.map_to(page, frame, flags, &mut TableFrames(frames)) };
+        let flush = unsafe { mapper.map_to(page, frame_of(pfn), flags, &mut TableFrames(source)) };
         match flush {
             Ok(flush) => flush.flush(),
             Err(_) => {
-                let _ = frames.free(pfn);
+                source.give_back(pfn);
                 return None;
             }
         }
@@ -128,6 +246,7 @@ fn grow_heap(top: usize, wanted: usize) -> Option<usize> {
     if top + len > HEAP_REGION_START + HEAP_LIMIT {
         return None;
     }
+    debug_assert!(top_level_present(boot_root(), top), "grow_heap: heap P4 slot missing");
     map_heap(top, len)?;
     Some(len as usize)
 }
@@ -157,6 +276,21 @@ pub fn fill_frame(pfn: Pfn, byte: u8) {
     // SAFETY: all physical memory is mapped writable at the physical offset, and
     // the caller owns the frame, so nothing else reads or writes it meanwhile.
     unsafe { core::ptr::write_bytes(frame_pointer(pfn), byte, PAGE_SIZE as usize) };
+}
+
+/// Copies frame `source` over frame `destination`. The caller must own both
+/// (as for [`fill_frame`]); they must differ.
+pub fn copy_frame(source: Pfn, destination: Pfn) {
+    assert_ne!(source, destination, "copy_frame: source is the destination");
+    // SAFETY: both frames are mapped at the physical offset and owned by the
+    // caller; distinct frames never overlap.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            frame_pointer(source),
+            frame_pointer(destination),
+            PAGE_SIZE as usize,
+        )
+    };
 }
 
 /// Copies frame `pfn` into `buffer`. Same ownership rule as [`fill_frame`].

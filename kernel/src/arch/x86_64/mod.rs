@@ -8,9 +8,12 @@ pub mod boot_info;
 pub mod exceptions;
 pub mod gdt;
 pub mod memory;
+mod page_fault;
+pub mod paging;
 pub mod qemu;
 pub mod serial;
 pub mod tsc;
+pub mod user_memory;
 
 pub use qemu::{ExitCode, exit as exit_qemu};
 pub use x86_64::instructions::interrupts::without_interrupts;
@@ -47,4 +50,6 @@ pub fn power_off(code: ExitCode) -> ! {
 }
 
 pub use boot_info::boot_command_line;
-pub use memory::{fill_frame, init_memory, read_frame};
+pub use memory::{fill_frame, heap_frames, init_memory, read_frame, refill_heap_reserve};
+pub use page_fault::Unresolved;
+pub use paging::X86Mmu as MachineMmu;

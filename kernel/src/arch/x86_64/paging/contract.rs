@@ -1,0 +1,203 @@
+//! The MMU contract, implemented on the page-table cache.
+//!
+//! Every operation on a space that owns no slot touches only its pinned record;
+//! every operation on a slot keeps the TLB in step at once (see `slots`), so
+//! `flush` has nothing left to do.
+
+use super::X86Mmu;
+use super::slots::{Invalidation, fold};
+use super::table::{self, Walker};
+use crate::arch::x86_64::memory::{copy_frame, fill_frame};
+use crate::vm::{FrameAllocator, Mmu, Pfn, Protection, SpaceId, USER_END, VirtAddr, VmError};
+
+impl X86Mmu {
+    /// Stores `leaf` at `address` in slot `index`, folding and invalidating the
+    /// leaf it replaces.
+    fn install_leaf(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        index: usize,
+        address: VirtAddr,
+        leaf: u64,
+    ) -> Result<(), VmError> {
+        let root = self.slots[index].root;
+        let mut made = 0;
+        let mut allocate = || {
+            let pfn = self.allocate_table(frames, index)?;
+            made += 1;
+            Ok(pfn)
+        };
+        let result = table::install(root, address.value(), leaf, &mut allocate);
+        self.slots[index].tables += made;
+        let previous = result?;
+        if previous != 0 {
+            fold(frames, previous);
+            let mut invalidation = Invalidation::new(self.loaded == Some(index));
+            invalidation.note(&self.tlb, address.value(), previous);
+            self.settle(index, invalidation, false);
+        }
+        Ok(())
+    }
+
+    /// Records (`Some`) or forgets (`None`) the pinned translation at `address`.
+    fn record_pin(&mut self, space: SpaceId, address: VirtAddr, pin: Option<(Pfn, Protection)>) {
+        match pin {
+            Some(pin) => {
+                self.spaces.entry(space).or_default().pinned.insert(address, pin);
+            }
+            None => {
+                if let Some(record) = self.spaces.get_mut(&space) {
+                    record.pinned.remove(&address);
+                }
+            }
+        }
+    }
+
+    /// Forgets the pinned records of `[start, end)`.
+    fn unrecord_pins(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
+        if let Some(record) = self.spaces.get_mut(&space) {
+            record.pinned.retain(|address, _| !(start..end).contains(address));
+            if record.slot.is_none() && record.pinned.is_empty() {
+                self.spaces.remove(&space);
+            }
+        }
+    }
+
+    /// Applies `change` to every used leaf of `space` in `[start, end)` without
+    /// freeing tables, keeping the TLB in step.
+    fn change_leaves(
+        &mut self,
+        space: SpaceId,
+        range: (u64, u64),
+        change: &mut dyn FnMut(u64) -> u64,
+    ) {
+        let Some(index) = self.slot_of(space) else { return };
+        let mut invalidation = Invalidation::new(self.loaded == Some(index));
+        let tlb = &self.tlb;
+        let mut visit = |address: u64, entry: u64| {
+            let replacement = change(entry);
+            if replacement != entry {
+                invalidation.note(tlb, address, entry);
+            }
+            replacement
+        };
+        let mut walker = Walker { visit: &mut visit, emptied: None };
+        table::walk(self.slots[index].root, range.0, range.1, &mut walker);
+        self.settle(index, invalidation, false);
+    }
+}
+
+// SAFETY: leaves are encoded from exactly the protection `map` passed and only
+// ever restricted afterwards (`table::restrict`); every removed or restricted
+// leaf of the loaded root is invalidated before the call returns, and every such
+// change to another root marks it stale so that its PCID is flushed before it is
+// loaded again; page-table pages are freed only after that; pinned leaves are
+// recorded and put back whenever a slot is emptied; `zero_page` and `copy_page`
+// write exactly the frames named.
+unsafe impl Mmu for X86Mmu {
+    fn map(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        address: VirtAddr,
+        pfn: Pfn,
+        protection: Protection,
+        pinned: bool,
+    ) -> Result<(), VmError> {
+        if let Some(index) = self.slot_of(space) {
+            let leaf = table::encode(pfn, protection, pinned);
+            self.install_leaf(frames, index, address, leaf)?;
+        }
+        self.record_pin(space, address, pinned.then_some((pfn, protection)));
+        Ok(())
+    }
+
+    fn unmap(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        if let Some(index) = self.slot_of(space) {
+            self.forget(frames, index, (start.value(), end.value()), false);
+        }
+        self.unrecord_pins(space, start, end);
+    }
+
+    fn protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr, protection: Protection) {
+        if let Some(record) = self.spaces.get_mut(&space) {
+            for (_, (_, pinned)) in record.pinned.range_mut(start..end) {
+                *pinned &= protection;
+            }
+        }
+        let mut restrict = |entry| table::restrict(entry, protection);
+        self.change_leaves(space, (start.value(), end.value()), &mut restrict);
+    }
+
+    fn unpin(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
+        self.unrecord_pins(space, start, end);
+        self.change_leaves(space, (start.value(), end.value()), &mut table::without_pin);
+    }
+
+    fn flush(&mut self, _space: SpaceId) {
+        // Nothing is deferred: every change was made visible when it was made.
+    }
+
+    fn harvest(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
+        let mut harvest = |entry| {
+            fold(frames, entry);
+            table::without_usage(entry)
+        };
+        self.change_leaves(space, (0, USER_END), &mut harvest);
+    }
+
+    fn discard(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
+        if let Some(index) = self.slot_of(space) {
+            self.forget(frames, index, (0, USER_END), true);
+        }
+    }
+
+    fn destroy(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
+        if let Some(index) = self.slot_of(space) {
+            self.release_slot(frames, index);
+        }
+        self.spaces.remove(&space);
+    }
+
+    fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError> {
+        self.apply_capacity(frames)?;
+        let index = match self.slot_of(space) {
+            Some(index) => index,
+            None => self.claim(frames, space)?,
+        };
+        self.statistics.activations += 1;
+        self.clock += 1;
+        self.slots[index].last_used = self.clock;
+        if self.loaded != Some(index) || self.slots[index].stale {
+            self.load(index);
+        }
+        if self.chaos() {
+            self.forget(frames, index, (0, USER_END), true);
+            self.statistics.chaos_discards += 1;
+        }
+        Ok(())
+    }
+
+    fn query(&self, space: SpaceId, address: VirtAddr) -> Option<(Pfn, Protection)> {
+        let page = address.page_down();
+        if let Some(index) = self.slot_of(space) {
+            let leaf = table::lookup(self.slots[index].root, page.value());
+            return (leaf != 0).then(|| table::decode(leaf));
+        }
+        self.spaces.get(&space)?.pinned.get(&page).copied()
+    }
+
+    fn zero_page(&mut self, pfn: Pfn) {
+        fill_frame(pfn, 0);
+    }
+
+    fn copy_page(&mut self, source: Pfn, destination: Pfn) {
+        copy_frame(source, destination);
+    }
+}

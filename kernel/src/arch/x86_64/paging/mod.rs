@@ -1,0 +1,222 @@
+//! x86_64 page tables: the MMU contract on 4-level paging, as a discardable cache.
+//!
+//! Page tables hold nothing the portable VM cannot rebuild (the contract's rule
+//! 1), so this layer keeps them only for a working set of address spaces and
+//! forgets the rest. [`X86Mmu`] owns a small cache of *slots*; a slot is a root
+//! (P4) table with its own PCID, and belongs to at most one address space at a
+//! time. The kernel half of every root (P4 entries 256..512) is a copy of the boot
+//! root's; those entries never change after start-up, so a kernel mapping made
+//! later (the heap's) lands in shared lower tables and every root sees it.
+//!
+//! # Slots
+//! - The capacity N is set at boot (`pt_cache=N`, default 8, N = 1 allowed) and
+//!   may be changed at run time with [`X86Mmu::set_capacity`], which takes effect
+//!   at the next activation. All N roots are made at once when the capacity is
+//!   applied; they stay for good.
+//! - Activating a space that still owns a slot just loads that slot's root. A
+//!   space without one takes a free slot or evicts the least recently activated:
+//!   the victim's accessed/dirty bits go to the page records, its page-table
+//!   pages are freed, its PCID is flushed, and the new owner's pinned
+//!   translations are installed. With N = 1 every switch to another space clears
+//!   the one root.
+//! - A space that owns no slot has no translations, only pinned ones recorded on
+//!   the side: `map` of an unpinned translation into it does nothing (rule 1
+//!   allows forgetting it at once; the space faults it back when it runs).
+//!
+//! # Pinned translations
+//! Every pinned translation is recorded per space as (address, frame,
+//! protection) in addition to its leaf (marked with a software bit). Discard
+//! keeps pinned leaves; eviction and pressure free everything, and the record puts
+//! the pinned leaves back when the space next gets a slot. The page-table pages
+//! that needs are counted and allocated *before* the slot is taken, so an
+//! activation that cannot get them fails with `OutOfMemory` having changed
+//! nothing, and no pinned translation is ever dropped.
+//!
+//! # TLB
+//! Each slot has PCID `index + 1` (PCID 0 is the boot root's). Changes to the
+//! loaded root are invalidated at once with `invlpg` (or a flush of the current
+//! PCID when page-table pages were freed); changes to a root that is not loaded
+//! mark its slot stale, and the next load flushes its PCID (see [`tlb`]). Without
+//! PCIDs every load flushes anyway. `flush` therefore has nothing left to do.
+//!
+//! # Pressure
+//! When a page-table page cannot be allocated, the page tables of every idle
+//! slot (neither loaded nor being filled) are freed and the allocation is retried
+//! once before `OutOfMemory` is reported.
+//!
+//! # Chaos
+//! With `chaos=K` (`chaos` alone means K = 4) the running space loses every
+//! unpinned translation before every K-th page fault is resolved, and every
+//! activation discards the activated space's. Deterministic, and K > 1 lets an
+//! instruction that touches several pages still complete.
+
+mod contract;
+mod slots;
+pub mod table;
+pub mod tlb;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::vm::{Pfn, Protection, SpaceId, VirtAddr};
+use tlb::Tlb;
+
+/// Largest page-table cache: PCIDs 1..=64.
+pub const MAX_CAPACITY: usize = 64;
+/// Page-table cache size when the command line does not say.
+pub const DEFAULT_CAPACITY: usize = 8;
+/// Chaos interval meant by a bare `chaos`.
+pub const DEFAULT_CHAOS_INTERVAL: u64 = 4;
+
+/// What the page-table layer has done, for statistics and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageTableStatistics {
+    /// Calls of `activate`.
+    pub activations: u64,
+    /// Activations that loaded another root (or reloaded a stale one).
+    pub switches: u64,
+    /// Slots taken from a space that still owned them.
+    pub evictions: u64,
+    /// Idle slots emptied because a page-table page could not be allocated.
+    pub reclaims: u64,
+    /// Page-table pages held now, roots included.
+    pub table_pages: u64,
+    /// Roots among `table_pages`.
+    pub roots: u64,
+    /// Flushes of one PCID (with PCIDs on).
+    pub pcid_flushes: u64,
+    /// Root loads or reloads that dropped cached translations.
+    pub tlb_flushes: u64,
+    /// Single pages invalidated with `invlpg`.
+    pub page_invalidations: u64,
+    /// Pinned leaves put back when their space got a slot again.
+    pub pinned_reinstalls: u64,
+    /// Discards made by chaos mode.
+    pub chaos_discards: u64,
+}
+
+/// One cached root.
+#[derive(Debug)]
+struct Slot {
+    root: Pfn,
+    pcid: u16,
+    owner: Option<SpaceId>,
+    /// Activation clock at the last activation (least recent is evicted).
+    last_used: u64,
+    /// Translations changed while not loaded: flush the PCID at the next load.
+    stale: bool,
+    /// Page-table pages below the root.
+    tables: u64,
+}
+
+/// What this layer remembers about an address space.
+#[derive(Debug, Default)]
+struct SpaceRecord {
+    slot: Option<usize>,
+    pinned: BTreeMap<VirtAddr, (Pfn, Protection)>,
+}
+
+/// The x86_64 implementation of the MMU contract (see the module documentation).
+#[derive(Debug)]
+pub struct X86Mmu {
+    tlb: Tlb,
+    boot_root: Pfn,
+    slots: Vec<Slot>,
+    capacity: usize,
+    spaces: BTreeMap<SpaceId, SpaceRecord>,
+    /// The slot whose root is in CR3 (`None`: the boot root).
+    loaded: Option<usize>,
+    clock: u64,
+    chaos_interval: u64,
+    chaos_countdown: u64,
+    statistics: PageTableStatistics,
+}
+
+impl X86Mmu {
+    /// Takes over the processor's paging: turns on NX and PCIDs (if present) and
+    /// remembers the boot root, whose kernel half every root will share. Allocates
+    /// nothing; roots are made at the first activation.
+    pub fn new() -> X86Mmu {
+        let tlb = Tlb::enable();
+        X86Mmu {
+            tlb,
+            boot_root: Tlb::current_root(),
+            slots: Vec::new(),
+            capacity: DEFAULT_CAPACITY,
+            spaces: BTreeMap::new(),
+            loaded: None,
+            clock: 0,
+            chaos_interval: 0,
+            chaos_countdown: 0,
+            statistics: PageTableStatistics::default(),
+        }
+    }
+
+    /// Sets the page-table cache size (clamped to `1..=MAX_CAPACITY`); applied at
+    /// the next activation, which may then evict slots or make roots.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.clamp(1, MAX_CAPACITY);
+    }
+
+    /// The page-table cache size asked for.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Turns chaos mode on (every `interval`-th fault) or off (0).
+    pub fn set_chaos_interval(&mut self, interval: u64) {
+        self.chaos_interval = interval;
+        self.chaos_countdown = interval;
+    }
+
+    /// Whether chaos mode is on.
+    pub fn chaos(&self) -> bool {
+        self.chaos_interval != 0
+    }
+
+    /// Counts a page fault for chaos mode: true when the running space must lose
+    /// its unpinned translations before this fault is resolved.
+    pub fn chaos_due(&mut self) -> bool {
+        if self.chaos_interval == 0 {
+            return false;
+        }
+        self.chaos_countdown -= 1;
+        if self.chaos_countdown > 0 {
+            return false;
+        }
+        self.chaos_countdown = self.chaos_interval;
+        self.statistics.chaos_discards += 1;
+        true
+    }
+
+    /// Whether the processor tags translations with PCIDs.
+    pub fn has_pcid(&self) -> bool {
+        self.tlb.has_pcid()
+    }
+
+    /// Whether `space` owns a slot now (its page tables are cached).
+    pub fn has_slot(&self, space: SpaceId) -> bool {
+        self.slot_of(space).is_some()
+    }
+
+    /// Page-table pages below the root of `space`'s slot (0 without a slot).
+    pub fn table_pages_of(&self, space: SpaceId) -> u64 {
+        self.slot_of(space).map_or(0, |index| self.slots[index].tables)
+    }
+
+    /// What this layer has done so far.
+    pub fn statistics(&self) -> PageTableStatistics {
+        self.statistics
+    }
+
+    /// The slot `space` owns, if any.
+    fn slot_of(&self, space: SpaceId) -> Option<usize> {
+        self.spaces.get(&space).and_then(|record| record.slot)
+    }
+}
+
+impl Default for X86Mmu {
+    fn default() -> Self {
+        X86Mmu::new()
+    }
+}

@@ -1,0 +1,302 @@
+//! The page-table cache: slots, eviction, reclaim under pressure, and keeping
+//! the TLB in step with every change.
+
+use alloc::vec::Vec;
+
+use super::table::{self, Walker};
+use super::{Slot, X86Mmu};
+use crate::arch::x86_64::memory::fill_frame;
+use crate::vm::{FrameAllocator, PageFlags, Pfn, SpaceId, USER_END, VirtAddr, VmError};
+
+/// Pages of the loaded root invalidated one by one in a single change; past
+/// this the whole PCID is flushed instead.
+const INVALIDATE_LIMIT: u64 = 32;
+
+/// Tracks what a change to one slot's leaves means for the TLB.
+pub(super) struct Invalidation {
+    loaded: bool,
+    /// Pages that may still be invalidated one by one.
+    limit: u64,
+    pages: u64,
+    whole: bool,
+    changed: bool,
+}
+
+impl Invalidation {
+    /// Starts tracking changes to a slot that is (or is not) loaded.
+    pub(super) fn new(loaded: bool) -> Invalidation {
+        Invalidation { loaded, limit: INVALIDATE_LIMIT, pages: 0, whole: false, changed: false }
+    }
+
+    /// Like [`Invalidation::new`], for a change to the whole user half: any
+    /// change then flushes the whole PCID, without page-by-page invalidation.
+    fn bulk(loaded: bool) -> Invalidation {
+        Invalidation { limit: 0, ..Invalidation::new(loaded) }
+    }
+
+    /// Notes that the leaf at `address`, which was `old`, changed.
+    pub(super) fn note(&mut self, tlb: &super::Tlb, address: u64, old: u64) {
+        if !table::is_present(old) {
+            return;
+        }
+        self.changed = true;
+        if !self.loaded {
+            return;
+        }
+        if self.pages < self.limit {
+            tlb.invalidate_page(address);
+            self.pages += 1;
+        } else {
+            self.whole = true;
+        }
+    }
+}
+
+/// Folds a leaf's accessed/dirty bits into its page's record (rule 3).
+pub(super) fn fold(frames: &mut FrameAllocator<'_>, entry: u64) {
+    let (referenced, dirty) = table::usage(entry);
+    let mut flags = PageFlags::empty();
+    if referenced {
+        flags |= PageFlags::REFERENCED;
+    }
+    if dirty {
+        flags |= PageFlags::DIRTY;
+    }
+    if !flags.is_empty() {
+        frames.set_flags(table::frame_of(entry), flags);
+    }
+}
+
+impl X86Mmu {
+    /// Makes the change tracked by `invalidation` (and the unlinking of `emptied`
+    /// tables) safe: the loaded root gets its PCID flushed if single-page
+    /// invalidations could not cover it; another root is marked stale.
+    pub(super) fn settle(&mut self, index: usize, invalidation: Invalidation, emptied: bool) {
+        self.statistics.page_invalidations += invalidation.pages;
+        if !invalidation.changed && !emptied {
+            return;
+        }
+        if !invalidation.loaded {
+            self.slots[index].stale = true;
+        } else if invalidation.whole || emptied {
+            self.reload(index, true);
+        }
+    }
+
+    /// Forgets the leaves of slot `index` in `[start, end)` (except pinned ones
+    /// if `keep_pinned`), folding their usage bits, and frees emptied tables.
+    pub(super) fn forget(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        index: usize,
+        range: (u64, u64),
+        keep_pinned: bool,
+    ) {
+        let loaded = self.loaded == Some(index);
+        let mut invalidation = if range == (0, USER_END) {
+            Invalidation::bulk(loaded)
+        } else {
+            Invalidation::new(loaded)
+        };
+        let mut emptied = Vec::new();
+        let tlb = &self.tlb;
+        let mut visit = |address: u64, entry: u64| {
+            if keep_pinned && table::is_pinned(entry) {
+                return entry;
+            }
+            fold(frames, entry);
+            invalidation.note(tlb, address, entry);
+            0
+        };
+        let mut walker = Walker { visit: &mut visit, emptied: Some(&mut emptied) };
+        table::walk(self.slots[index].root, range.0, range.1, &mut walker);
+        self.settle(index, invalidation, !emptied.is_empty());
+        self.free_tables(frames, index, emptied);
+    }
+
+    /// Returns page-table pages no TLB can reach any more to the allocator.
+    fn free_tables(&mut self, frames: &mut FrameAllocator<'_>, index: usize, tables: Vec<Pfn>) {
+        let count = tables.len() as u64;
+        for pfn in tables {
+            frames.free(pfn).expect("free_tables: page-table page not freeable");
+        }
+        self.slots[index].tables -= count;
+        self.statistics.table_pages -= count;
+    }
+
+    /// A zeroed frame for a page-table page; under pressure first empties idle
+    /// slots other than `keep`.
+    pub(super) fn allocate_table(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        keep: usize,
+    ) -> Result<Pfn, VmError> {
+        let pfn = match frames.alloc() {
+            Ok(pfn) => pfn,
+            Err(_) => {
+                self.reclaim_idle(frames, keep);
+                frames.alloc()?
+            }
+        };
+        fill_frame(pfn, 0);
+        self.statistics.table_pages += 1;
+        Ok(pfn)
+    }
+
+    /// Empties every slot that is neither loaded nor `keep`; their spaces
+    /// rebuild on their next activation (pinned leaves from their records).
+    fn reclaim_idle(&mut self, frames: &mut FrameAllocator<'_>, keep: usize) {
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let idle = index != keep && self.loaded != Some(index) && slot.owner.is_some();
+            if idle && slot.tables > 0 {
+                self.release_slot(frames, index);
+                self.statistics.reclaims += 1;
+            }
+        }
+    }
+
+    /// Takes slot `index` from its owner: every leaf forgotten, tables freed.
+    pub(super) fn release_slot(&mut self, frames: &mut FrameAllocator<'_>, index: usize) {
+        self.forget(frames, index, (0, USER_END), false);
+        if let Some(owner) = self.slots[index].owner.take() {
+            let record = self.spaces.get_mut(&owner).expect("release_slot: owner unknown");
+            record.slot = None;
+            if record.pinned.is_empty() {
+                self.spaces.remove(&owner);
+            }
+        }
+    }
+
+    /// Loads slot `index`'s root, flushing its PCID if it is stale.
+    pub(super) fn load(&mut self, index: usize) {
+        let flush = self.slots[index].stale;
+        self.reload(index, flush);
+        self.statistics.switches += 1;
+    }
+
+    /// Loads slot `index`'s root, dropping its cached translations if `flush`.
+    fn reload(&mut self, index: usize, flush: bool) {
+        let slot = &mut self.slots[index];
+        if self.tlb.load(slot.root, slot.pcid, flush) {
+            self.statistics.tlb_flushes += 1;
+            if self.tlb.has_pcid() {
+                self.statistics.pcid_flushes += 1;
+            }
+        }
+        slot.stale = false;
+        self.loaded = Some(index);
+    }
+
+    /// Makes or drops roots until there are as many slots as the capacity.
+    pub(super) fn apply_capacity(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+    ) -> Result<(), VmError> {
+        while self.slots.len() > self.capacity {
+            let index = self.slots.len() - 1;
+            if self.loaded == Some(index) {
+                self.tlb.load(self.boot_root, 0, true);
+                self.loaded = None;
+            }
+            self.release_slot(frames, index);
+            let slot = self.slots.pop().expect("apply_capacity: no slot");
+            frames.free(slot.root).expect("apply_capacity: root not freeable");
+            self.statistics.table_pages -= 1;
+            self.statistics.roots -= 1;
+        }
+        while self.slots.len() < self.capacity {
+            let root = self.allocate_table(frames, usize::MAX)?;
+            table::fill_root(root, self.boot_root);
+            self.statistics.roots += 1;
+            let pcid = self.slots.len() as u16 + 1;
+            let slot = Slot { root, pcid, owner: None, last_used: 0, stale: true, tables: 0 };
+            self.slots.push(slot);
+        }
+        Ok(())
+    }
+
+    /// Gives `space` a slot: a free one, or the least recently used, evicted.
+    /// The page-table pages for its pinned leaves are allocated first, so on
+    /// error nothing changed.
+    pub(super) fn claim(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+    ) -> Result<usize, VmError> {
+        let victim = self.pick_victim();
+        let pinned: Vec<(VirtAddr, (Pfn, super::Protection))> = self
+            .spaces
+            .get(&space)
+            .map(|record| record.pinned.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default();
+        let mut reserved = self.reserve_tables(frames, victim, tables_needed(&pinned))?;
+        if self.slots[victim].owner.is_some() {
+            self.release_slot(frames, victim);
+            self.statistics.evictions += 1;
+        }
+        self.slots[victim].owner = Some(space);
+        self.spaces.entry(space).or_default().slot = Some(victim);
+        let root = self.slots[victim].root;
+        let before = reserved.len() as u64;
+        for (address, (pfn, protection)) in pinned {
+            let leaf = table::encode(pfn, protection, true);
+            let mut take = || reserved.pop().ok_or(VmError::OutOfMemory);
+            table::install(root, address.value(), leaf, &mut take)
+                .expect("claim: pinned tables miscounted");
+            self.statistics.pinned_reinstalls += 1;
+        }
+        self.slots[victim].tables += before - reserved.len() as u64;
+        debug_assert!(reserved.is_empty(), "claim: pinned tables miscounted");
+        Ok(victim)
+    }
+
+    /// A free slot if there is one, else the least recently activated.
+    fn pick_victim(&self) -> usize {
+        let free = self.slots.iter().position(|slot| slot.owner.is_none());
+        free.unwrap_or_else(|| {
+            let oldest = self.slots.iter().enumerate().min_by_key(|(_, slot)| slot.last_used);
+            oldest.map(|(index, _)| index).expect("pick_victim: no slots")
+        })
+    }
+
+    /// Allocates `count` table pages up front, or none.
+    fn reserve_tables(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        keep: usize,
+        count: usize,
+    ) -> Result<Vec<Pfn>, VmError> {
+        let mut reserved = Vec::with_capacity(count);
+        for _ in 0..count {
+            match self.allocate_table(frames, keep) {
+                Ok(pfn) => reserved.push(pfn),
+                Err(error) => {
+                    self.statistics.table_pages -= reserved.len() as u64;
+                    for pfn in reserved {
+                        frames.free(pfn).expect("reserve_tables: fresh frame not freeable");
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(reserved)
+    }
+}
+
+/// Page-table pages (P3, P2 and P1) an empty user half needs for these leaves,
+/// given in address order.
+fn tables_needed(leaves: &[(VirtAddr, (Pfn, super::Protection))]) -> usize {
+    let mut count = 0;
+    let mut last: [Option<u64>; 3] = [None; 3];
+    for (address, _) in leaves {
+        for (level, shift) in [39, 30, 21].into_iter().enumerate() {
+            let prefix = Some(address.value() >> shift);
+            if last[level] != prefix {
+                last[level] = prefix;
+                count += 1;
+            }
+        }
+    }
+    count
+}

@@ -1,0 +1,260 @@
+//! Page-table pages in the x86_64 4-level format, reached through the physical map.
+//!
+//! This is the only place that knows how an entry is encoded. A table is a frame
+//! of 512 entries, read and written as atomics: the processor sets the accessed
+//! and dirty bits behind our back, and atomics make that race well defined.
+//!
+//! Leaf entries carry one software bit, [`PINNED`]: pinned translations survive
+//! [`walk`]s that forget the others. An entry is *used* when it is non-zero; a
+//! used entry without `PRESENT` is a translation that grants nothing (the VM asked
+//! for a protection without read) but still holds its frame's number, its pin and
+//! its accessed/dirty bits. Intermediate entries always allow everything
+//! (present, writable, user): the leaf alone decides what an access may do.
+//!
+//! Only the user half (P4 slots 0..256) is ever walked or changed here; the kernel
+//! half of every root is a copy of the boot root's and is never touched again.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::structures::paging::PageTableFlags as Flags;
+
+use crate::vm::{Pfn, Protection, USER_END, VmError};
+
+/// Entries in one table.
+const ENTRIES: usize = 512;
+/// First P4 slot of the kernel half, shared by every root.
+pub const KERNEL_HALF_FIRST_SLOT: usize = 256;
+/// The physical-address bits of an entry.
+const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// Software bit 9: a pinned leaf.
+pub const PINNED: u64 = Flags::BIT_9.bits();
+const PRESENT: u64 = Flags::PRESENT.bits();
+const WRITABLE: u64 = Flags::WRITABLE.bits();
+const USER: u64 = Flags::USER_ACCESSIBLE.bits();
+const ACCESSED: u64 = Flags::ACCESSED.bits();
+const DIRTY: u64 = Flags::DIRTY.bits();
+const NO_EXECUTE: u64 = Flags::NO_EXECUTE.bits();
+/// Flags of an entry that points at a lower table.
+const TABLE_FLAGS: u64 = PRESENT | WRITABLE | USER;
+
+/// One table: 512 entries.
+type Table = [AtomicU64; ENTRIES];
+
+/// The entries of table frame `pfn`.
+///
+/// Callers pass only frames that are page-table pages of this layer (or the boot
+/// root), and drop the reference before such a frame is freed.
+fn table(pfn: Pfn) -> &'static Table {
+    let address = crate::memory::physical_offset() + pfn.addr();
+    // SAFETY: the bootloader maps all physical memory at the physical offset for
+    // the kernel's life, so the 4096 bytes at `address` are mapped and suitably
+    // aligned for `AtomicU64`. The frame is a page-table page owned by this layer
+    // (callers' rule), and every access to it, the processor's included, is
+    // atomic, so shared references to it never race.
+    unsafe { &*(address as *const Table) }
+}
+
+/// Index of `address` in its table at `level` (4 = P4, 1 = P1).
+fn index(address: u64, level: u32) -> usize {
+    ((address >> (12 + 9 * (level - 1))) & 0x1ff) as usize
+}
+
+/// Bytes translated by one entry at `level`.
+fn span(level: u32) -> u64 {
+    1 << (12 + 9 * (level - 1))
+}
+
+/// The frame an entry points at.
+pub fn frame_of(entry: u64) -> Pfn {
+    Pfn::from_addr(entry & ADDRESS_MASK)
+}
+
+/// The leaf entry translating to `pfn` with `protection`.
+pub fn encode(pfn: Pfn, protection: Protection, pinned: bool) -> u64 {
+    let mut entry = (pfn.addr() & ADDRESS_MASK) | NO_EXECUTE;
+    if protection.contains(Protection::READ) {
+        entry |= PRESENT;
+        if protection.contains(Protection::WRITE) {
+            entry |= WRITABLE;
+        }
+        if protection.contains(Protection::EXECUTE) {
+            entry &= !NO_EXECUTE;
+        }
+    }
+    if protection.contains(Protection::USER) {
+        entry |= USER;
+    }
+    if pinned {
+        entry |= PINNED;
+    }
+    entry
+}
+
+/// The frame and rights of a used leaf entry.
+pub fn decode(entry: u64) -> (Pfn, Protection) {
+    let mut protection = Protection::empty();
+    if entry & PRESENT != 0 {
+        protection |= Protection::READ;
+        if entry & WRITABLE != 0 {
+            protection |= Protection::WRITE;
+        }
+        if entry & NO_EXECUTE == 0 {
+            protection |= Protection::EXECUTE;
+        }
+    }
+    if entry & USER != 0 {
+        protection |= Protection::USER;
+    }
+    (frame_of(entry), protection)
+}
+
+/// A leaf entry restricted to at most `protection` (rights are only removed).
+pub fn restrict(entry: u64, protection: Protection) -> u64 {
+    let mut entry = entry;
+    if !protection.contains(Protection::READ) {
+        entry &= !(PRESENT | WRITABLE);
+        entry |= NO_EXECUTE;
+    }
+    if !protection.contains(Protection::WRITE) {
+        entry &= !WRITABLE;
+    }
+    if !protection.contains(Protection::EXECUTE) {
+        entry |= NO_EXECUTE;
+    }
+    if !protection.contains(Protection::USER) {
+        entry &= !USER;
+    }
+    entry
+}
+
+/// Whether the processor may be using (and caching) this entry.
+pub fn is_present(entry: u64) -> bool {
+    entry & PRESENT != 0
+}
+
+/// Whether a leaf is pinned.
+pub fn is_pinned(entry: u64) -> bool {
+    entry & PINNED != 0
+}
+
+/// The referenced and dirty bits of a leaf, as (referenced, dirty).
+pub fn usage(entry: u64) -> (bool, bool) {
+    (entry & ACCESSED != 0, entry & DIRTY != 0)
+}
+
+/// A leaf with its referenced and dirty bits cleared.
+pub fn without_usage(entry: u64) -> u64 {
+    entry & !(ACCESSED | DIRTY)
+}
+
+/// A leaf with its pin cleared.
+pub fn without_pin(entry: u64) -> u64 {
+    entry & !PINNED
+}
+
+/// Fills a fresh root: the kernel half copied from `boot_root`, the user half
+/// empty. `root` must be a zeroed table frame.
+pub fn fill_root(root: Pfn, boot_root: Pfn) {
+    let (source, destination) = (table(boot_root), table(root));
+    for slot in KERNEL_HALF_FIRST_SLOT..ENTRIES {
+        destination[slot].store(source[slot].load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// Whether the P4 entry covering `address` is present in `root`.
+pub fn top_level_present(root: Pfn, address: u64) -> bool {
+    is_present(table(root)[index(address, 4)].load(Ordering::Relaxed))
+}
+
+/// The leaf entry for `address` under `root`, or 0.
+pub fn lookup(root: Pfn, address: u64) -> u64 {
+    let mut frame = root;
+    for level in [4, 3, 2] {
+        let entry = table(frame)[index(address, level)].load(Ordering::Acquire);
+        if !is_present(entry) {
+            return 0;
+        }
+        frame = frame_of(entry);
+    }
+    table(frame)[index(address, 1)].load(Ordering::Acquire)
+}
+
+/// Stores `leaf` for user address `address` under `root`, making the missing
+/// tables with `allocate` (which returns zeroed frames). Returns the leaf it
+/// replaced (0 if none). On error the leaf is unchanged; tables already made
+/// stay, empty, and go at the next walk that prunes.
+pub fn install(
+    root: Pfn,
+    address: u64,
+    leaf: u64,
+    allocate: &mut dyn FnMut() -> Result<Pfn, VmError>,
+) -> Result<u64, VmError> {
+    debug_assert!(address < USER_END, "install: kernel-half address");
+    let mut frame = root;
+    for level in [4, 3, 2] {
+        let slot = &table(frame)[index(address, level)];
+        let entry = slot.load(Ordering::Acquire);
+        frame = if is_present(entry) {
+            frame_of(entry)
+        } else {
+            let fresh = allocate()?;
+            slot.store(fresh.addr() | TABLE_FLAGS, Ordering::Release);
+            fresh
+        };
+    }
+    Ok(table(frame)[index(address, 1)].swap(leaf, Ordering::AcqRel))
+}
+
+/// What a [`walk`] does at every used leaf, and with emptied tables.
+pub struct Walker<'a> {
+    /// Called with (address, entry) for every used leaf in the range; returns the
+    /// entry to store (0 forgets the translation).
+    pub visit: &'a mut dyn FnMut(u64, u64) -> u64,
+    /// When set, lower tables left empty are unlinked and pushed here; the
+    /// caller frees them once no TLB can still reach them.
+    pub emptied: Option<&'a mut Vec<Pfn>>,
+}
+
+/// Visits every used leaf of the user addresses `[start, end)` under `root`.
+pub fn walk(root: Pfn, start: u64, end: u64, walker: &mut Walker<'_>) {
+    let end = end.min(USER_END);
+    if start < end {
+        walk_table(root, 4, 0, (start, end), walker);
+    }
+}
+
+/// One level of [`walk`]: `frame` translates from `base`, `range` is clipped to it.
+fn walk_table(frame: Pfn, level: u32, base: u64, range: (u64, u64), walker: &mut Walker<'_>) {
+    let span = span(level);
+    let first = (range.0.saturating_sub(base) / span) as usize;
+    let last = (((range.1 - 1 - base) / span) as usize).min(ENTRIES - 1);
+    let entries = table(frame);
+    for (slot, entry_cell) in entries.iter().enumerate().take(last + 1).skip(first) {
+        let entry = entry_cell.load(Ordering::Acquire);
+        let address = base + slot as u64 * span;
+        if entry == 0 || (level > 1 && !is_present(entry)) {
+            continue;
+        }
+        if level == 1 {
+            let replacement = (walker.visit)(address, entry);
+            if replacement != entry {
+                entry_cell.store(replacement, Ordering::Release);
+            }
+            continue;
+        }
+        let child = frame_of(entry);
+        walk_table(child, level - 1, address, range, walker);
+        if let Some(emptied) = walker.emptied.as_deref_mut()
+            && is_empty(child)
+        {
+            entry_cell.store(0, Ordering::Release);
+            emptied.push(child);
+        }
+    }
+}
+
+/// Whether every entry of a table is zero.
+fn is_empty(frame: Pfn) -> bool {
+    table(frame).iter().all(|entry| entry.load(Ordering::Relaxed) == 0)
+}

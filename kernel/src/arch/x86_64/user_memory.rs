@@ -1,0 +1,109 @@
+//! Kernel access to user memory that survives faults the VM cannot resolve.
+//!
+//! The kernel reads and writes user pages through the active address space's
+//! translations (SMAP is off). A missing translation is just a page fault that
+//! the VM resolves; but an address the VM refuses (unmapped, or not allowed)
+//! must become an error for the caller, not a kernel panic. Each accessor
+//! announces a *recovery point* before its one access (BSD's `pcb_onfault`); the
+//! page-fault handler, when the VM refuses a kernel-mode fault on a user address
+//! while a recovery point is set, records the VM's error and resumes there.
+//!
+//! Accessors must be called without the VM lock held (the fault handler needs
+//! it), and touch one naturally aligned word, so one access faults at most once
+//! per page.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Mutex;
+
+use crate::vm::{USER_END, USER_START, VirtAddr, VmError};
+
+/// Where the current accessor resumes after a refused fault (0: none).
+static RECOVERY: AtomicU64 = AtomicU64::new(0);
+/// Why the last refused fault was refused.
+static REFUSAL: Mutex<Option<VmError>> = Mutex::new(None);
+
+/// Called by the page-fault handler for a refused kernel-mode fault on a user
+/// address: the address to resume at, if an accessor is running.
+pub(super) fn recover(error: VmError) -> Option<u64> {
+    let resume = RECOVERY.swap(0, Ordering::SeqCst);
+    if resume == 0 {
+        return None;
+    }
+    *REFUSAL.lock() = Some(error);
+    Some(resume)
+}
+
+/// Checks that `address` is a user address of an aligned 8-byte word.
+fn check(address: VirtAddr) -> Result<u64, VmError> {
+    let address = address.value();
+    if !(USER_START..USER_END - 8).contains(&address) || !address.is_multiple_of(8) {
+        return Err(VmError::BadAddress);
+    }
+    Ok(address)
+}
+
+/// The error of the fault an accessor just recovered from.
+fn refusal() -> VmError {
+    REFUSAL.lock().take().expect("user_memory: recovered without a refusal")
+}
+
+/// Reads the word at user address `address` of the active space.
+pub fn read_u64(address: VirtAddr) -> Result<u64, VmError> {
+    let address = check(address)?;
+    let value: u64;
+    let failed: u64;
+    // SAFETY: `address` is an aligned user address (checked), and the kernel
+    // half, where Rust objects live, is out of its reach. If the VM cannot make
+    // the access valid, the fault handler resumes at label 2 with every register
+    // as it was at the load, and the recovery point is cleared on both paths.
+    unsafe {
+        asm!(
+            "lea {scratch}, [rip + 2f]",
+            "mov qword ptr [{recovery}], {scratch}",
+            "mov {value}, qword ptr [{address}]",
+            "xor {failed:e}, {failed:e}",
+            "jmp 3f",
+            "2:",
+            "mov {failed:e}, 1",
+            "xor {value:e}, {value:e}",
+            "3:",
+            "mov qword ptr [{recovery}], 0",
+            address = in(reg) address,
+            recovery = in(reg) RECOVERY.as_ptr(),
+            scratch = out(reg) _,
+            value = out(reg) value,
+            failed = out(reg) failed,
+            options(nostack),
+        );
+    }
+    if failed != 0 { Err(refusal()) } else { Ok(value) }
+}
+
+/// Writes `value` to the word at user address `address` of the active space.
+pub fn write_u64(address: VirtAddr, value: u64) -> Result<(), VmError> {
+    let address = check(address)?;
+    let failed: u64;
+    // SAFETY: as in `read_u64`: an aligned user address, out of reach of every
+    // Rust object, with the recovery point covering the one store.
+    unsafe {
+        asm!(
+            "lea {scratch}, [rip + 2f]",
+            "mov qword ptr [{recovery}], {scratch}",
+            "mov qword ptr [{address}], {value}",
+            "xor {failed:e}, {failed:e}",
+            "jmp 3f",
+            "2:",
+            "mov {failed:e}, 1",
+            "3:",
+            "mov qword ptr [{recovery}], 0",
+            address = in(reg) address,
+            value = in(reg) value,
+            recovery = in(reg) RECOVERY.as_ptr(),
+            scratch = out(reg) _,
+            failed = out(reg) failed,
+            options(nostack),
+        );
+    }
+    if failed != 0 { Err(refusal()) } else { Ok(()) }
+}

@@ -16,8 +16,13 @@ use crate::vm::page::{PAGE_SIZE, VM_PAGE_BYTES};
 /// Repetitions of every benchmark.
 const REPETITIONS: usize = 5;
 
-/// Runs `operation` `count` times per repetition and prints its line.
-pub fn measure(name: &str, count: u64, mut operation: impl FnMut()) {
+mod page_tables;
+
+/// Runs `operation` `count` times per repetition, prints its line, and returns
+/// the median cycles per operation. `operation` must not hold the VM lock when
+/// it returns (the fault count is read between repetitions).
+pub fn measure(name: &str, count: u64, mut operation: impl FnMut()) -> u64 {
+    let faults_before = fault_count();
     let mut cycles = [0u64; REPETITIONS];
     for sample in &mut cycles {
         let start = tsc::read();
@@ -29,12 +34,25 @@ pub fn measure(name: &str, count: u64, mut operation: impl FnMut()) {
     cycles.sort_unstable();
     let ns = |cycles: u64| cycles as f64 * 1e9 / tsc::frequency() as f64;
     let median = cycles[REPETITIONS / 2];
+    let faults = (fault_count() - faults_before) as f64 / (count * REPETITIONS as u64) as f64;
     println!(
-        "R {name} ns={:.1} cyc={median} min={:.1} max={:.1} flt=0",
+        "R {name} ns={:.1} cyc={median} min={:.1} max={:.1} flt={faults:.2}",
         ns(median),
         ns(cycles[0]),
         ns(cycles[REPETITIONS - 1])
     );
+    median
+}
+
+/// Prints a figure derived from measurements, in the same format.
+pub fn report(name: &str, cycles: u64, faults: f64) {
+    let ns = cycles as f64 * 1e9 / tsc::frequency() as f64;
+    println!("R {name} ns={ns:.1} cyc={cycles} min={ns:.1} max={ns:.1} flt={faults:.2}");
+}
+
+/// Page faults the VM has handled so far.
+fn fault_count() -> u64 {
+    crate::memory::with_vm(|vm| vm.statistics().faults)
 }
 
 /// Prints the machine facts every benchmark run starts with.
@@ -69,4 +87,5 @@ pub fn run_all() {
             })
         });
     }
+    page_tables::run();
 }

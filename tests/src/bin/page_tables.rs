@@ -20,7 +20,7 @@ use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::{self, user_memory};
 use kernel::memory::with_vm;
 use kernel::testing;
-use kernel::vm::{Mmu, PAGE_SIZE, Placement, Protection, SpaceId, VirtAddr, VmError};
+use kernel::vm::{Mmu, PAGE_SIZE, PageFlags, Placement, Protection, SpaceId, VirtAddr, VmError};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -38,6 +38,8 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         retained_spaces_switch_without_faults,
         pinned_translations_survive_eviction,
         rebuild_faults_are_counted_apart,
+        usage_bits_reach_the_page_records,
+        heap_grows_while_the_vm_lock_is_held,
         pressure_frees_idle_page_tables,
         unresolved_kernel_fault_panics_with_report,
     ])
@@ -330,6 +332,51 @@ fn rebuild_faults_are_counted_apart() {
     assert_eq!(after.zero_fills, before.zero_fills, "rebuilding zero-filled");
     destroy(&[space]);
     assert_eq!(accounted_free(), baseline);
+}
+
+/// The processor's accessed and dirty bits end up in the pages' records, both
+/// when harvested and when the translations are forgotten.
+fn usage_bits_reach_the_page_records() {
+    let baseline = accounted_free();
+    let space = space_with(BASE, 4);
+    activate(space);
+    write(at(BASE, 0, 0), 1);
+    assert_eq!(read(at(BASE, 1, 0)), 0);
+    write(at(BASE, 2, 0), 1);
+    let flags = |page: u64| {
+        with_vm(|vm| {
+            let (pfn, _) = vm.permitted_translation(space, at(BASE, page, 0)).expect("resident");
+            vm.frames().flags(pfn)
+        })
+    };
+    with_vm(|vm| vm.harvest(space)).expect("harvest");
+    assert!(flags(0).contains(PageFlags::REFERENCED | PageFlags::DIRTY), "written page");
+    assert!(flags(1).contains(PageFlags::REFERENCED), "read page not referenced");
+    assert!(!flags(1).contains(PageFlags::DIRTY), "read page dirty");
+    write(at(BASE, 3, 0), 1);
+    with_vm(|vm| vm.discard(space)).expect("discard");
+    assert!(flags(3).contains(PageFlags::DIRTY), "dirty bit lost by discard");
+    destroy(&[space]);
+    assert_eq!(accounted_free(), baseline);
+}
+
+/// The VM allocates heap memory under its lock; the heap then grows from its
+/// frame reserve instead of waiting for the lock, and the reserve is refilled.
+fn heap_grows_while_the_vm_lock_is_held() {
+    let (size, _) = kernel::heap::usage();
+    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(1024);
+    let grown = with_vm(|_| {
+        while kernel::heap::usage().0 == size && blocks.len() < blocks.capacity() {
+            blocks.push(alloc::vec![1; 16 * 1024]);
+        }
+        kernel::heap::usage().0 > size
+    });
+    assert!(grown, "the heap did not grow under the VM lock");
+    drop(blocks);
+    let before = arch::heap_frames();
+    let big: Vec<u8> = alloc::vec![2; 4 << 20];
+    assert!(arch::heap_frames() > before, "the heap did not grow after the lock was released");
+    assert_eq!(big.iter().filter(|&&byte| byte == 2).count(), 4 << 20);
 }
 
 /// With every frame but one taken, a fault that needs new page tables gets them

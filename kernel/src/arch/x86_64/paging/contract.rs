@@ -166,8 +166,8 @@ unsafe impl Mmu for X86Mmu {
     }
 
     fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError> {
-        self.apply_capacity(frames)?;
-        let index = match self.slot_of(space) {
+        self.grow_slots(frames)?;
+        let index = match self.usable_slot_of(space) {
             Some(index) => index,
             None => self.claim(frames, space)?,
         };
@@ -177,6 +177,7 @@ unsafe impl Mmu for X86Mmu {
         if self.loaded != Some(index) || self.slots[index].stale {
             self.load(index);
         }
+        self.shrink_slots(frames);
         if self.chaos() {
             self.forget(frames, index, (0, USER_END), true);
             self.statistics.chaos_discards += 1;

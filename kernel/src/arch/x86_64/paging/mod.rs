@@ -11,8 +11,10 @@
 //! # Slots
 //! - The capacity N is set at boot (`pt_cache=N`, default 8, N = 1 allowed) and
 //!   may be changed at run time with [`X86Mmu::set_capacity`], which takes effect
-//!   at the next activation. All N roots are made at once when the capacity is
-//!   applied; they stay for good.
+//!   at the next activation: all N roots are made before the activated space gets
+//!   its slot (among the first N), and surplus slots are dropped only once it is
+//!   loaded, so a failed activation never leaves the running space without its
+//!   slot. Roots otherwise stay for good.
 //! - Activating a space that still owns a slot just loads that slot's root. A
 //!   space without one takes a free slot or evicts the least recently activated:
 //!   the victim's accessed/dirty bits go to the page records, its page-table

@@ -161,8 +161,10 @@ impl X86Mmu {
         self.forget(frames, index, (0, USER_END), false);
         if let Some(owner) = self.slots[index].owner.take() {
             let record = self.spaces.get_mut(&owner).expect("release_slot: owner unknown");
-            record.slot = None;
-            if record.pinned.is_empty() {
+            if record.slot == Some(index) {
+                record.slot = None;
+            }
+            if record.slot.is_none() && record.pinned.is_empty() {
                 self.spaces.remove(&owner);
             }
         }
@@ -188,23 +190,8 @@ impl X86Mmu {
         self.loaded = Some(index);
     }
 
-    /// Makes or drops roots until there are as many slots as the capacity.
-    pub(super) fn apply_capacity(
-        &mut self,
-        frames: &mut FrameAllocator<'_>,
-    ) -> Result<(), VmError> {
-        while self.slots.len() > self.capacity {
-            let index = self.slots.len() - 1;
-            if self.loaded == Some(index) {
-                self.tlb.load(self.boot_root, 0, true);
-                self.loaded = None;
-            }
-            self.release_slot(frames, index);
-            let slot = self.slots.pop().expect("apply_capacity: no slot");
-            frames.free(slot.root).expect("apply_capacity: root not freeable");
-            self.statistics.table_pages -= 1;
-            self.statistics.roots -= 1;
-        }
+    /// Makes roots until there are at least as many slots as the capacity.
+    pub(super) fn grow_slots(&mut self, frames: &mut FrameAllocator<'_>) -> Result<(), VmError> {
         while self.slots.len() < self.capacity {
             let root = self.allocate_table(frames, usize::MAX)?;
             table::fill_root(root, self.boot_root);
@@ -214,6 +201,25 @@ impl X86Mmu {
             self.slots.push(slot);
         }
         Ok(())
+    }
+
+    /// Drops the slots above the capacity (after a smaller one was set), once
+    /// the loaded slot is below it.
+    pub(super) fn shrink_slots(&mut self, frames: &mut FrameAllocator<'_>) {
+        while self.slots.len() > self.capacity {
+            let index = self.slots.len() - 1;
+            assert_ne!(self.loaded, Some(index), "shrink_slots: dropping the loaded slot");
+            self.release_slot(frames, index);
+            let slot = self.slots.pop().expect("shrink_slots: no slot");
+            frames.free(slot.root).expect("shrink_slots: root not freeable");
+            self.statistics.table_pages -= 1;
+            self.statistics.roots -= 1;
+        }
+    }
+
+    /// The slot `space` owns, if it is one that the current capacity keeps.
+    pub(super) fn usable_slot_of(&self, space: SpaceId) -> Option<usize> {
+        self.slot_of(space).filter(|&index| index < self.capacity)
     }
 
     /// Gives `space` a slot: a free one, or the least recently used, evicted.
@@ -251,11 +257,13 @@ impl X86Mmu {
         Ok(victim)
     }
 
-    /// A free slot if there is one, else the least recently activated.
+    /// A free slot if there is one, else the least recently activated, among
+    /// the slots the capacity keeps.
     fn pick_victim(&self) -> usize {
-        let free = self.slots.iter().position(|slot| slot.owner.is_none());
+        let kept = &self.slots[..self.capacity.min(self.slots.len())];
+        let free = kept.iter().position(|slot| slot.owner.is_none());
         free.unwrap_or_else(|| {
-            let oldest = self.slots.iter().enumerate().min_by_key(|(_, slot)| slot.last_used);
+            let oldest = kept.iter().enumerate().min_by_key(|(_, slot)| slot.last_used);
             oldest.map(|(index, _)| index).expect("pick_victim: no slots")
         })
     }

@@ -37,6 +37,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         round_robin_switching_keeps_data,
         retained_spaces_switch_without_faults,
         pinned_translations_survive_eviction,
+        capacity_changes_at_run_time,
         rebuild_faults_are_counted_apart,
         usage_bits_reach_the_page_records,
         heap_grows_while_the_vm_lock_is_held,
@@ -314,6 +315,30 @@ fn pinned_translations_survive_eviction() {
     with_vm(|vm| vm.unpin(pinned, VirtAddr(BASE), 2 * PAGE_SIZE)).expect("unpin");
     destroy(&others);
     destroy(&[pinned]);
+    assert_eq!(accounted_free(), baseline);
+}
+
+/// The cache size can change while spaces run; their data stays, and the
+/// number of roots follows at the next activation.
+fn capacity_changes_at_run_time() {
+    let original = with_vm(|vm| vm.mmu().capacity());
+    let baseline = accounted_free();
+    let spaces: Vec<SpaceId> = (0..4).map(|_| space_with(BASE, 2)).collect();
+    for (round, capacity) in [3, 1, 4, 2, original].into_iter().enumerate() {
+        with_vm(|vm| vm.mmu_mut().set_capacity(capacity));
+        let round = round as u64 + 1;
+        for &space in &spaces {
+            activate(space);
+            for page in 0..2 {
+                let expected = if round == 1 { 0 } else { pattern(space, page, round - 1) };
+                assert_eq!(read(at(BASE, page, 0)), expected, "capacity {capacity}");
+                write(at(BASE, page, 0), pattern(space, page, round));
+            }
+        }
+        let roots = with_vm(|vm| vm.mmu().statistics().roots);
+        assert_eq!(roots, capacity as u64, "roots after switching at capacity {capacity}");
+    }
+    destroy(&spaces);
     assert_eq!(accounted_free(), baseline);
 }
 

@@ -180,6 +180,10 @@ impl X86Mmu {
     /// Loads slot `index`'s root, dropping its cached translations if `flush`.
     fn reload(&mut self, index: usize, flush: bool) {
         let slot = &mut self.slots[index];
+        debug_assert!(
+            table::kernel_half_matches(slot.root, self.boot_root),
+            "reload: the kernel half changed after this root was made"
+        );
         if self.tlb.load(slot.root, slot.pcid, flush) {
             self.statistics.tlb_flushes += 1;
             if self.tlb.has_pcid() {

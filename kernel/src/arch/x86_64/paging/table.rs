@@ -162,6 +162,16 @@ pub fn fill_root(root: Pfn, boot_root: Pfn) {
     }
 }
 
+/// Whether `root`'s kernel half still equals the boot root's: it must, since a
+/// kernel-half P4 entry added after a root was made would be missing from it.
+pub fn kernel_half_matches(root: Pfn, boot_root: Pfn) -> bool {
+    let (source, copy) = (table(boot_root), table(root));
+    (KERNEL_HALF_FIRST_SLOT..ENTRIES).all(|slot| {
+        let wanted = source[slot].load(Ordering::Relaxed) & !(ACCESSED | DIRTY);
+        copy[slot].load(Ordering::Relaxed) & !(ACCESSED | DIRTY) == wanted
+    })
+}
+
 /// Whether the P4 entry covering `address` is present in `root`.
 pub fn top_level_present(root: Pfn, address: u64) -> bool {
     is_present(table(root)[index(address, 4)].load(Ordering::Relaxed))

@@ -10,7 +10,8 @@
 //!
 //! Accessors must be called without the VM lock held (the fault handler needs
 //! it), and touch one naturally aligned word, so one access faults at most once
-//! per page.
+//! per page. They rely on SMAP being off; turning it on means bracketing the
+//! access with `stac`/`clac`.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -49,8 +49,9 @@
 //! # Chaos
 //! With `chaos=K` (`chaos` alone means K = 4) the running space loses every
 //! unpinned translation before every K-th page fault is resolved, and every
-//! activation discards the activated space's. Deterministic, and K > 1 lets an
-//! instruction that touches several pages still complete.
+//! activation discards the activated space's. Deterministic (there is no timer
+//! to drive it), and K > 1 lets an instruction that touches several pages still
+//! complete: with K = 1 one that needs two unmapped pages could fault forever.
 
 mod contract;
 mod slots;

@@ -37,3 +37,8 @@ fmt:
 check:
 	cargo fmt --all -- --check
 	$(MAKE) clippy
+
+## Write the image to a USB stick: make usb DEVICE=/dev/sdX [UEFI=1] (asks first).
+usb:
+	@test -n "$(DEVICE)" || { echo "usage: make usb DEVICE=/dev/sdX [UEFI=1]"; exit 2; }
+	cargo run -q -- usb $(DEVICE) $(if $(UEFI),--uefi)

@@ -6,9 +6,13 @@
 //! code, then each test kernel under QEMU.
 
 mod build;
+mod checks;
 mod options;
 mod qemu;
+mod screenshot;
+mod session;
 mod test;
+mod usb;
 
 use std::process::ExitCode;
 
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
         Command::Run(run) => run_kernel(&run),
         Command::Test(test) => test::run_all(&test),
         Command::Bench(run) => run_benchmarks(run),
+        Command::Usb(device, uefi) => usb::flash(std::path::Path::new(&device), uefi),
         Command::Image(run) => build::kernel_images(&run).map(|images| {
             println!("BIOS image: {}", images.bios.display());
             println!("UEFI image: {}", images.uefi.display());

@@ -13,6 +13,8 @@ pub enum Command {
     Test(Test),
     /// Boot the release kernel and run its benchmarks.
     Bench(Run),
+    /// Write an image to a USB stick (device path, UEFI image?).
+    Usb(String, bool),
 }
 
 /// How to build and boot a kernel.
@@ -28,6 +30,8 @@ pub struct Run {
     pub memory: String,
     /// Wait for a debugger on localhost:1234.
     pub gdb: bool,
+    /// Attach the image as a USB stick (xHCI mass storage) instead of a disk.
+    pub usb: bool,
     /// QEMU accelerator (`tcg`, or `kvm` where it works).
     pub accel: String,
     /// Build the kernel with the release profile.
@@ -46,6 +50,7 @@ impl Default for Run {
             once: false,
             memory: "128M".into(),
             gdb: false,
+            usb: false,
             accel: "tcg".into(),
             release: false,
             kernel_args: Vec::new(),
@@ -69,12 +74,14 @@ usage: cargo run -- [OPTIONS] [-- QEMU-ARGS...]      build the kernel and boot i
        cargo run -- image [OPTIONS]                   build bios.img and uefi.img only
        cargo run -- test [--kernels-only] [FILTER]    run host tests and every test kernel
        cargo run -- bench [OPTIONS]                   boot the release kernel and print benchmarks
+       cargo run -- usb DEVICE [--uefi]               write the BIOS (or UEFI) image to a USB stick
 
 options:
   --uefi             boot through UEFI (OVMF, from the `ovmf` package) instead of BIOS
   --headless         no QEMU window; the serial console is on this terminal either way
   --once             the kernel powers QEMU off when its start-up work is done
   --memory SIZE      guest memory, e.g. 16M, 512M, 2G (default 128M)
+  --usb              attach the image as a USB stick (xHCI) instead of an IDE disk
   --gdb              start paused, waiting for gdb on localhost:1234 (see README)
   --accel NAME       QEMU accelerator: tcg (default) or kvm
   --release          build the kernel with the release profile
@@ -98,6 +105,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     if !mode.is_empty() {
         words.next();
     }
+    if words.peek() == Some(&"usb") {
+        words.next();
+        return parse_usb(words.collect());
+    }
     if mode == "test" {
         return parse_test(words.collect()).map(Command::Test);
     }
@@ -112,6 +123,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--headless" => run.headless = true,
             "--once" => run.once = true,
             "--gdb" => run.gdb = true,
+            "--usb" => run.usb = true,
             "--release" => run.release = true,
             "--memory" => run.memory = parse_memory(&value(word)?)?,
             "--accel" => run.accel = value(word)?,
@@ -124,6 +136,14 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "bench" => Command::Bench(run),
         _ => Command::Run(run),
     })
+}
+
+fn parse_usb(words: Vec<&str>) -> Result<Command, String> {
+    match words.as_slice() {
+        [device] => Ok(Command::Usb(device.to_string(), false)),
+        [device, "--uefi"] | ["--uefi", device] => Ok(Command::Usb(device.to_string(), true)),
+        _ => Err("usage: usb DEVICE [--uefi]".into()),
+    }
 }
 
 fn parse_test(words: Vec<&str>) -> Result<Test, String> {

@@ -35,7 +35,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn from_status(status: ExitStatus) -> Outcome {
+    pub fn from_status(status: ExitStatus) -> Outcome {
         match status.code() {
             Some(SUCCESS_STATUS) => Outcome::Success,
             Some(FAILURE_STATUS) => Outcome::Failure,
@@ -62,11 +62,16 @@ fn ovmf() -> Result<PathBuf, String> {
 /// The QEMU command line for `image` with `run`'s options.
 pub fn command(image: &Path, run: &Run) -> Result<Command, String> {
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.arg("-drive").arg(format!("format=raw,file={}", image.display()));
+    if run.usb {
+        qemu.arg("-drive").arg(format!("if=none,id=stick,format=raw,file={}", image.display()));
+        qemu.args(["-device", "qemu-xhci", "-device", "usb-storage,drive=stick,bootindex=1"]);
+    } else {
+        qemu.arg("-drive").arg(format!("format=raw,file={}", image.display()));
+    }
     qemu.args(["-serial", "stdio", "-no-reboot", "-m", &run.memory]);
     qemu.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     qemu.args(["-accel", &run.accel]);
-    if run.headless {
+    if run.headless || !has_display() {
         qemu.args(["-display", "none"]);
     }
     if run.uefi {
@@ -79,8 +84,15 @@ pub fn command(image: &Path, run: &Run) -> Result<Command, String> {
     Ok(qemu)
 }
 
+/// Whether a graphical display is there for a QEMU window.
+fn has_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+}
+
 /// Explains a failure to start QEMU.
-fn spawn_error(error: std::io::Error) -> String {
+pub fn spawn_error(error: std::io::Error) -> String {
     if error.kind() == std::io::ErrorKind::NotFound {
         "qemu-system-x86_64 not found: install it with `apt-get install qemu-system-x86`".into()
     } else {
@@ -92,6 +104,11 @@ fn spawn_error(error: std::io::Error) -> String {
 pub fn run_interactive(image: &Path, run: &Run) -> Result<Outcome, String> {
     if run.gdb {
         eprintln!("boot: waiting for gdb on localhost:1234 (see README: Debugging)");
+    }
+    if !run.headless && !has_display() {
+        eprintln!(
+            "boot: no graphical display found: running without a window (serial console here)"
+        );
     }
     let status = command(image, run)?.status().map_err(spawn_error)?;
     Ok(Outcome::from_status(status))

@@ -25,9 +25,25 @@ const HOST_SUITES: &[&[&str]] = &[&["--package", "kernel", "--lib"], &["--packag
 
 /// Passed and failed tests so far.
 #[derive(Debug, Default)]
-struct Tally {
+pub struct Tally {
     passed: usize,
     failed: usize,
+}
+
+impl Tally {
+    /// Counts and prints the result of the test `name`.
+    pub fn record(&mut self, name: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                self.passed += 1;
+            }
+            Err(why) => {
+                println!("test {name} ... FAILED ({why})");
+                self.failed += 1;
+            }
+        }
+    }
 }
 
 /// Runs everything `test` asks for; true if nothing failed.
@@ -40,6 +56,9 @@ pub fn run_all(test: &Test) -> Result<bool, String> {
         }
     }
     kernel_tests(test.filter.as_deref(), &mut tally)?;
+    if test.filter.as_deref().is_none_or(|filter| "system".contains(filter)) {
+        crate::checks::run(&mut tally)?;
+    }
     println!("\ntotal time {:.1} s", started.elapsed().as_secs_f64());
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(tally.failed == 0)

@@ -47,5 +47,6 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
         console::init_screen(framebuffer);
     }
     crate::memory::log_summary();
+    arch::init_interrupts();
     options
 }

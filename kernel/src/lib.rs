@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod monitor;
 pub mod screen;
 pub mod vm;
 

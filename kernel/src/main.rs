@@ -1,5 +1,5 @@
-//! The kernel binary: boots, reports what it found, and idles (or, with `once`,
-//! powers off so that scripts can boot it).
+//! The kernel binary: boots, reports what it found, and hands the console to the
+//! monitor (or, with `once`, powers off so that scripts can boot it).
 #![no_std]
 #![no_main]
 
@@ -19,5 +19,5 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         log::info!("once: powering off");
         arch::power_off(ExitCode::Success);
     }
-    arch::halt_forever()
+    kernel::monitor::commands::run()
 }

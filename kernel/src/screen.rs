@@ -55,6 +55,7 @@ impl TextConsole {
             match character {
                 '\n' => self.new_line(front),
                 '\r' => self.column = 0,
+                '\u{8}' => self.column = self.column.saturating_sub(1),
                 character => self.put(character, front),
             }
         }

@@ -206,6 +206,7 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     idt.hv_injection_exception.set_handler_fn(hv_injection);
     idt.vmm_communication_exception.set_handler_fn(vmm_communication);
     idt.security_exception.set_handler_fn(security);
+    super::interrupts::install(&mut idt);
     idt
 });
 

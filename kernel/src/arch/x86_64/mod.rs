@@ -7,6 +7,7 @@
 pub mod boot_info;
 pub mod exceptions;
 pub mod gdt;
+pub mod interrupts;
 pub mod memory;
 mod page_fault;
 pub mod paging;
@@ -15,6 +16,7 @@ pub mod serial;
 pub mod tsc;
 pub mod user_memory;
 
+pub use interrupts::{init as init_interrupts, read_input, ticks, wait_for_interrupt};
 pub use qemu::{ExitCode, exit as exit_qemu};
 pub use x86_64::instructions::interrupts::without_interrupts;
 
@@ -43,9 +45,24 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Leaves QEMU with `code`, or halts when not running under QEMU.
+/// Leaves QEMU with `code` (isa-debug-exit), or else tries an ACPI power-off,
+/// or else halts.
 pub fn power_off(code: ExitCode) -> ! {
     exit_qemu(code);
+    qemu::acpi_power_off();
+    console_write(format_args!("halted: it is now safe to switch the machine off\n"));
+    halt_forever()
+}
+
+/// Restarts the machine.
+pub fn reboot() -> ! {
+    qemu::keyboard_controller_reset();
+    // Still here: a triple fault resets every PC.
+    x86_64::instructions::interrupts::disable();
+    static EMPTY: x86_64::structures::idt::InterruptDescriptorTable =
+        x86_64::structures::idt::InterruptDescriptorTable::new();
+    EMPTY.load();
+    x86_64::instructions::interrupts::int3();
     halt_forever()
 }
 

@@ -47,3 +47,19 @@ pub fn write_fmt_panicking(args: fmt::Arguments) {
     }
     write_fmt(args);
 }
+
+/// Asks COM1 to interrupt when a byte arrives.
+pub fn enable_receive_interrupt() {
+    if let Some(tty) = SERIAL.lock().as_mut() {
+        tty.inner_mut().enable_interrupts(uart_16550::spec::registers::IER::DATA_READY);
+    }
+}
+
+/// Passes every byte COM1 has received to `byte`.
+pub fn receive_all(mut byte: impl FnMut(u8)) {
+    if let Some(tty) = SERIAL.lock().as_mut() {
+        while let Ok(received) = tty.inner_mut().try_receive_byte() {
+            byte(received);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Hardware interrupts: the legacy PICs, the PIT timer, the PS/2 keyboard and
+//! serial input.
+//!
+//! The two 8259 PICs are remapped to vectors 32..48 (above the CPU exceptions).
+//! The PIT ticks at [`TICK_HZ`]. Keyboard scancodes and serial bytes are only
+//! queued by the handlers; decoding happens outside interrupt context, in
+//! [`read_input`]. Every handler acknowledges its interrupt before returning.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use crossbeam_queue::ArrayQueue;
+use pc_keyboard::{DecodedKey, HandleControl, PS2Keyboard, ScancodeSet1, layouts};
+use pic8259::ChainedPics;
+use spin::{LazyLock, Mutex};
+use x86_64::instructions::port::Port;
+use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
+
+use super::serial;
+
+/// First vector of the primary PIC.
+const PIC_OFFSET: u8 = 32;
+/// Timer interrupts per second.
+pub const TICK_HZ: u64 = 100;
+/// Vector of IRQ 0 (PIT).
+const TIMER_VECTOR: u8 = PIC_OFFSET;
+/// Vector of IRQ 1 (PS/2 keyboard).
+const KEYBOARD_VECTOR: u8 = PIC_OFFSET + 1;
+/// Vector of IRQ 4 (COM1).
+const SERIAL_VECTOR: u8 = PIC_OFFSET + 4;
+
+// SAFETY: the offsets put the PICs' 16 vectors at 32..48, which no CPU exception
+// uses.
+static PICS: Mutex<ChainedPics> =
+    Mutex::new(unsafe { ChainedPics::new(PIC_OFFSET, PIC_OFFSET + 8) });
+
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// One input event, queued by an interrupt handler.
+#[derive(Debug, Clone, Copy)]
+enum RawInput {
+    Scancode(u8),
+    SerialByte(u8),
+}
+
+static INPUT: LazyLock<ArrayQueue<RawInput>> = LazyLock::new(|| ArrayQueue::new(256));
+
+static KEYBOARD: Mutex<PS2Keyboard<layouts::Us104Key, ScancodeSet1>> =
+    Mutex::new(PS2Keyboard::new(ScancodeSet1::new(), layouts::Us104Key, HandleControl::Ignore));
+
+/// Installs the interrupt handlers in `idt`.
+pub fn install(idt: &mut InterruptDescriptorTable) {
+    idt[TIMER_VECTOR].set_handler_fn(timer);
+    idt[KEYBOARD_VECTOR].set_handler_fn(keyboard);
+    idt[SERIAL_VECTOR].set_handler_fn(serial_input);
+}
+
+/// Programs the PICs and the PIT, unmasks timer, keyboard and COM1, and enables
+/// interrupts. The IDT must be loaded.
+pub fn init() {
+    LazyLock::force(&INPUT);
+    // SAFETY: the PICs are remapped to vectors whose handlers `install` set, and
+    // only the three lines with handlers are unmasked.
+    unsafe {
+        let mut pics = PICS.lock();
+        pics.initialize();
+        pics.write_masks(!0b0001_0011, 0xff);
+    }
+    start_timer();
+    serial::enable_receive_interrupt();
+    x86_64::instructions::interrupts::enable();
+}
+
+/// Runs PIT channel 0 in rate-generator mode at [`TICK_HZ`].
+fn start_timer() {
+    let divisor = (1_193_182 / TICK_HZ) as u16;
+    let mut command = Port::<u8>::new(0x43);
+    let mut channel0 = Port::<u8>::new(0x40);
+    // SAFETY: ports 0x40/0x43 are the PIT's channel 0 and command register.
+    unsafe {
+        command.write(0b0011_0100); // channel 0, low then high byte, mode 2
+        channel0.write(divisor as u8);
+        channel0.write((divisor >> 8) as u8);
+    }
+}
+
+/// Timer ticks since interrupts were enabled.
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}
+
+fn end_of_interrupt(vector: u8) {
+    // SAFETY: `vector` is the PIC interrupt being handled right now.
+    unsafe { PICS.lock().notify_end_of_interrupt(vector) };
+}
+
+extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    end_of_interrupt(TIMER_VECTOR);
+}
+
+extern "x86-interrupt" fn keyboard(_frame: InterruptStackFrame) {
+    // SAFETY: reading port 0x60 takes the byte the keyboard controller holds.
+    let scancode = unsafe { Port::<u8>::new(0x60).read() };
+    let _ = INPUT.push(RawInput::Scancode(scancode));
+    end_of_interrupt(KEYBOARD_VECTOR);
+}
+
+extern "x86-interrupt" fn serial_input(_frame: InterruptStackFrame) {
+    serial::receive_all(|byte| {
+        let _ = INPUT.push(RawInput::SerialByte(byte));
+    });
+    end_of_interrupt(SERIAL_VECTOR);
+}
+
+/// The next character typed on the keyboard or received on the serial line.
+pub fn read_input() -> Option<char> {
+    while let Some(raw) = INPUT.pop() {
+        match raw {
+            RawInput::SerialByte(byte) => return Some(char::from(byte)),
+            RawInput::Scancode(code) => {
+                let mut keyboard = KEYBOARD.lock();
+                let Ok(Some(event)) = keyboard.add_byte(code) else { continue };
+                if let Some(DecodedKey::Unicode(character)) = keyboard.process_keyevent(event) {
+                    return Some(character);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Waits for the next interrupt with interrupts enabled.
+pub fn wait_for_interrupt() {
+    x86_64::instructions::interrupts::enable_and_hlt();
+}

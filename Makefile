@@ -4,7 +4,7 @@
 TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 KERNEL_TARGET := x86_64-unknown-none
 
-.PHONY: all toolchain run test clippy fmt check image
+.PHONY: all toolchain run test clippy fmt check image bench usb
 
 all: image
 
@@ -42,3 +42,7 @@ check:
 usb:
 	@test -n "$(DEVICE)" || { echo "usage: make usb DEVICE=/dev/sdX [UEFI=1]"; exit 2; }
 	cargo run -q -- usb $(DEVICE) $(if $(UEFI),--uefi)
+
+## Benchmarks: boots the release kernel with 512 MiB and prints `R name ns=... cyc=...` lines.
+bench:
+	cargo run -q -- bench $(ARGS)

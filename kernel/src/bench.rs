@@ -88,4 +88,26 @@ pub fn run_all() {
         });
     }
     page_tables::run();
+    screen();
+}
+
+/// The screen console: one full line (drawn, then scrolled up), and a whole
+/// screenful of lines.
+fn screen() {
+    let Some(rows) = crate::console::screen_rows() else {
+        println!("I screen=none");
+        return;
+    };
+    let line = "[ INFO kernel::bench] the quick brown fox jumps over the lazy dog 0123456789\n";
+    // Fill the screen first so that every measured line scrolls.
+    for _ in 0..rows {
+        crate::console::write_screen_only(line);
+    }
+    measure("screen_line_scroll", 50, || crate::console::write_screen_only(line));
+    println!("I screen_rows={rows}");
+    measure("screen_full_scroll", 2, || {
+        for _ in 0..rows {
+            crate::console::write_screen_only(line);
+        }
+    });
 }

@@ -28,8 +28,11 @@ static SCREEN: Mutex<Option<Screen>> = Mutex::new(None);
 
 /// Starts drawing the console on `framebuffer`. Needs the heap (back buffer).
 pub fn init_screen(mut framebuffer: FrameBuffer) {
+    let buffer = framebuffer.buffer_mut();
+    let pages = crate::arch::map_write_combining(buffer.as_ptr() as u64, buffer.len() as u64);
+    log::info!("screen: {} KiB framebuffer, {pages} pages write-combining", buffer.len() / 1024);
     // Clear what the firmware and the bootloader left on the screen.
-    framebuffer.buffer_mut().fill(0);
+    buffer.fill(0);
     let text = TextConsole::new(framebuffer.info());
     *SCREEN.lock() = Some(Screen { text, framebuffer });
 }
@@ -45,6 +48,20 @@ macro_rules! print {
 macro_rules! println {
     () => ($crate::print!("\n"));
     ($($arg:tt)*) => ($crate::print!("{}\n", format_args!($($arg)*)));
+}
+
+/// Text rows of the screen console, if there is one.
+pub fn screen_rows() -> Option<usize> {
+    crate::arch::without_interrupts(|| SCREEN.lock().as_ref().map(|screen| screen.text.rows()))
+}
+
+/// Writes `text` to the screen console only (for measuring it).
+pub fn write_screen_only(text: &str) {
+    crate::arch::without_interrupts(|| {
+        if let Some(screen) = SCREEN.lock().as_mut() {
+            let _ = screen.write_str(text);
+        }
+    });
 }
 
 /// Writes formatted text to every console.

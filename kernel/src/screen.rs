@@ -7,6 +7,10 @@
 //! (uncached video memory): a glyph is drawn into both, and a scroll moves the back
 //! buffer and copies it whole, never reading the framebuffer.
 //!
+//! The back buffer holds only the text lines, as a ring: scrolling moves the ring's
+//! head instead of the pixels, so a scroll costs one copy of the text area to the
+//! framebuffer and nothing more.
+//!
 //! This module knows pixels and text only; which memory the framebuffer is, and
 //! the lock around the console, belong to the caller.
 
@@ -27,7 +31,10 @@ const LINE_GAP: usize = 2;
 /// A text console drawing on one framebuffer.
 pub struct TextConsole {
     info: FrameBufferInfo,
+    /// The text lines' pixels, one slot of [`Self::line_bytes`] per line.
     back: Vec<u8>,
+    /// The slot holding the top line of the screen.
+    head: usize,
     column: usize,
     row: usize,
 }
@@ -35,7 +42,9 @@ pub struct TextConsole {
 impl TextConsole {
     /// A cleared console for a framebuffer described by `info`.
     pub fn new(info: FrameBufferInfo) -> Self {
-        TextConsole { info, back: vec![0; info.byte_len], column: 0, row: 0 }
+        let mut console = TextConsole { info, back: Vec::new(), head: 0, column: 0, row: 0 };
+        console.back = vec![0; console.rows() * console.line_bytes()];
+        console
     }
 
     /// Text columns that fit on the screen.
@@ -70,14 +79,16 @@ impl TextConsole {
             .or_else(|| get_raster('?', GLYPH_WEIGHT, GLYPH_HEIGHT))
             .expect("TextConsole::put: font lacks '?'");
         let left = BORDER + self.column * raster.width();
-        let top = BORDER + self.row * line_height();
+        let slot = self.slot(self.row);
+        let screen_top = BORDER + self.row * line_height();
+        let width = raster.width() * self.info.bytes_per_pixel;
         for (y, line) in raster.rows().enumerate() {
             for (x, &intensity) in line.iter().enumerate() {
-                self.set_pixel(left + x, top + y, intensity);
+                self.set_pixel(slot + self.offset(left + x, y), intensity);
             }
-            let start = self.offset(left, top + y);
-            let end = start + raster.width() * self.info.bytes_per_pixel;
-            front[start..end].copy_from_slice(&self.back[start..end]);
+            let back = slot + self.offset(left, y);
+            let screen = self.offset(left, screen_top + y);
+            front[screen..screen + width].copy_from_slice(&self.back[back..back + width]);
         }
         self.column += 1;
     }
@@ -89,22 +100,34 @@ impl TextConsole {
             self.row += 1;
             return;
         }
-        let line_bytes = line_height() * self.info.stride * self.info.bytes_per_pixel;
-        let text_start = self.offset(0, BORDER);
-        let text_end = self.offset(0, BORDER + self.rows() * line_height());
-        self.back.copy_within(text_start + line_bytes..text_end, text_start);
-        self.back[text_end - line_bytes..text_end].fill(0);
-        front[text_start..text_end].copy_from_slice(&self.back[text_start..text_end]);
+        // The old top line's slot becomes the new, blank, bottom line.
+        let (bottom, bytes) = (self.slot(0), self.line_bytes());
+        self.back[bottom..bottom + bytes].fill(0);
+        self.head = (self.head + 1) % self.rows();
+        for row in 0..self.rows() {
+            let slot = self.slot(row);
+            let screen = self.offset(0, BORDER + row * line_height());
+            front[screen..screen + bytes].copy_from_slice(&self.back[slot..slot + bytes]);
+        }
     }
 
-    /// Byte offset of pixel (x, y).
+    /// Bytes of one text line's pixels (full framebuffer rows).
+    fn line_bytes(&self) -> usize {
+        line_height() * self.info.stride * self.info.bytes_per_pixel
+    }
+
+    /// Offset in the back buffer of screen text line `row`.
+    fn slot(&self, row: usize) -> usize {
+        (self.head + row) % self.rows() * self.line_bytes()
+    }
+
+    /// Byte offset of pixel (x, y) from the start of a framebuffer row.
     fn offset(&self, x: usize, y: usize) -> usize {
         (y * self.info.stride + x) * self.info.bytes_per_pixel
     }
 
-    /// Sets pixel (x, y) of the back buffer to grey level `intensity`.
-    fn set_pixel(&mut self, x: usize, y: usize, intensity: u8) {
-        let offset = self.offset(x, y);
+    /// Sets the back-buffer pixel at byte `offset` to grey level `intensity`.
+    fn set_pixel(&mut self, offset: usize, intensity: u8) {
         let color = match self.info.pixel_format {
             PixelFormat::Rgb | PixelFormat::Bgr => [intensity, intensity, intensity / 2 * 2, 0],
             PixelFormat::U8 => [if intensity > 127 { 0xff } else { 0 }, 0, 0, 0],

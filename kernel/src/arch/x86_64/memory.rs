@@ -192,7 +192,7 @@ unsafe impl PagingFrameAllocator<Size4KiB> for TableFrames<'_, '_, '_> {
 }
 
 /// The kernel's mapper of the boot root, whose kernel half every root shares.
-fn kernel_mapper() -> OffsetPageTable<'static> {
+pub(super) fn kernel_mapper() -> OffsetPageTable<'static> {
     let offset = memory::physical_offset();
     let root = boot_root();
     let table = (offset + root.addr()) as *mut PageTable;

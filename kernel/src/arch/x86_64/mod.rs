@@ -11,12 +11,14 @@ pub mod interrupts;
 pub mod memory;
 mod page_fault;
 pub mod paging;
+pub mod pat;
 pub mod qemu;
 pub mod serial;
 pub mod tsc;
 pub mod user_memory;
 
 pub use interrupts::{init as init_interrupts, read_input, ticks, wait_for_interrupt};
+pub use pat::map_write_combining;
 pub use qemu::{ExitCode, exit as exit_qemu};
 pub use x86_64::instructions::interrupts::without_interrupts;
 

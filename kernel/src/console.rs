@@ -50,6 +50,16 @@ macro_rules! println {
     ($($arg:tt)*) => ($crate::print!("{}\n", format_args!($($arg)*)));
 }
 
+/// Where the framebuffer is mapped (start, bytes), if there is a screen.
+pub fn framebuffer_range() -> Option<(u64, usize)> {
+    crate::arch::without_interrupts(|| {
+        SCREEN.lock().as_ref().map(|screen| {
+            let buffer = screen.framebuffer.buffer();
+            (buffer.as_ptr() as u64, buffer.len())
+        })
+    })
+}
+
 /// Text rows of the screen console, if there is one.
 pub fn screen_rows() -> Option<usize> {
     crate::arch::without_interrupts(|| SCREEN.lock().as_ref().map(|screen| screen.text.rows()))

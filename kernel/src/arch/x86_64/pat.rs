@@ -79,3 +79,25 @@ pub fn map_write_combining(start: u64, len: u64) -> u64 {
     unsafe { core::arch::asm!("wbinvd", options(nostack, preserves_flags)) };
     changed
 }
+
+/// Whether the page holding `address` is mapped write-combining: PAT entry 1 is
+/// write-combining and the page selects it.
+pub fn is_write_combining(address: u64) -> bool {
+    // SAFETY: reading IA32_PAT has no side effects; the PAT exists (checked).
+    let entry_one =
+        has_pat() && (unsafe { Msr::new(PAT_MSR).read() } >> 8) & 0xff == WRITE_COMBINING;
+    let mapper = super::memory::kernel_mapper();
+    let TranslateResult::Mapped { flags, frame, .. } = mapper.translate(VirtAddr::new(address))
+    else {
+        return false;
+    };
+    let pat_bit = match frame {
+        // Bit 7 of a 4 KiB entry, bit 12 of a large one, selects the upper PAT half.
+        MappedFrame::Size4KiB(_) => flags.contains(PageTableFlags::HUGE_PAGE),
+        _ => flags.bits() & (1 << 12) != 0,
+    };
+    entry_one
+        && flags.contains(PageTableFlags::WRITE_THROUGH)
+        && !flags.contains(PageTableFlags::NO_CACHE)
+        && !pat_bit
+}

@@ -46,7 +46,8 @@ pub fn parse_ppm(data: &[u8]) -> Result<Image, String> {
 impl Image {
     /// Fraction of pixels brighter than a dark background.
     pub fn lit_fraction(&self) -> f64 {
-        let lit = self.pixels.as_chunks::<3>().0.iter().filter(|p| p.iter().any(|&c| c > 96)).count();
+        let lit =
+            self.pixels.as_chunks::<3>().0.iter().filter(|p| p.iter().any(|&c| c > 96)).count();
         lit as f64 / (self.width * self.height).max(1) as f64
     }
 

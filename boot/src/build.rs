@@ -4,7 +4,8 @@
 //! tool and the kernel cannot share one build: different targets, different
 //! panic runtimes). The bootloader loads large debug ELFs slowly, so the image gets
 //! a copy with its debug information stripped; the unstripped ELF stays next to it
-//! for GDB. The kernel command line travels in the image's ramdisk.
+//! for GDB. The kernel command line and the user programs travel in the image's
+//! ramdisk (`programs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,25 +66,27 @@ pub fn kernel_images(run: &Run) -> Result<Images, String> {
         words.push("once".into());
     }
     let out = target_dir().join("images").join("kernel");
-    make_images(&dir.join("kernel"), &out, &words.join(" "), true, LevelFilter::Info)
+    let programs = crate::programs::PROGRAMS;
+    make_images(&dir.join("kernel"), &out, &words.join(" "), programs, true, LevelFilter::Info)
 }
 
 /// Writes `bios.img` (and `uefi.img` if `uefi`) for the kernel ELF `elf` into
-/// `out`, with `command_line` in the ramdisk and the bootloader logging at
-/// `bootloader_log`.
+/// `out`, with `command_line` and the user programs named in `programs` in the
+/// ramdisk, and the bootloader logging at `bootloader_log`.
 pub fn make_images(
     elf: &Path,
     out: &Path,
     command_line: &str,
+    programs: &[&str],
     uefi: bool,
     bootloader_log: LevelFilter,
 ) -> Result<Images, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let stripped = out.join("kernel.stripped");
     strip(elf, &stripped)?;
-    let ramdisk = out.join("cmdline.txt");
-    std::fs::write(&ramdisk, format!("{command_line}\n"))
-        .map_err(|e| format!("cannot write ramdisk: {e}"))?;
+    let ramdisk = out.join("ramdisk");
+    let archive = crate::programs::ramdisk(command_line, programs)?;
+    std::fs::write(&ramdisk, archive).map_err(|e| format!("cannot write ramdisk: {e}"))?;
 
     let mut config = BootConfig::default();
     config.log_level = bootloader_log;
@@ -114,7 +117,7 @@ fn strip(elf: &Path, out: &Path) -> Result<(), String> {
 }
 
 /// The `llvm-objcopy` shipped with the active toolchain, if installed.
-fn llvm_objcopy() -> Option<PathBuf> {
+pub fn llvm_objcopy() -> Option<PathBuf> {
     let output = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
     let sysroot = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
     let lib = sysroot.join("lib").join("rustlib");

@@ -8,6 +8,7 @@
 mod build;
 mod checks;
 mod options;
+mod programs;
 mod qemu;
 mod screenshot;
 mod session;

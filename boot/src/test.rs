@@ -21,7 +21,8 @@ use crate::qemu::{self, Outcome};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The host test suites: arguments to `cargo test`.
-const HOST_SUITES: &[&[&str]] = &[&["--package", "kernel", "--lib"], &["--package", "boot"]];
+const HOST_SUITES: &[&[&str]] =
+    &[&["--package", "kernel", "--lib"], &["--package", "abi"], &["--package", "boot"]];
 
 /// Passed and failed tests so far.
 #[derive(Debug, Default)]
@@ -107,6 +108,8 @@ fn parse_cargo_result(line: &str) -> Option<(usize, usize)> {
 /// One boot of a test kernel.
 struct KernelRun {
     name: String,
+    /// User programs for its ramdisk (`//! programs:`).
+    programs: Vec<String>,
     label: String,
     run: Run,
     timeout: Duration,
@@ -154,8 +157,11 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
     let name = file_stem(source);
     let mut timeout = DEFAULT_TIMEOUT;
     let mut lines: Vec<String> = Vec::new();
+    let mut programs: Vec<String> = Vec::new();
     for line in text.lines() {
-        if let Some(options) = line.strip_prefix("//! run:") {
+        if let Some(names) = line.strip_prefix("//! programs:") {
+            programs.extend(names.split_whitespace().map(String::from));
+        } else if let Some(options) = line.strip_prefix("//! run:") {
             lines.push(options.trim().to_string());
         } else if let Some(seconds) = line.strip_prefix("//! timeout:") {
             let seconds =
@@ -178,7 +184,8 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
                     } else {
                         format!("{name}[{options}]")
                     };
-                    Ok(KernelRun { name: name.clone(), label, run, timeout })
+                    let programs = programs.clone();
+                    Ok(KernelRun { name: name.clone(), programs, label, run, timeout })
                 }
                 _ => Err(format!("{name}: bad run options {options:?}")),
             }
@@ -197,6 +204,7 @@ fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) -> Result<(), S
         &dir.join(&kernel.name),
         &out,
         &line,
+        &kernel.programs.iter().map(String::as_str).collect::<Vec<_>>(),
         kernel.run.uefi,
         LevelFilter::Warn,
     )?;

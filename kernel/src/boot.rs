@@ -38,10 +38,12 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     console::init_logger(log::LevelFilter::Info);
     let framebuffer = boot_info.framebuffer.take();
     let line = arch::boot_command_line(boot_info);
+    crate::ramdisk::set(arch::boot_ramdisk(boot_info));
     let options = cmdline::parse(line, |word| log::warn!("ignoring unknown option {:?}", word.0));
     console::init_logger(options.log_level);
     log::info!("command line: {line:?}");
     arch::init_memory(boot_info);
+    crate::process::init();
     crate::memory::configure_page_tables(&options);
     if let Some(framebuffer) = framebuffer {
         console::init_screen(framebuffer);

@@ -13,6 +13,8 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod monitor;
+pub mod process;
+pub mod ramdisk;
 pub mod screen;
 pub mod vm;
 

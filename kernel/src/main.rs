@@ -1,5 +1,7 @@
-//! The kernel binary: boots, reports what it found, and hands the console to the
-//! monitor (or, with `once`, powers off so that scripts can boot it).
+//! The kernel binary: boots, reports what it found, starts `init`, and hands the
+//! console to the monitor, which runs processes while it waits for input (or,
+//! with `once`, runs them until they settle and powers off, so that scripts can
+//! boot it).
 #![no_std]
 #![no_main]
 
@@ -13,8 +15,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     log::info!("start-up complete");
     if options.bench {
         kernel::bench::run_all();
+        kernel::process::run_benchmarks();
+    }
+    match kernel::process::spawn("init", 0) {
+        Ok(_) => {}
+        Err(error) => log::warn!("cannot start init: {error}"),
     }
     if options.once {
+        kernel::process::run_until_settled();
         kernel::memory::log_statistics();
         log::info!("once: powering off");
         arch::power_off(ExitCode::Success);

@@ -12,7 +12,7 @@ pub fn run() -> ! {
     print!("{PROMPT}");
     loop {
         let Some(character) = arch::read_input() else {
-            arch::wait_for_interrupt();
+            crate::process::idle();
             continue;
         };
         match editor.type_char(character) {

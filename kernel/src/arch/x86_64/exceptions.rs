@@ -6,7 +6,9 @@
 //! code's bits decoded. An exception the kernel cannot handle is a kernel bug, so
 //! it becomes a panic carrying that report; the panic handler prints it and, under
 //! test, fails the run. Page faults first go to the VM (`page_fault`), which
-//! resolves most of them; only the ones it refuses are reported.
+//! resolves most of them; only the ones it refuses are reported. An exception in
+//! user mode is the process's mistake, not the kernel's: it kills that process
+//! (with the same report in the log) and the kernel carries on.
 
 use core::fmt;
 use spin::LazyLock;
@@ -108,11 +110,20 @@ fn fatal(report: &ExceptionReport) -> ! {
     panic!("EXCEPTION: {report}");
 }
 
+/// Handles an exception: kills the running process if it came from user mode,
+/// else it is fatal.
+fn exception(report: &ExceptionReport) {
+    if report.from_user() {
+        crate::process::kill_current(format_args!("{report}"));
+    }
+    fatal(report);
+}
+
 /// Defines a handler for a vector without an error code.
 macro_rules! handler {
     ($fn_name:ident, $vector:expr, $name:expr) => {
         extern "x86-interrupt" fn $fn_name(frame: InterruptStackFrame) {
-            fatal(&ExceptionReport::new($vector, $name, &frame, None));
+            exception(&ExceptionReport::new($vector, $name, &frame, None));
         }
     };
 }
@@ -121,7 +132,7 @@ macro_rules! handler {
 macro_rules! handler_with_error {
     ($fn_name:ident, $vector:expr, $name:expr) => {
         extern "x86-interrupt" fn $fn_name(frame: InterruptStackFrame, code: u64) {
-            fatal(&ExceptionReport::new($vector, $name, &frame, Some(code)));
+            exception(&ExceptionReport::new($vector, $name, &frame, Some(code)));
         }
     };
 }
@@ -165,8 +176,7 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
     let mut report = ExceptionReport::new(14, "PAGE FAULT", &frame, Some(code.bits()));
     report.cr2 = Some(address);
     if report.from_user() {
-        // No user processes yet; when they come, this kills the faulting one.
-        panic!("EXCEPTION: {report}: {unresolved} (user mode)");
+        crate::process::kill_current(format_args!("{report}: {unresolved}"));
     }
     if let Some(resume) = super::page_fault::recovery_point(unresolved) {
         // SAFETY: `resume` is the recovery label of the user-memory accessor that

@@ -4,6 +4,8 @@
 //! segments for each privilege level, and a TSS whose interrupt stack table gives
 //! the double-fault handler a known-good stack: a kernel stack overflow faults
 //! again on the same stack, and without a fresh one that becomes a triple fault.
+//! The TSS also holds `rsp0`, the stack an interrupt from user mode switches to:
+//! the running process's kernel stack, set at every task switch.
 
 use spin::LazyLock;
 use x86_64::VirtAddr;
@@ -24,13 +26,35 @@ const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;
 struct Stack([u8; DOUBLE_FAULT_STACK_SIZE]);
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
 
-static TSS: LazyLock<TaskStateSegment> = LazyLock::new(|| {
-    let mut tss = TaskStateSegment::new();
+/// The task state segment. Written only by [`tss`] (before the GDT refers to it)
+/// and by [`set_privilege_stack`] (one field, interrupts disabled).
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
+
+/// The TSS with its double-fault stack set, for the GDT descriptor.
+fn tss() -> &'static TaskStateSegment {
     let stack = VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK);
-    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-        stack + DOUBLE_FAULT_STACK_SIZE as u64;
-    tss
-});
+    // SAFETY: runs once, while the GDT is built and before the TSS is loaded, so
+    // nothing else reads or writes it meanwhile.
+    unsafe {
+        let tss = &raw mut TSS;
+        (*tss).interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+            stack + DOUBLE_FAULT_STACK_SIZE as u64;
+        &*tss
+    }
+}
+
+/// Sets `rsp0`, the stack the CPU switches to on an interrupt from ring 3.
+/// Call with interrupts disabled.
+pub fn set_privilege_stack(top: u64) {
+    // SAFETY: one field of the packed TSS, written unaligned through a raw
+    // pointer (no reference to the static is made); the CPU reads it only when an
+    // interrupt arrives from user mode, which cannot happen while interrupts are
+    // disabled on this (only) CPU.
+    unsafe {
+        let slot = (&raw mut TSS.privilege_stack_table).cast::<VirtAddr>();
+        slot.write_unaligned(VirtAddr::new(top));
+    }
+}
 
 /// Selectors of the segments in [`GDT`].
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +78,7 @@ static GDT: LazyLock<(GlobalDescriptorTable, Selectors)> = LazyLock::new(|| {
         kernel_data: gdt.append(Descriptor::kernel_data_segment()),
         user_data: gdt.append(Descriptor::user_data_segment()),
         user_code: gdt.append(Descriptor::user_code_segment()),
-        tss: gdt.append(Descriptor::tss_segment(&TSS)),
+        tss: gdt.append(Descriptor::tss_segment(tss())),
     };
     (gdt, selectors)
 });

@@ -4,7 +4,8 @@
 //! The two 8259 PICs are remapped to vectors 32..48 (above the CPU exceptions).
 //! The PIT ticks at [`TICK_HZ`]. Keyboard scancodes and serial bytes are only
 //! queued by the handlers; decoding happens outside interrupt context, in
-//! [`read_input`]. Every handler acknowledges its interrupt before returning.
+//! [`read_input`]. Every handler acknowledges its interrupt before returning
+//! (the timer's before it ends a process's turn, which switches stacks).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
@@ -92,9 +93,14 @@ fn end_of_interrupt(vector: u8) {
     unsafe { PICS.lock().notify_end_of_interrupt(vector) };
 }
 
-extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
+extern "x86-interrupt" fn timer(frame: InterruptStackFrame) {
     TICKS.fetch_add(1, Ordering::Relaxed);
     end_of_interrupt(TIMER_VECTOR);
+    // A process interrupted in user mode has had its turn. (The kernel itself
+    // is never preempted: it holds no lock and no half-done state in user mode.)
+    if frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3 {
+        crate::process::preempt();
+    }
 }
 
 extern "x86-interrupt" fn keyboard(_frame: InterruptStackFrame) {

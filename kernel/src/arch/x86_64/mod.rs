@@ -5,6 +5,7 @@
 //! the functions re-exported by `crate::arch`.
 
 pub mod boot_info;
+pub mod context;
 pub mod exceptions;
 pub mod gdt;
 pub mod interrupts;
@@ -14,6 +15,7 @@ pub mod paging;
 pub mod pat;
 pub mod qemu;
 pub mod serial;
+pub mod stack;
 pub mod tsc;
 pub mod user_memory;
 
@@ -68,7 +70,7 @@ pub fn reboot() -> ! {
     halt_forever()
 }
 
-pub use boot_info::boot_command_line;
+pub use boot_info::{boot_command_line, boot_ramdisk};
 pub use memory::{fill_frame, heap_frames, init_memory, read_frame, refill_heap_reserve};
 pub use page_fault::Unresolved;
 pub use paging::X86Mmu as MachineMmu;

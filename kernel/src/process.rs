@@ -1,0 +1,71 @@
+//! User processes: loading programs, the scheduler, and the system calls.
+//!
+//! A process is an address space (in the portable VM), a kernel stack, a saved
+//! kernel context, a state and an exit status, and a table of shared-memory
+//! handles. Programs are static ELF executables from the boot ramdisk, checked by
+//! [`elf`] before anything is mapped.
+//!
+//! # Scheduling
+//! One CPU, preemptive round robin. The kernel's own thread (the one that booted,
+//! which runs the monitor or a test) is the *idle task*: [`idle`] runs the next
+//! ready process for one turn, or halts until an interrupt if none is ready.
+//! A process's turn ends when it makes a blocking call (`yield`, `sleep`,
+//! `wait`, `exit`), is killed, or when the timer interrupts it in user mode;
+//! every turn returns to the idle task, which picks the next process, activates
+//! its address space (through the page-table cache) and switches to its kernel
+//! stack. So the monitor gets a look at its input between any two turns.
+//!
+//! The kernel itself is never preempted: system calls run with interrupts
+//! disabled, and the timer switches only when it interrupted user mode. No lock
+//! is ever held across a switch.
+//!
+//! # Faults
+//! A user page fault the VM cannot resolve, or any other exception in user mode,
+//! kills the process with a log line naming its id, the address and the access;
+//! its parent's `wait` reports it as killed. A bad pointer passed to a system call
+//! is `Errno::Fault`, never a kernel fault (see `usercopy`).
+
+pub mod elf;
+#[cfg(target_os = "none")]
+mod loader;
+#[cfg(target_os = "none")]
+mod scheduler;
+#[cfg(target_os = "none")]
+mod syscall;
+#[cfg(target_os = "none")]
+mod table;
+#[cfg(target_os = "none")]
+mod usercopy;
+
+#[cfg(target_os = "none")]
+pub use loader::{SpawnError, spawn};
+#[cfg(target_os = "none")]
+pub use scheduler::{idle, kill, kill_current, preempt, run_until_settled, wait_for};
+#[cfg(target_os = "none")]
+pub use table::{Pid, Summary, processes};
+
+/// Turns on system calls. Runs once at start-up, after the GDT.
+#[cfg(target_os = "none")]
+pub fn init() {
+    crate::arch::context::init(syscall::handle);
+}
+
+/// Runs the process benchmarks (the `probe` program's fork and copy-on-write
+/// figures), printing `R` lines like `bench`.
+#[cfg(target_os = "none")]
+pub fn run_benchmarks() {
+    const BENCHMARK_MODE: u64 = 7;
+    match spawn("probe", BENCHMARK_MODE) {
+        Ok(pid) => {
+            let status = wait_for(pid);
+            log::info!("process benchmarks ended with status {status:?}");
+        }
+        Err(error) => log::warn!("cannot run the process benchmarks: {error}"),
+    }
+}
+
+/// Frames held by processes' kernel stacks (kept for reuse, like the heap's).
+#[cfg(target_os = "none")]
+pub fn stack_frames() -> usize {
+    crate::arch::stack::stack_frames()
+}

@@ -1,0 +1,230 @@
+//! Turns, blocking, ending and reaping (see the module documentation of
+//! `process` for the design).
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::table::{Parent, Pid, State, with_table};
+use crate::arch::{self, context, stack};
+use crate::memory::with_vm;
+use crate::vm::ObjectId;
+
+/// The idle task's saved stack pointer while a process runs.
+static IDLE_CONTEXT: AtomicU64 = AtomicU64::new(0);
+/// Where an ending process's last context goes (it is never resumed).
+static DISCARDED_CONTEXT: AtomicU64 = AtomicU64::new(0);
+/// Ticks a sleeper must still have for the system to count as settled.
+const SETTLED_TICKS: u64 = arch::interrupts::TICK_HZ;
+
+/// For the idle task: runs the next ready process for one turn, or waits for an
+/// interrupt if there is none.
+pub fn idle() {
+    if !run_next() {
+        arch::wait_for_interrupt();
+    }
+}
+
+/// Runs the next ready process for one turn; false if none was ready.
+fn run_next() -> bool {
+    arch::without_interrupts(|| {
+        reap_orphans();
+        let Some((pid, space, top, context)) = pick() else { return false };
+        if let Err(error) = with_vm(|vm| vm.activate(space)) {
+            log::warn!("process {pid} killed: cannot activate its address space: {error}");
+            with_table(|table| table.current = None);
+            terminate(pid, abi::KILLED);
+            return true;
+        }
+        context::set_kernel_stack(top);
+        // SAFETY: interrupts are disabled; IDLE_CONTEXT is this task's slot, and
+        // `context` was saved by the process when it last left (or laid out by
+        // `prepare_stack`); its kernel stack is mapped while it lives.
+        unsafe { context::switch(IDLE_CONTEXT.as_ptr(), context) };
+        with_table(|table| table.current = None);
+        true
+    })
+}
+
+/// Wakes due sleepers, takes the next ready process and marks it running:
+/// its id, space, kernel stack top and saved context.
+fn pick() -> Option<(Pid, crate::vm::SpaceId, u64, u64)> {
+    let now = arch::ticks();
+    with_table(|table| {
+        for process in table.processes.values_mut() {
+            if matches!(process.state, State::Sleeping(until) if until <= now) {
+                process.state = State::Ready;
+                table.ready.push_back(process.pid);
+            }
+        }
+        while let Some(pid) = table.ready.pop_front() {
+            let Some(process) = table.processes.get_mut(&pid) else { continue };
+            if process.state != State::Ready {
+                continue;
+            }
+            process.state = State::Running;
+            let found = (pid, process.space, process.stack.top(), *process.context);
+            table.current = Some(pid);
+            return Some(found);
+        }
+        None
+    })
+}
+
+/// Leaves the running process for the idle task; returns when it runs again.
+/// The caller has set its state. Interrupts must be disabled.
+fn switch_to_idle() {
+    let save = with_table(|table| &raw mut *table.running().context);
+    // SAFETY: interrupts are disabled (caller's rule); `save` is the running
+    // process's boxed context slot, which lives as long as the process; the idle
+    // task's context was saved by `run_next`, which is what started this turn.
+    unsafe { context::switch(save, IDLE_CONTEXT.load(Ordering::SeqCst)) };
+}
+
+/// Ends the running process's turn; it stays ready (the timer's preemption, and
+/// `yield`). Interrupts must be disabled.
+pub fn preempt() {
+    with_table(|table| {
+        let process = table.running();
+        process.state = State::Ready;
+        let pid = process.pid;
+        table.ready.push_back(pid);
+    });
+    switch_to_idle();
+}
+
+/// Blocks the running process until tick `until`.
+pub fn sleep_until(until: u64) {
+    with_table(|table| table.running().state = State::Sleeping(until));
+    switch_to_idle();
+}
+
+/// Blocks the running process until one of its children ends.
+pub fn block_waiting() {
+    with_table(|table| table.running().state = State::Waiting);
+    switch_to_idle();
+}
+
+/// Ends the running process with status word `status`. Interrupts disabled.
+pub fn exit_current(status: u64) -> ! {
+    let pid = with_table(|table| table.running().pid);
+    terminate(pid, status);
+    // SAFETY: interrupts are disabled; this process is a zombie and is never
+    // resumed, so its context goes to a slot nobody reads.
+    unsafe { context::switch(DISCARDED_CONTEXT.as_ptr(), IDLE_CONTEXT.load(Ordering::SeqCst)) };
+    unreachable!("exit_current: a zombie was resumed")
+}
+
+/// Kills the running process (a fault in user mode), logging `why`.
+pub fn kill_current(why: fmt::Arguments) -> ! {
+    let (pid, name) = with_table(|table| {
+        let process = table.running();
+        (process.pid, process.name)
+    });
+    log::warn!("process {pid} ({name}) killed: {why}");
+    exit_current(abi::KILLED)
+}
+
+/// Kills process `pid`, which must not be the running one; false if no such
+/// process is alive.
+pub fn kill(pid: Pid) -> bool {
+    let alive = with_table(|table| {
+        table.current != Some(pid)
+            && table.processes.get(&pid).is_some_and(|p| !matches!(p.state, State::Zombie(_)))
+    });
+    if alive {
+        log::info!("process {pid} killed by the kernel");
+        arch::without_interrupts(|| terminate(pid, abi::KILLED));
+    }
+    alive
+}
+
+/// Makes `pid` a zombie with `status`: orphans its children, wakes its parent,
+/// closes its handles and returns its memory. The kernel stack stays until the
+/// zombie is reaped.
+fn terminate(pid: Pid, status: u64) {
+    let (space, handles) = with_table(|table| {
+        for child in table.processes.values_mut() {
+            if child.parent == Parent::Process(pid) {
+                child.parent = Parent::Orphan;
+            }
+        }
+        let process = table.processes.get_mut(&pid).expect("terminate: no such process");
+        process.state = State::Zombie(status);
+        let handles: alloc::vec::Vec<ObjectId> =
+            core::mem::take(&mut process.handles).into_values().collect();
+        let (space, parent) = (process.space, process.parent);
+        if let Parent::Process(parent) = parent
+            && let Some(parent) = table.processes.get_mut(&parent)
+            && parent.state == State::Waiting
+        {
+            parent.state = State::Ready;
+            table.ready.push_back(parent.pid);
+        }
+        (space, handles)
+    });
+    with_vm(|vm| {
+        for object in handles {
+            vm.close_shared(object).expect("terminate: handle of a missing object");
+        }
+        vm.destroy(space).expect("terminate: space already gone");
+    });
+}
+
+/// Removes zombie `pid` from the table and frees its kernel stack; its status.
+/// No task may be running on its stack (true of any zombie but the caller).
+pub fn reap(pid: Pid) -> Option<u64> {
+    let process = with_table(|table| {
+        let zombie = matches!(table.processes.get(&pid)?.state, State::Zombie(_));
+        if zombie && table.current != Some(pid) { table.processes.remove(&pid) } else { None }
+    })?;
+    let State::Zombie(status) = process.state else { unreachable!("reap: not a zombie") };
+    stack::release(process.stack);
+    Some(status)
+}
+
+/// Reaps every zombie nobody will wait for.
+fn reap_orphans() {
+    let orphans: alloc::vec::Vec<Pid> = with_table(|table| {
+        let orphans = table.processes.values().filter(|process| {
+            process.parent == Parent::Orphan && matches!(process.state, State::Zombie(_))
+        });
+        orphans.map(|process| process.pid).collect()
+    });
+    for pid in orphans {
+        reap(pid);
+    }
+}
+
+/// For kernel code (the idle task): runs processes until `pid`, which the
+/// kernel started, ends; reaps it and returns its status word (`None` if there
+/// is no such process).
+pub fn wait_for(pid: Pid) -> Option<u64> {
+    loop {
+        if let Some(status) = reap(pid) {
+            return Some(status);
+        }
+        if !with_table(|table| table.processes.contains_key(&pid)) {
+            return None;
+        }
+        idle();
+    }
+}
+
+/// For kernel code (the idle task): runs processes until none is ready and every
+/// sleeper has at least a second left to sleep.
+pub fn run_until_settled() {
+    loop {
+        let now = arch::ticks();
+        let settled = with_table(|table| {
+            table.processes.values().all(|process| match process.state {
+                State::Sleeping(until) => until >= now + SETTLED_TICKS,
+                State::Waiting | State::Zombie(_) => true,
+                State::Ready | State::Running => false,
+            })
+        });
+        if settled {
+            return;
+        }
+        idle();
+    }
+}

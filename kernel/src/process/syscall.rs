@@ -1,0 +1,279 @@
+//! The system calls (numbers and conventions: the `abi` crate).
+//!
+//! Every call validates its arguments before acting; user pointers go through
+//! `usercopy`. Errors are [`Errno`] values, returned negated in `rax`.
+
+use abi::{Errno, Statistics};
+
+use super::scheduler;
+use super::table::{MAX_PROCESSES, Parent, Process, State, with_table};
+use super::usercopy::{copy_from_user, copy_to_user};
+use crate::arch::context::{self, TrapFrame};
+use crate::arch::{self, stack};
+use crate::memory::with_vm;
+use crate::vm::{
+    PAGE_SIZE, Placement, Protection, SpaceId, USER_END, USER_START, VirtAddr, VmError,
+};
+
+/// Largest shared-memory object a process may create.
+const MAX_SHARED: u64 = 1 << 30;
+
+/// The kernel side of `syscall`: runs call `rax` and leaves its result in `rax`.
+pub extern "C" fn handle(frame: &mut TrapFrame) {
+    let [a, b, c, d, e, f] = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let result = match frame.rax {
+        abi::WRITE => write(a, b),
+        abi::EXIT => scheduler::exit_current(a & 0xffff_ffff),
+        abi::FORK => fork(frame),
+        abi::WAIT => wait(a),
+        abi::GETPID => Ok(with_table(|table| table.running().pid.0)),
+        abi::YIELD => {
+            scheduler::preempt();
+            Ok(0)
+        }
+        abi::SLEEP => {
+            scheduler::sleep_until(arch::ticks().saturating_add(a));
+            Ok(0)
+        }
+        abi::MMAP => map(a, b, c, d, e, f),
+        abi::MUNMAP => unmap(a, b),
+        abi::MPROTECT => protect(a, b, c),
+        abi::SHM_CREATE => shared_create(a),
+        abi::SHM_CLOSE => shared_close(a),
+        abi::STATISTICS => statistics(a, b),
+        _ => Err(Errno::NoSystemCall),
+    };
+    frame.rax = match result {
+        Ok(value) => value,
+        Err(errno) => errno.to_result(),
+    };
+}
+
+/// The errno for a VM error.
+fn errno(error: VmError) -> Errno {
+    match error {
+        VmError::OutOfMemory => Errno::NoMemory,
+        VmError::BadAddress => Errno::Fault,
+        VmError::Protection => Errno::Access,
+        VmError::InvalidArgument | VmError::BadFrame => Errno::Invalid,
+    }
+}
+
+/// The running process's address space.
+fn current_space() -> SpaceId {
+    with_table(|table| table.running().space)
+}
+
+/// Prints user bytes to the console, in chunks; non-ASCII bytes print as `?`.
+fn write(address: u64, length: u64) -> Result<u64, Errno> {
+    super::usercopy::check_range(address, length)?;
+    let mut chunk = [0u8; 128];
+    let mut done = 0;
+    while done < length {
+        let size = (length - done).min(chunk.len() as u64) as usize;
+        copy_from_user(address + done, &mut chunk[..size])?;
+        for byte in chunk[..size].iter_mut().filter(|byte| !byte.is_ascii()) {
+            *byte = b'?';
+        }
+        crate::print!("{}", core::str::from_utf8(&chunk[..size]).unwrap_or(""));
+        done += size as u64;
+    }
+    Ok(length)
+}
+
+/// Duplicates the running process; the child returns 0 from the same call.
+fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
+    let (parent, space, name, handles) = with_table(|table| {
+        let count = table.processes.len();
+        let process = table.running();
+        let handles = process.handles.clone();
+        (count < MAX_PROCESSES).then_some((process.pid, process.space, process.name, handles))
+    })
+    .ok_or(Errno::TryAgain)?;
+    let child_space = with_vm(|vm| vm.fork(space)).map_err(errno)?;
+    let stack = match stack::allocate() {
+        Ok(stack) => stack,
+        Err(error) => {
+            with_vm(|vm| vm.destroy(child_space)).expect("fork: child space vanished");
+            return Err(errno(error));
+        }
+    };
+    with_vm(|vm| {
+        for object in handles.values() {
+            vm.open_shared(*object).expect("fork: handle of a missing object");
+        }
+    });
+    let mut child_frame = *frame;
+    child_frame.rax = 0;
+    // SAFETY: the stack was just allocated to the child, which has not run.
+    let saved = unsafe { context::prepare_stack(stack.top(), &child_frame) };
+    let pid = with_table(|table| {
+        let pid = table.allocate_pid();
+        let next_handle = table.running().next_handle;
+        let child = Process {
+            pid,
+            name,
+            parent: Parent::Process(parent),
+            space: child_space,
+            stack,
+            context: alloc::boxed::Box::new(saved),
+            state: State::Ready,
+            handles,
+            next_handle,
+        };
+        table.insert_ready(child);
+        pid
+    });
+    Ok(pid.0)
+}
+
+/// Waits for a child to end; writes its status word to `status` (if not 0).
+fn wait(status: u64) -> Result<u64, Errno> {
+    let me = with_table(|table| table.running().pid);
+    let mut checked = false;
+    loop {
+        let zombie = with_table(|table| {
+            let mut children =
+                table.processes.values().filter(|p| p.parent == Parent::Process(me)).peekable();
+            children.peek().ok_or(Errno::NoChild)?;
+            Ok(children.find(|p| matches!(p.state, State::Zombie(_))).map(|p| p.pid))
+        })?;
+        if status != 0 && !checked {
+            copy_to_user(status, &0u64.to_le_bytes())?;
+            checked = true;
+        }
+        match zombie {
+            Some(child) => {
+                let word = scheduler::reap(child).expect("wait: zombie vanished");
+                if status != 0 {
+                    copy_to_user(status, &word.to_le_bytes())?;
+                }
+                return Ok(child.0);
+            }
+            None => scheduler::block_waiting(),
+        }
+    }
+}
+
+/// The protection `bits` ask for.
+fn protection(bits: u64) -> Result<Protection, Errno> {
+    if bits & !(abi::PROT_READ | abi::PROT_WRITE | abi::PROT_EXEC) != 0 {
+        return Err(Errno::Invalid);
+    }
+    let mut protection = Protection::empty();
+    for (bit, right) in [
+        (abi::PROT_READ, Protection::READ),
+        (abi::PROT_WRITE, Protection::WRITE),
+        (abi::PROT_EXEC, Protection::EXECUTE),
+    ] {
+        if bits & bit != 0 {
+            protection |= right;
+        }
+    }
+    Ok(protection)
+}
+
+/// A page-aligned user range of whole pages (`length` rounded up), or `Invalid`.
+fn page_range(address: u64, length: u64) -> Result<(VirtAddr, u64), Errno> {
+    let length = length.checked_next_multiple_of(PAGE_SIZE).ok_or(Errno::Invalid)?;
+    let end = address.checked_add(length).ok_or(Errno::Invalid)?;
+    let inside = address >= USER_START && end <= USER_END;
+    if length == 0 || !address.is_multiple_of(PAGE_SIZE) || !inside {
+        return Err(Errno::Invalid);
+    }
+    Ok((VirtAddr(address), length))
+}
+
+/// `mmap`: private anonymous memory, or a shared object by handle.
+fn map(
+    hint: u64,
+    length: u64,
+    bits: u64,
+    flags: u64,
+    handle: u64,
+    offset: u64,
+) -> Result<u64, Errno> {
+    let protection = protection(bits)?;
+    if flags & !abi::MAP_SHARED != 0 || length == 0 || length > USER_END - USER_START {
+        return Err(Errno::Invalid);
+    }
+    let (placement, length) = match hint {
+        0 => (Placement::Anywhere, length.next_multiple_of(PAGE_SIZE)),
+        _ => {
+            let (start, length) = page_range(hint, length)?;
+            (Placement::Exact(start), length)
+        }
+    };
+    let space = current_space();
+    let address = if flags & abi::MAP_SHARED != 0 {
+        let object = with_table(|table| table.running().handles.get(&handle).copied())
+            .ok_or(Errno::BadHandle)?;
+        with_vm(|vm| vm.map_shared(space, placement, object, offset, length, protection))
+    } else {
+        with_vm(|vm| vm.map_anonymous(space, placement, length, protection))
+    };
+    address.map(VirtAddr::value).map_err(errno)
+}
+
+/// `munmap`.
+fn unmap(address: u64, length: u64) -> Result<u64, Errno> {
+    let (start, length) = page_range(address, length)?;
+    let space = current_space();
+    with_vm(|vm| vm.unmap(space, start, length)).map(|()| 0).map_err(errno)
+}
+
+/// `mprotect`: the range must be mapped throughout.
+fn protect(address: u64, length: u64, bits: u64) -> Result<u64, Errno> {
+    let protection = protection(bits)?;
+    let (start, length) = page_range(address, length)?;
+    let space = current_space();
+    with_vm(|vm| vm.protect(space, start, length, protection)).map(|()| 0).map_err(errno)
+}
+
+/// Creates a shared object and gives the caller a handle on it.
+fn shared_create(length: u64) -> Result<u64, Errno> {
+    if length == 0 || length > MAX_SHARED {
+        return Err(Errno::Invalid);
+    }
+    let object =
+        with_vm(|vm| vm.create_shared(length.next_multiple_of(PAGE_SIZE))).map_err(errno)?;
+    Ok(with_table(|table| {
+        let process = table.running();
+        let handle = process.next_handle;
+        process.next_handle += 1;
+        process.handles.insert(handle, object);
+        handle
+    }))
+}
+
+/// Closes one of the caller's handles.
+fn shared_close(handle: u64) -> Result<u64, Errno> {
+    let object =
+        with_table(|table| table.running().handles.remove(&handle)).ok_or(Errno::BadHandle)?;
+    with_vm(|vm| vm.close_shared(object)).map(|()| 0).map_err(errno)
+}
+
+/// Copies the VM statistics (as much as `length` allows) to `address`.
+fn statistics(address: u64, length: u64) -> Result<u64, Errno> {
+    let (vm, free, total) = with_vm(|vm| {
+        let counters = vm.frames().counters();
+        (vm.statistics(), counters.free, counters.total)
+    });
+    let statistics = Statistics {
+        faults: vm.faults,
+        zero_fills: vm.zero_fills,
+        cow_copies: vm.cow_copies,
+        cow_reuses: vm.cow_reuses,
+        forks: vm.forks,
+        free_frames: free as u64,
+        total_frames: total as u64,
+        processes: with_table(|table| table.processes.len()) as u64,
+    };
+    let mut bytes = [0u8; abi::STATISTICS_SIZE];
+    for (chunk, word) in bytes.chunks_mut(8).zip(statistics.to_words()) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    let size = (length as usize).min(bytes.len());
+    copy_to_user(address, &bytes[..size])?;
+    Ok(size as u64)
+}

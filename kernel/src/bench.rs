@@ -17,6 +17,7 @@ use crate::vm::page::{PAGE_SIZE, VM_PAGE_BYTES};
 const REPETITIONS: usize = 5;
 
 mod page_tables;
+mod processes;
 
 /// Runs `operation` `count` times per repetition, prints its line, and returns
 /// the median cycles per operation. `operation` must not hold the VM lock when
@@ -89,6 +90,7 @@ pub fn run_all() {
     }
     page_tables::run();
     screen();
+    processes::run();
 }
 
 /// The screen console: one full line (drawn, then scrolled up), and a whole

@@ -15,7 +15,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     log::info!("start-up complete");
     if options.bench {
         kernel::bench::run_all();
-        kernel::process::run_benchmarks();
     }
     match kernel::process::spawn("init", 0) {
         Ok(_) => {}

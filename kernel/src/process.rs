@@ -50,20 +50,6 @@ pub fn init() {
     crate::arch::context::init(syscall::handle);
 }
 
-/// Runs the process benchmarks (the `probe` program's fork and copy-on-write
-/// figures), printing `R` lines like `bench`.
-#[cfg(target_os = "none")]
-pub fn run_benchmarks() {
-    const BENCHMARK_MODE: u64 = 7;
-    match spawn("probe", BENCHMARK_MODE) {
-        Ok(pid) => {
-            let status = wait_for(pid);
-            log::info!("process benchmarks ended with status {status:?}");
-        }
-        Err(error) => log::warn!("cannot run the process benchmarks: {error}"),
-    }
-}
-
 /// Frames held by processes' kernel stacks (kept for reuse, like the heap's).
 #[cfg(target_os = "none")]
 pub fn stack_frames() -> usize {

@@ -25,6 +25,8 @@ pub enum Command {
     Chaos(bool),
     /// Time since interrupts were enabled.
     Uptime,
+    /// List the processes.
+    Processes,
     /// Restart the machine.
     Reboot,
     /// Switch the machine off (leave QEMU).
@@ -39,6 +41,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("ptcache N", "keep page tables for at most N address spaces (N >= 1)"),
     ("chaos on|off", "discard translations every few faults, or stop"),
     ("uptime", "time since start-up"),
+    ("ps", "processes: id, program, state"),
     ("reboot", "restart the machine"),
     ("poweroff", "switch the machine off"),
 ];
@@ -56,6 +59,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         ("mem", None) => Command::Memory,
         ("vm", None) => Command::Vm,
         ("uptime", None) => Command::Uptime,
+        ("ps", None) => Command::Processes,
         ("reboot", None) => Command::Reboot,
         ("poweroff", None) => Command::PowerOff,
         ("chaos", Some("on")) => Command::Chaos(true),

@@ -42,7 +42,7 @@ pub use loader::{SpawnError, spawn};
 #[cfg(target_os = "none")]
 pub use scheduler::{idle, kill, kill_current, preempt, run_until_settled, wait_for};
 #[cfg(target_os = "none")]
-pub use table::{Pid, Summary, processes};
+pub use table::{Pid, State, Summary, processes};
 
 /// Turns on system calls. Runs once at start-up, after the GDT.
 #[cfg(target_os = "none")]

@@ -61,6 +61,7 @@ pub fn execute(command: Command) {
             let hz = arch::interrupts::TICK_HZ;
             println!("uptime {}.{:02} s ({ticks} ticks)", ticks / hz, ticks % hz * 100 / hz);
         }
+        Command::Processes => processes(),
         Command::Reboot => arch::reboot(),
         Command::PowerOff => {
             println!("powering off");
@@ -114,4 +115,14 @@ fn vm() {
         statistics.cow_copies,
         statistics.cow_reuses
     );
+}
+
+/// One line per process: id, program, state.
+fn processes() {
+    let list = crate::process::processes();
+    println!("{:>5}  {:<10} state", "pid", "program");
+    for process in &list {
+        println!("{:>5}  {:<10} {:?}", process.pid.0, process.name, process.state);
+    }
+    println!("{} processes", list.len());
 }

@@ -8,14 +8,22 @@ fn commands_are_parsed() {
     assert_eq!(parse("chaos on"), Ok(Some(Command::Chaos(true))));
     assert_eq!(parse("chaos off"), Ok(Some(Command::Chaos(false))));
     assert_eq!(parse("poweroff"), Ok(Some(Command::PowerOff)));
+    assert_eq!(parse("ps"), Ok(Some(Command::Processes)));
     assert_eq!(parse(""), Ok(None));
 }
 
 #[test]
 fn bad_commands_get_a_one_line_error() {
-    for line in
-        ["frobnicate", "ptcache", "ptcache 0", "ptcache x", "chaos maybe", "mem 3", "vm a b"]
-    {
+    for line in [
+        "frobnicate",
+        "ptcache",
+        "ptcache 0",
+        "ptcache x",
+        "chaos maybe",
+        "mem 3",
+        "vm a b",
+        "ps 1",
+    ] {
         let error = parse(line).expect_err(line);
         assert!(!error.is_empty() && !error.contains('\n'), "{line:?} gave {error:?}");
     }

@@ -6,7 +6,7 @@
 use abi::{Errno, Statistics};
 
 use super::scheduler;
-use super::table::{MAX_PROCESSES, Parent, Process, State, with_table};
+use super::table::{MAX_PROCESSES, Parent, Pid, Process, State, with_table};
 use super::usercopy::{copy_from_user, copy_to_user};
 use crate::arch::context::{self, TrapFrame};
 use crate::arch::{self, stack};
@@ -107,24 +107,29 @@ fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
     child_frame.rax = 0;
     // SAFETY: the stack was just allocated to the child, which has not run.
     let saved = unsafe { context::prepare_stack(stack.top(), &child_frame) };
-    let pid = with_table(|table| {
-        let pid = table.allocate_pid();
-        let next_handle = table.running().next_handle;
-        let child = Process {
-            pid,
-            name,
-            parent: Parent::Process(parent),
-            space: child_space,
-            stack,
-            context: alloc::boxed::Box::new(saved),
-            state: State::Ready,
-            handles,
-            next_handle,
-        };
+    let child = Process {
+        pid: Pid(0),
+        name,
+        parent: Parent::Process(parent),
+        space: child_space,
+        stack,
+        context: alloc::boxed::Box::new(saved),
+        state: State::Ready,
+        handles,
+        next_handle: 0,
+    };
+    Ok(insert_child(child).0)
+}
+
+/// Gives `child` an id and the parent's next handle number, and makes it ready.
+fn insert_child(mut child: Process) -> Pid {
+    with_table(|table| {
+        child.pid = table.allocate_pid();
+        child.next_handle = table.running().next_handle;
+        let pid = child.pid;
         table.insert_ready(child);
         pid
-    });
-    Ok(pid.0)
+    })
 }
 
 /// Waits for a child to end; writes its status word to `status` (if not 0).

@@ -52,7 +52,7 @@ fn copy_on_write() {
             let value = unsafe { page.read_volatile() };
             println!(
                 "init: fork: child {child} {ended:?}; parent still reads {value}; \
-                 {copies} page(s) copied on write"
+                 {copies} page(s) copied on write (the page, and the child's stack)"
             );
         }
     }

@@ -202,12 +202,21 @@ fn raw(number: u64, arguments: [u64; 6]) -> Result<u64, Errno> {
     Errno::from_result(result).map_or(Ok(result), Err)
 }
 
+/// A kernel address.
+const KERNEL: u64 = 0xffff_8000_0000_0000;
+/// A user address nothing is mapped at.
+const UNMAPPED: u64 = 0x3000_0000_0000;
+
 /// Bad pointers, lengths and arguments are errors, never crashes.
 pub fn bad_arguments() -> bool {
     static READ_ONLY: [u64; 8] = [0; 8];
-    let kernel = 0xffff_8000_0000_0000u64;
-    let unmapped = 0x3000_0000_0000u64;
     let valid = READ_ONLY.as_ptr() as u64;
+    bad_pointers(valid) & bad_mappings(valid)
+}
+
+/// Bad pointers and lengths; `valid` is a read-only user address.
+fn bad_pointers(valid: u64) -> bool {
+    let (kernel, unmapped) = (KERNEL, UNMAPPED);
     let mut passed = true;
     for (what, pointer, length) in [
         ("write null", 0, 16),
@@ -223,6 +232,13 @@ pub fn bad_arguments() -> bool {
     passed &= refused("statistics to kernel", statistics(kernel), Errno::Fault);
     passed &= refused("statistics to read-only", statistics(valid), Errno::Fault);
     passed &= refused("wait to kernel", raw(abi::WAIT, [kernel, 0, 0, 0, 0, 0]), Errno::NoChild);
+    passed
+}
+
+/// Bad mapping requests and handles; `valid` is a read-only user address.
+fn bad_mappings(valid: u64) -> bool {
+    let (kernel, unmapped) = (KERNEL, UNMAPPED);
+    let mut passed = true;
     let mmap = |address, length, protection, flags, handle| {
         raw(abi::MMAP, [address, length, protection, flags, handle, 0])
     };

@@ -17,6 +17,10 @@ use crate::vm::{
 
 /// Largest shared-memory object a process may create.
 const MAX_SHARED: u64 = 1 << 30;
+/// Most shared-memory handles a process may hold.
+const MAX_HANDLES: usize = 64;
+/// Most regions an address space may have (each costs kernel heap).
+const MAX_REGIONS: usize = 1024;
 
 /// The kernel side of `syscall`: runs call `rax` and leaves its result in `rax`.
 pub extern "C" fn handle(frame: &mut TrapFrame) {
@@ -210,6 +214,10 @@ fn map(
         }
     };
     let space = current_space();
+    let regions = with_vm(|vm| vm.space(space).map_or(0, |space| space.regions().count()));
+    if regions >= MAX_REGIONS {
+        return Err(Errno::NoMemory);
+    }
     let address = if flags & abi::MAP_SHARED != 0 {
         let object = with_table(|table| table.running().handles.get(&handle).copied())
             .ok_or(Errno::BadHandle)?;
@@ -239,6 +247,9 @@ fn protect(address: u64, length: u64, bits: u64) -> Result<u64, Errno> {
 fn shared_create(length: u64) -> Result<u64, Errno> {
     if length == 0 || length > MAX_SHARED {
         return Err(Errno::Invalid);
+    }
+    if with_table(|table| table.running().handles.len()) >= MAX_HANDLES {
+        return Err(Errno::TryAgain);
     }
     let object =
         with_vm(|vm| vm.create_shared(length.next_multiple_of(PAGE_SIZE))).map_err(errno)?;

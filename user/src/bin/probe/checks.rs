@@ -271,6 +271,33 @@ fn bad_mappings(valid: u64) -> bool {
     passed &=
         refused("close bad handle", raw(abi::SHM_CLOSE, [12345, 0, 0, 0, 0, 0]), Errno::BadHandle);
     passed &= refused("unknown call", raw(999, [0; 6]), Errno::NoSystemCall);
+    passed & limits()
+}
+
+/// Handles and regions are limited (each costs kernel memory); what was
+/// granted up to the limit comes back.
+fn limits() -> bool {
+    let mut handles = [0u64; 64];
+    let mut passed = true;
+    for handle in handles.iter_mut() {
+        *handle = user::shared_create(PAGE).unwrap_or(0);
+    }
+    passed &= expect("64 handles", handles.iter().all(|&handle| handle != 0), true);
+    passed &= refused("handle 65", user::shared_create(PAGE), Errno::TryAgain);
+    for handle in handles {
+        passed &= expect("close", user::shared_close(handle), Ok(()));
+    }
+    let base = 0x2000_0000_0000u64;
+    let mut mapped = 0;
+    while raw(abi::MMAP, [base + mapped * 2 * PAGE, PAGE, PROT_READ, 0, 0, 0]).is_ok() {
+        mapped += 1;
+        if mapped > 2000 {
+            break;
+        }
+    }
+    passed &= expect("regions below the limit", (1000..1024).contains(&mapped), true);
+    // SAFETY: nothing refers to these pages.
+    passed &= expect("unmap", unsafe { user::unmap(base, mapped * 2 * PAGE) }, Ok(()));
     passed
 }
 

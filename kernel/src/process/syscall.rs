@@ -20,7 +20,7 @@ const MAX_SHARED: u64 = 1 << 30;
 /// Most shared-memory handles a process may hold.
 const MAX_HANDLES: usize = 64;
 /// Most regions an address space may have (each costs kernel heap).
-const MAX_REGIONS: usize = 1024;
+const MAX_REGIONS: usize = 256;
 
 /// The kernel side of `syscall`: runs call `rax` and leaves its result in `rax`.
 pub extern "C" fn handle(frame: &mut TrapFrame) {

@@ -9,6 +9,7 @@
 //! programs: probe
 //! run: --kernel-arg pt_cache=1
 //! run: --kernel-arg pt_cache=4
+//! run: --uefi
 //! run: --kernel-arg pt_cache=64 -- -cpu qemu64,+pcid
 //! run: --kernel-arg pt_cache=4 --kernel-arg chaos=3
 //! run: --memory 21M -- -cpu qemu64,vendor=GenuineIntel
@@ -51,7 +52,7 @@ const SPIN: u64 = 8;
 /// Runs one program so that page-table roots, the heap and a kernel stack exist
 /// before any baseline is taken.
 fn warm_up() {
-    let pid = process::spawn("probe", BAD_ARGUMENTS).expect("spawn");
+    let pid = process::spawn("probe", SHARED).expect("spawn");
     assert_eq!(process::wait_for(pid), Some(0), "warm-up run failed");
     let room: alloc::vec::Vec<u8> = alloc::vec![0; 1 << 20];
     drop(room);

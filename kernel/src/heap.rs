@@ -36,6 +36,22 @@ pub unsafe fn init(start: *mut u8, size: usize, grow: GrowHook) {
     *HEAP.grow.lock() = Some(grow);
 }
 
+/// Grows the heap, if less than `headroom` bytes of it are free, through
+/// `map(top, wanted)`, which maps at least `wanted` bytes at the heap's top and
+/// returns how many it mapped.
+pub fn ensure_headroom(headroom: usize, map: impl FnOnce(usize, usize) -> Option<usize>) {
+    let mut heap = HEAP.heap.lock();
+    let free = heap.size() - heap.used();
+    if free >= headroom {
+        return;
+    }
+    if let Some(added) = map(heap.top() as usize, headroom - free) {
+        // SAFETY: `map` promises `added` usable bytes at the heap's top, mapped
+        // and owned by nobody else.
+        unsafe { heap.extend(added) };
+    }
+}
+
 /// Bytes the heap manages, and bytes in use.
 pub fn usage() -> (usize, usize) {
     let heap = HEAP.heap.lock();

@@ -45,6 +45,9 @@ pub fn physical_offset() -> u64 {
 pub fn with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> R {
     let mut vm = VM.lock();
     let vm = vm.as_mut().expect("with_vm: memory not initialised");
+    // Before as well as after: `f` then sees frame counts the refill will not
+    // change behind its back.
+    arch::refill_heap_reserve(vm.frames_mut());
     let result = f(vm);
     arch::refill_heap_reserve(vm.frames_mut());
     result

@@ -17,8 +17,10 @@
 //! operation) it uses a small reserve of frames set aside for exactly this, and
 //! the reserve is refilled every time VM work releases the lock
 //! ([`refill_heap_reserve`]). The reserve holds [`HEAP_RESERVE_FRAMES`] frames,
-//! several heap steps; a VM operation that needs more heap than that in one go
-//! fails its allocation instead of deadlocking.
+//! several heap steps; besides, the same refill keeps as much heap free as is in
+//! use, since VM work may need heap in proportion to what the VM holds. A VM
+//! operation that needs more than both in one go fails its allocation instead
+//! of deadlocking.
 //!
 //! The heap lives in one P4 slot of the kernel half that exists from the first
 //! heap mapping on, so heap growth never adds a P4 entry and every address-space
@@ -101,9 +103,26 @@ pub fn heap_frames() -> usize {
     HEAP_FRAMES.load(Ordering::Relaxed)
 }
 
-/// Tops the heap's frame reserve up from `frames`; called whenever VM work is
-/// about to release the VM lock.
+/// Least free heap kept ahead of VM work, besides the reserve.
+const HEAP_HEADROOM_MIN: usize = 256 * 1024;
+
+/// Tops the heap's frame reserve up from `frames`, and grows the heap so that
+/// as much of it is free as is in use (at least [`HEAP_HEADROOM_MIN`]): VM work
+/// under the lock may need heap in proportion to what the VM already holds (a
+/// fork copies its parent's page lists), far more than the reserve. Called
+/// whenever VM work is about to release the VM lock.
 pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) {
+    let (_, used) = crate::heap::usage();
+    crate::heap::ensure_headroom(used.max(HEAP_HEADROOM_MIN), |top, wanted| {
+        let (top, len) = heap_step(top, wanted)?;
+        map_heap_from(top, len, &mut HeapFrames::Allocator(frames))?;
+        Some(len as usize)
+    });
+    fill_reserve(frames);
+}
+
+/// Tops the heap's frame reserve up from `frames`.
+fn fill_reserve(frames: &mut FrameAllocator<'_>) {
     let Some(mut reserve) = HEAP_RESERVE.try_lock() else { return };
     while reserve.count < HEAP_RESERVE_FRAMES {
         let Ok(pfn) = frames.alloc() else { break };
@@ -241,14 +260,18 @@ fn map_heap_from(start: u64, len: u64, source: &mut HeapFrames<'_, '_>) -> Optio
 
 /// The heap's grow hook: maps at least `wanted` bytes at `top`.
 fn grow_heap(top: usize, wanted: usize) -> Option<usize> {
-    let len = (wanted as u64).next_multiple_of(HEAP_STEP);
-    let top = top as u64;
-    if top + len > HEAP_REGION_START + HEAP_LIMIT {
-        return None;
-    }
+    let (top, len) = heap_step(top, wanted)?;
     debug_assert!(top_level_present(boot_root(), top), "grow_heap: heap P4 slot missing");
     map_heap(top, len)?;
     Some(len as usize)
+}
+
+/// The range a heap growth of at least `wanted` bytes at `top` maps, if the
+/// heap region has room for it.
+fn heap_step(top: usize, wanted: usize) -> Option<(u64, u64)> {
+    let len = (wanted as u64).next_multiple_of(HEAP_STEP);
+    let top = top as u64;
+    (top + len <= HEAP_REGION_START + HEAP_LIMIT).then_some((top, len))
 }
 
 fn start_heap() {

@@ -71,6 +71,12 @@ pub fn command(image: &Path, run: &Run) -> Result<Command, String> {
     qemu.args(["-serial", "stdio", "-no-reboot", "-m", &run.memory]);
     qemu.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     qemu.args(["-accel", &run.accel]);
+    if !run.qemu_args.iter().any(|arg| arg == "-cpu") {
+        // QEMU reserves memory below 1 TiB for CPUs of AMD's vendor (its default
+        // `qemu64` is one), and the bootloader then spends about 4 MiB of page
+        // tables mapping physical memory up to it: too much for small machines.
+        qemu.args(["-cpu", "qemu64,vendor=GenuineIntel"]);
+    }
     if run.headless || !has_display() {
         qemu.args(["-display", "none"]);
     }

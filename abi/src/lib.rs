@@ -41,6 +41,12 @@ pub const SHM_CREATE: u64 = 10;
 pub const SHM_CLOSE: u64 = 11;
 /// Copies the system's [`Statistics`] to `(buffer, length)` -> bytes copied.
 pub const STATISTICS: u64 = 12;
+/// Forgets the page-table translations of `(address, length)` (the VM's
+/// discard, for one range): the pages stay, the next access rebuilds them.
+pub const ZAP: u64 = 13;
+/// Sets the page-table cache to `(address spaces)` (0 only asks) -> the size
+/// it had before.
+pub const PT_CACHE: u64 = 14;
 
 /// Protection bit: readable.
 pub const PROT_READ: u64 = 1;

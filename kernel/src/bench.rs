@@ -70,8 +70,9 @@ fn print_facts() {
     );
 }
 
-/// Runs every kernel benchmark.
-pub fn run_all() {
+/// Runs every benchmark, the kernel's and the `bench` program's; false if a
+/// benchmark's own correctness check failed.
+pub fn run_all() -> bool {
     print_facts();
     measure("frame_alloc_free", 100_000, || {
         with_frames(|frames| {
@@ -90,7 +91,25 @@ pub fn run_all() {
     }
     page_tables::run();
     screen();
-    processes::run();
+    let passed = processes::run();
+    print_final_facts();
+    passed
+}
+
+/// Prints what the VM holds and has done once every benchmark ran.
+fn print_final_facts() {
+    let (statistics, tables) =
+        crate::memory::with_vm(|vm| (vm.statistics(), vm.mmu().statistics()));
+    println!("I page_table_pages_end={} roots={}", tables.table_pages, tables.roots);
+    println!(
+        "I vm_faults={} rebuild={} zero_fill={} cow_copies={} cow_reuses={} forks={}",
+        statistics.faults,
+        statistics.rebuild_faults,
+        statistics.zero_fills,
+        statistics.cow_copies,
+        statistics.cow_reuses,
+        statistics.forks
+    );
 }
 
 /// The screen console: one full line (drawn, then scrolled up), and a whole

@@ -14,11 +14,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let options = kernel::boot::init(boot_info);
     log::info!("start-up complete");
     if options.bench {
-        kernel::bench::run_all();
-    }
-    match kernel::process::spawn("init", 0) {
-        Ok(_) => {}
-        Err(error) => log::warn!("cannot start init: {error}"),
+        let passed = kernel::bench::run_all();
+        if options.once {
+            arch::power_off(if passed { ExitCode::Success } else { ExitCode::Failure });
+        }
+    } else if let Err(error) = kernel::process::spawn("init", 0) {
+        log::warn!("cannot start init: {error}");
     }
     if options.once {
         kernel::process::run_until_settled();

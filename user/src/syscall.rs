@@ -127,6 +127,18 @@ pub fn statistics() -> Result<Statistics, Errno> {
     Ok(Statistics::from_words(words))
 }
 
+/// Forgets the page-table translations of `[address, address + length)`; the
+/// memory keeps its contents and the next access rebuilds them.
+pub fn zap(address: u64, length: u64) -> Result<(), Errno> {
+    call(abi::ZAP, [address, length, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// Sets the page-table cache to `size` address spaces (0 only asks); returns
+/// the size it had.
+pub fn set_page_table_cache(size: u64) -> Result<u64, Errno> {
+    call(abi::PT_CACHE, [size, 0, 0, 0, 0, 0])
+}
+
 /// The processor's time-stamp counter.
 pub fn cycles() -> u64 {
     let (low, high): (u32, u32);

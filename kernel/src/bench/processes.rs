@@ -1,22 +1,25 @@
-//! Process benchmarks: fork with 1 MiB and 16 MiB resident, and the
-//! copy-on-write fault, measured with `rdtsc` in user mode around the system
-//! call (fork) and around single writes (copy-on-write) by the `probe` program,
-//! which prints its own `R` lines.
+//! The user-mode benchmarks: the `bench` program measures every VM operation a
+//! process can ask for (faults, fork, exit, mmap, mprotect, shared memory, zap,
+//! switches) with `rdtsc` and prints its own `R` lines. It gets the TSC
+//! frequency in MHz as its argument.
 
 use crate::arch::tsc;
 use crate::process;
 
-/// The `probe` program's benchmark mode.
-const BENCHMARK_MODE: u64 = 7;
-
-/// Runs the process benchmarks (if the ramdisk has the `probe` program).
-pub fn run() {
+/// Runs the `bench` program to its end; false if it failed or could not start.
+pub fn run() -> bool {
     let mhz = tsc::frequency() / 1_000_000;
-    match process::spawn("probe", BENCHMARK_MODE | (mhz << 8)) {
+    match process::spawn("bench", mhz) {
         Ok(pid) => match process::wait_for(pid) {
-            Some(0) => {}
-            status => log::warn!("process benchmarks failed (status word {status:?})"),
+            Some(0) => true,
+            status => {
+                log::error!("the benchmark program failed (status word {status:?})");
+                false
+            }
         },
-        Err(error) => log::warn!("cannot run the process benchmarks: {error}"),
+        Err(error) => {
+            log::error!("cannot run the benchmark program: {error}");
+            false
+        }
     }
 }

@@ -45,6 +45,8 @@ pub extern "C" fn handle(frame: &mut TrapFrame) {
         abi::SHM_CREATE => shared_create(a),
         abi::SHM_CLOSE => shared_close(a),
         abi::STATISTICS => statistics(a, b),
+        abi::ZAP => zap(a, b),
+        abi::PT_CACHE => page_table_cache(a),
         _ => Err(Errno::NoSystemCall),
     };
     frame.rax = match result {
@@ -241,6 +243,28 @@ fn protect(address: u64, length: u64, bits: u64) -> Result<u64, Errno> {
     let (start, length) = page_range(address, length)?;
     let space = current_space();
     with_vm(|vm| vm.protect(space, start, length, protection)).map(|()| 0).map_err(errno)
+}
+
+/// `zap`: forgets the translations of a range; the pages stay.
+fn zap(address: u64, length: u64) -> Result<u64, Errno> {
+    let (start, length) = page_range(address, length)?;
+    let space = current_space();
+    with_vm(|vm| vm.zap(space, start, length)).map(|()| 0).map_err(errno)
+}
+
+/// Sets the page-table cache size (0 only asks); returns the previous size.
+fn page_table_cache(size: u64) -> Result<u64, Errno> {
+    let size = usize::try_from(size).map_err(|_| Errno::Invalid)?;
+    if size > arch::paging::MAX_CAPACITY {
+        return Err(Errno::Invalid);
+    }
+    Ok(with_vm(|vm| {
+        let before = vm.mmu().capacity();
+        if size != 0 {
+            vm.mmu_mut().set_capacity(size);
+        }
+        before as u64
+    }))
 }
 
 /// Creates a shared object and gives the caller a handle on it.

@@ -1,6 +1,6 @@
-//! Test programs for the in-kernel process tests, and the process benchmarks,
-//! chosen by the start argument: each mode returns 0 when everything it checked
-//! held.
+//! Test programs for the in-kernel process tests, chosen by the start argument:
+//! each mode returns 0 when everything it checked held. (The benchmarks are the
+//! `bench` program.)
 #![no_std]
 #![no_main]
 
@@ -15,8 +15,7 @@ pub const PAGE: u64 = 4096;
 /// Read and write.
 pub const READ_WRITE: u64 = PROT_READ | PROT_WRITE;
 
-/// The argument's low byte is the mode; the benchmark mode takes the TSC
-/// frequency in MHz in the bits above.
+/// The argument's low byte is the mode.
 fn main(argument: u64) -> i32 {
     let mode = argument & 0xff;
     let passed = match mode {
@@ -26,7 +25,6 @@ fn main(argument: u64) -> i32 {
         4 => checks::memory_hog(),
         5 => checks::bad_arguments(),
         6 => checks::crashes_are_killed(),
-        7 => checks::benchmark(argument >> 8),
         8 => spin_forever(),
         _ => {
             println!("probe: unknown mode {mode}");

@@ -5,6 +5,7 @@
 //! its options. `cargo run -- test` runs every test: host tests of the portable
 //! code, then each test kernel under QEMU.
 
+mod bench;
 mod build;
 mod checks;
 mod options;
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
         }
         Command::Run(run) => run_kernel(&run),
         Command::Test(test) => test::run_all(&test),
-        Command::Bench(run) => run_benchmarks(run),
+        Command::Bench(run) => bench::run(run),
         Command::Usb(device, uefi) => usb::flash(std::path::Path::new(&device), uefi),
         Command::Image(run) => build::kernel_images(&run).map(|images| {
             println!("BIOS image: {}", images.bios.display());
@@ -60,24 +61,4 @@ fn run_kernel(run: &options::Run) -> Result<bool, String> {
     let image = if run.uefi { &images.uefi } else { &images.bios };
     let status = qemu::run_interactive(image, run)?;
     Ok(status.passed())
-}
-
-/// Boots the release kernel headless with `bench once` and prints what it
-/// reports; true if it finished and reported success.
-fn run_benchmarks(mut run: options::Run) -> Result<bool, String> {
-    run.release = true;
-    run.once = true;
-    run.headless = true;
-    run.kernel_args.push("bench".into());
-    if run.memory == options::Run::default().memory {
-        run.memory = "512M".into();
-    }
-    let images = build::kernel_images(&run)?;
-    let image = if run.uefi { &images.uefi } else { &images.bios };
-    let limit = std::time::Duration::from_secs(600);
-    let outcome = qemu::run_captured(image, &run, limit, |line| println!("{}", line.trim_end()))?;
-    if !outcome.passed() {
-        eprintln!("boot: benchmark run ended with {outcome:?}");
-    }
-    Ok(outcome.passed())
 }

@@ -1,13 +1,10 @@
 //! The frame allocator on the real memory map: exhaustion is an error, every
 //! frame comes back, contiguous blocks are aligned and disjoint, zeroed frames are
 //! zero, shared frames are freed by their last release, and the heap grows on
-//! frames. Run at the default size and at the smallest machine BIOS boot allows.
-//! That one runs on an Intel-vendor CPU: QEMU's default `qemu64` says AMD, and
-//! then reserves the HyperTransport hole just below 1 TiB, which makes the
-//! bootloader map physical memory up to there (4 MiB of page tables, more than
-//! a 21 MiB machine can spare next to the kernel).
+//! frames. Run at the default size and at the smallest machine BIOS boot allows
+//! (which needs the Intel-vendor CPU the runner presents: see `boot/src/qemu.rs`).
 //! run:
-//! run: --memory 21M -- -cpu qemu64,vendor=GenuineIntel
+//! run: --memory 21M
 #![no_std]
 #![no_main]
 

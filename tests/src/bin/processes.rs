@@ -4,15 +4,14 @@
 //! scheduler until it ends, and checks its status, that every process is reaped
 //! and that the free-frame count is back at its baseline. Booted with 1, 4 and 64
 //! cached page tables, in chaos mode, and at the smallest machine BIOS boots
-//! (with an Intel-vendor CPU; see `frames.rs` for why), where the memory hog
-//! really runs the machine out of frames.
+//! (21 MiB), where the memory hog really runs the machine out of frames.
 //! programs: probe
 //! run: --kernel-arg pt_cache=1
 //! run: --kernel-arg pt_cache=4
 //! run: --uefi
 //! run: --kernel-arg pt_cache=64 -- -cpu qemu64,+pcid
 //! run: --kernel-arg pt_cache=4 --kernel-arg chaos=3
-//! run: --memory 21M -- -cpu qemu64,vendor=GenuineIntel
+//! run: --memory 21M
 #![no_std]
 #![no_main]
 

@@ -87,7 +87,7 @@ fn fork_and_exit(
     write_pages(base, length, 1);
     let (mut fork_samples, mut exit_samples) = ([Sample::default(); 5], [Sample::default(); 5]);
     for (fork_sample, exit_sample) in fork_samples.iter_mut().zip(&mut exit_samples) {
-        let (mut fork_cycles, mut exit_cycles, mut fork_faults) = (0, 0, 0);
+        let (mut fork_cycles, mut exit_cycles, mut fork_faults, mut exit_faults) = (0, 0, 0, 0);
         for _ in 0..forks {
             mailbox.put(0, 0);
             let before = faults();
@@ -101,13 +101,15 @@ fn fork_and_exit(
             let forked = user::cycles();
             fork_cycles += forked - start;
             fork_faults += faults() - before;
+            let before = faults();
             let released = user::cycles();
             mailbox.put(0, 1);
             reap()?;
             exit_cycles += user::cycles() - released;
+            exit_faults += faults() - before;
         }
         *fork_sample = Sample::new(fork_cycles, fork_faults, forks);
-        *exit_sample = Sample::new(exit_cycles, 0, forks);
+        *exit_sample = Sample::new(exit_cycles, exit_faults, forks);
     }
     reporter.report(&name("fork", mebibytes), &fork_samples);
     reporter.report(&name("exit_wait", mebibytes), &exit_samples);

@@ -49,9 +49,12 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Leaves QEMU with `code` (isa-debug-exit), or else tries an ACPI power-off,
-/// or else halts.
+/// Says `code` on the console (`power off (success)` or `power off (failure)`:
+/// the verdict for emulators without isa-debug-exit, such as Bochs), then leaves
+/// QEMU with `code` (isa-debug-exit), or else tries an ACPI power-off, or else
+/// halts.
 pub fn power_off(code: ExitCode) -> ! {
+    console_write(format_args!("power off ({})\n", code.name()));
     exit_qemu(code);
     qemu::acpi_power_off();
     console_write(format_args!("halted: it is now safe to switch the machine off\n"));

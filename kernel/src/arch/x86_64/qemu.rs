@@ -19,6 +19,16 @@ pub enum ExitCode {
     Failure = 0x11,
 }
 
+impl ExitCode {
+    /// The word the console announces before power-off: `success` or `failure`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitCode::Success => "success",
+            ExitCode::Failure => "failure",
+        }
+    }
+}
+
 /// Asks QEMU to exit with `code`. Returns only when not running under QEMU.
 pub fn exit(code: ExitCode) {
     let mut port = Port::new(DEBUG_EXIT_PORT);

@@ -6,6 +6,7 @@
 //! code, then each test kernel under QEMU.
 
 mod bench;
+mod bochs;
 mod build;
 mod checks;
 mod options;
@@ -59,6 +60,10 @@ fn main() -> ExitCode {
 fn run_kernel(run: &options::Run) -> Result<bool, String> {
     let images = build::kernel_images(run)?;
     let image = if run.uefi { &images.uefi } else { &images.bios };
-    let status = qemu::run_interactive(image, run)?;
+    let status = if run.bochs {
+        bochs::run_interactive(image, run)?
+    } else {
+        qemu::run_interactive(image, run)?
+    };
     Ok(status.passed())
 }

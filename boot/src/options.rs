@@ -40,6 +40,8 @@ pub struct Run {
     pub kernel_args: Vec<String>,
     /// Extra QEMU arguments (after `--`).
     pub qemu_args: Vec<String>,
+    /// Boot in Bochs (a processor with PCIDs) instead of QEMU.
+    pub bochs: bool,
 }
 
 impl Default for Run {
@@ -55,6 +57,7 @@ impl Default for Run {
             release: false,
             kernel_args: Vec::new(),
             qemu_args: Vec::new(),
+            bochs: false,
         }
     }
 }
@@ -86,6 +89,8 @@ options:
   --accel NAME       QEMU accelerator: tcg (default) or kvm
   --release          build the kernel with the release profile
   --kernel-arg WORD  add WORD to the kernel command line (e.g. log=debug)
+  --bochs            boot the BIOS image in Bochs, on a processor with PCIDs (QEMU's
+                     TCG has none); needs `apt-get install bochs bochs-term bochsbios vgabios`
   -h, --help         this text";
 
 /// Parses the tool's arguments.
@@ -125,10 +130,19 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--gdb" => run.gdb = true,
             "--usb" => run.usb = true,
             "--release" => run.release = true,
+            "--bochs" => run.bochs = true,
             "--memory" => run.memory = parse_memory(&value(word)?)?,
             "--accel" => run.accel = value(word)?,
             "--kernel-arg" => run.kernel_args.push(value(word)?),
             other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    if run.bochs {
+        if let Some(why) = crate::bochs::unsupported(&run) {
+            return Err(why.into());
+        }
+        if mode == "bench" {
+            return Err("the benchmarks run under QEMU only".into());
         }
     }
     Ok(match mode {
@@ -189,6 +203,17 @@ mod tests {
         assert!(run.uefi && run.once);
         assert_eq!(run.memory, "16M");
         assert_eq!(run.qemu_args, ["-smp", "2"]);
+    }
+
+    #[test]
+    fn bochs_runs_take_bios_disk_options_only() {
+        let Ok(Command::Run(run)) = parse(&strings(&["--bochs", "--memory", "256M"])) else {
+            panic!("not a run")
+        };
+        assert!(run.bochs);
+        assert!(parse(&strings(&["--bochs", "--uefi"])).is_err());
+        assert!(parse(&strings(&["--bochs", "--", "-smp", "2"])).is_err());
+        assert!(parse(&strings(&["bench", "--bochs"])).is_err());
     }
 
     #[test]

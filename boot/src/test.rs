@@ -1,4 +1,5 @@
-//! The test runner: host tests, then every test kernel under QEMU.
+//! The test runner: host tests, then every test kernel under QEMU (or Bochs, for
+//! runs that say `--bochs`).
 //!
 //! Host tests are `cargo test` runs of the portable code; their own summary lines
 //! are parsed and added up. Each file in `tests/src/bin/` is a test kernel; it is
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bochs;
 use crate::build::{self, LevelFilter, workspace_root};
 use crate::options::{self, Command as ToolCommand, Run, Test};
 use crate::qemu::{self, Outcome};
@@ -211,7 +213,7 @@ fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) -> Result<(), S
     let image = if kernel.run.uefi { &images.uefi } else { &images.bios };
     let started = Instant::now();
     let (mut passed, mut failed) = (0, 0);
-    let outcome = qemu::run_captured(image, &kernel.run, kernel.timeout, |text| {
+    let on_line = |text: &str| {
         let text = text.trim_end();
         match parse_kernel_test(text) {
             Some((test, true, note)) => {
@@ -224,7 +226,12 @@ fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) -> Result<(), S
             }
             None => println!("    | {text}"),
         }
-    })?;
+    };
+    let outcome = if kernel.run.bochs {
+        bochs::run_captured(image, &kernel.run, kernel.timeout, on_line)?
+    } else {
+        qemu::run_captured(image, &kernel.run, kernel.timeout, on_line)?
+    };
     let seconds = started.elapsed().as_secs_f64();
     tally.passed += passed;
     tally.failed += failed;
@@ -234,7 +241,9 @@ fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) -> Result<(), S
             Outcome::Success => "reported success but ran no test".to_string(),
             Outcome::Failure => "reported failure".to_string(),
             Outcome::TimedOut => format!("timed out after {} s", kernel.timeout.as_secs()),
-            Outcome::Exited(code) => format!("QEMU exited with {code:?} (triple fault or reboot?)"),
+            Outcome::Exited(code) => {
+                format!("the emulator exited with {code:?} (triple fault or reboot?)")
+            }
         };
         println!("test {} ... FAILED ({why})", kernel.label);
         tally.failed += 1;

@@ -1,0 +1,332 @@
+//! Running Bochs: the second emulator, for the processor features QEMU's TCG
+//! lacks.
+//!
+//! TCG does not implement process-context identifiers (CPUID.01H:ECX bit 17), so
+//! under QEMU the kernel's PCID path never runs; Bochs's `corei7_haswell_4770`
+//! model has PCIDs (and INVPCID), checks CR3 and CR4 writes as the architecture
+//! does, and boots the same BIOS image. Bochs still drops every non-global
+//! translation on each CR3 load, as QEMU does: neither emulator keeps another
+//! PCID's translations, so what a run here proves is that the PCID path is
+//! architecturally valid and behaves, not that no flush is missing on a
+//! processor that does keep them.
+//!
+//! The machine: Debian's `bochs` with the Bochs BIOS (`bochsbios`) and the
+//! Cirrus VGA BIOS (`vgabios`). The bootloader's BIOS stage picks the VESA mode
+//! it draws on from the VGA BIOS's list, and with Bochs's standard VGA BIOS it
+//! ends on an 8-bit mode it cannot draw on; the Cirrus BIOS lists 24-bit modes.
+//! Bochs has no isa-debug-exit device: the kernel says `power off (success)` or
+//! `power off (failure)` on the serial console before it powers off, and that
+//! line is the verdict. The serial console goes to a file, read as it grows.
+//! The display is Bochs's text-terminal one (`bochs-term`), writing to a file
+//! of its own: it complains of the 24-bit mode the bootloader picks (reported,
+//! not fatal) and then draws nothing, where the VNC one corrupts its own memory.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::options::Run;
+use crate::qemu::Outcome;
+
+/// The processor model: a Haswell, which has PCIDs.
+const CPU_MODEL: &str = "corei7_haswell_4770";
+/// The system BIOS, from Debian's `bochsbios` package.
+const BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
+/// The Cirrus VGA BIOS, from Debian's `vgabios` package.
+const VGA_BIOS: &str = "/usr/share/vgabios/vgabios.cirrus.bin";
+/// What to install when something is missing.
+const PACKAGES: &str = "apt-get install bochs bochs-term bochsbios vgabios";
+
+/// Guest memory in MiB for Bochs, from the runner's size syntax (`128M`, `1G`).
+pub fn megabytes(memory: &str) -> Result<u64, String> {
+    let digits = memory.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
+    let value: u64 = digits.parse().map_err(|_| format!("bad memory size {memory:?}"))?;
+    let megabytes = match &memory[digits.len()..] {
+        "" | "M" | "m" => Some(value),
+        "G" | "g" => value.checked_mul(1024),
+        "K" | "k" if value % 1024 == 0 => Some(value / 1024),
+        _ => None,
+    };
+    megabytes
+        .filter(|&size| size > 0)
+        .ok_or_else(|| format!("Bochs takes whole MiB of memory, not {memory:?}"))
+}
+
+/// The Bochs configuration for booting `image` with `run`'s memory, serial
+/// output to `serial` and Bochs's own log to `log`.
+pub fn config(image: &Path, run: &Run, serial: &Path, log: &Path) -> Result<String, String> {
+    let size = megabytes(&run.memory)?;
+    Ok(format!(
+        "memory: guest={size}, host={size}
+cpu: model={CPU_MODEL}, count=1, ips=200000000, reset_on_triple_fault=0
+romimage: file={BIOS}
+vgaromimage: file={VGA_BIOS}
+vga: extension=cirrus
+pci: enabled=1, chipset=i440fx, slot1=cirrus
+ata0-master: type=disk, path={image}, mode=flat
+boot: disk
+com1: enabled=1, mode=file, dev={serial}
+display_library: term
+panic: action=fatal, term=report
+speaker: enabled=0
+clock: sync=none, time0=local
+log: {log}
+",
+        image = image.display(),
+        serial = serial.display(),
+        log = log.display(),
+    ))
+}
+
+/// Why `run` cannot be a Bochs run, if it cannot.
+pub fn unsupported(run: &Run) -> Option<&'static str> {
+    if run.uefi {
+        Some("--bochs boots the BIOS image; there is no UEFI firmware for Bochs here")
+    } else if run.usb {
+        Some("--bochs attaches the image as an IDE disk, not a USB stick")
+    } else if run.gdb {
+        Some("--bochs has no gdb stub; Bochs has its own debugger")
+    } else if !run.qemu_args.is_empty() {
+        Some("--bochs takes no QEMU arguments")
+    } else {
+        None
+    }
+}
+
+/// The verdict in a serial line, if it is one.
+pub fn verdict(line: &str) -> Option<Outcome> {
+    match line.trim_end() {
+        "power off (success)" => Some(Outcome::Success),
+        "power off (failure)" => Some(Outcome::Failure),
+        _ => None,
+    }
+}
+
+/// Files of one Bochs run, beside the image.
+struct Files {
+    dir: PathBuf,
+    config: PathBuf,
+    serial: PathBuf,
+    log: PathBuf,
+    output: PathBuf,
+}
+
+impl Files {
+    fn beside(image: &Path) -> Files {
+        let dir = image.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Files {
+            config: dir.join("bochsrc"),
+            serial: dir.join("bochs-serial.txt"),
+            log: dir.join("bochs.log"),
+            output: dir.join("bochs-output.txt"),
+            dir,
+        }
+    }
+}
+
+/// Writes the configuration and starts Bochs on it, its debugger told to run.
+fn start(image: &Path, run: &Run, files: &Files) -> Result<Child, String> {
+    for path in [BIOS, VGA_BIOS] {
+        if !Path::new(path).exists() {
+            return Err(format!("{path} not found: install Bochs with `{PACKAGES}`"));
+        }
+    }
+    let image = image.canonicalize().map_err(|e| format!("{}: {e}", image.display()))?;
+    // A Bochs that was killed leaves its lock beside the image, and the next
+    // refuses to open the image.
+    let mut lock = image.clone().into_os_string();
+    lock.push(".lock");
+    let _ = std::fs::remove_file(lock);
+    let _ = std::fs::remove_file(&files.serial);
+    let text = config(&image, run, &files.serial, &files.log)?;
+    std::fs::write(&files.config, text)
+        .map_err(|e| format!("cannot write {}: {e}", files.config.display()))?;
+    let commands = files.dir.join("bochs-commands");
+    std::fs::write(&commands, "continue\n")
+        .map_err(|e| format!("cannot write {}: {e}", commands.display()))?;
+    let output = std::fs::File::create(&files.output)
+        .map_err(|e| format!("cannot write {}: {e}", files.output.display()))?;
+    let errors = output.try_clone().map_err(|e| format!("{}: {e}", files.output.display()))?;
+    Command::new("bochs")
+        .env("TERM", "xterm")
+        .arg("-q")
+        .arg("-f")
+        .arg(&files.config)
+        .arg("-rc")
+        .arg(&commands)
+        .current_dir(&files.dir)
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .spawn()
+        .map_err(|error| {
+            if error.kind() == std::io::ErrorKind::NotFound {
+                format!("bochs not found: install it with `{PACKAGES}`")
+            } else {
+                format!("cannot start bochs: {error}")
+            }
+        })
+}
+
+/// Reads what the serial file gained since the last call, a line at a time.
+#[derive(Default)]
+struct SerialReader {
+    offset: u64,
+    partial: String,
+}
+
+impl SerialReader {
+    /// Passes every complete new line to `line`; with `flush`, the partial last
+    /// line too.
+    fn poll(&mut self, path: &Path, flush: bool, mut line: impl FnMut(&str)) {
+        if let Ok(mut file) = std::fs::File::open(path) {
+            let mut bytes = Vec::new();
+            if file.seek(SeekFrom::Start(self.offset)).is_ok()
+                && file.read_to_end(&mut bytes).is_ok()
+            {
+                self.offset += bytes.len() as u64;
+                self.partial.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+        while let Some(end) = self.partial.find('\n') {
+            let text: String = self.partial.drain(..=end).collect();
+            line(text.trim_end_matches(['\n', '\r']));
+        }
+        if flush && !self.partial.is_empty() {
+            line(&std::mem::take(&mut self.partial));
+        }
+    }
+}
+
+/// Boots `image` in Bochs with a time limit, passing each serial line to `line`
+/// as it arrives; returns the kernel's verdict, or how Bochs ended without one
+/// (then Bochs's own panic messages are passed on too, as `bochs: ...` lines).
+pub fn run_captured(
+    image: &Path,
+    run: &Run,
+    limit: Duration,
+    mut line: impl FnMut(&str),
+) -> Result<Outcome, String> {
+    if let Some(why) = unsupported(run) {
+        return Err(why.into());
+    }
+    let files = Files::beside(image);
+    let mut child = start(image, run, &files)?;
+    let deadline = Instant::now().checked_add(limit);
+    let mut reader = SerialReader::default();
+    let mut outcome = None;
+    loop {
+        let exited = child.try_wait().map_err(|e| format!("waiting for bochs: {e}"))?;
+        reader.poll(&files.serial, exited.is_some(), |text| {
+            outcome = outcome.or(verdict(text));
+            line(text);
+        });
+        if let Some(outcome) = outcome {
+            // The kernel has said how it ended; what Bochs does next (an ACPI
+            // power-off it reports as a panic) does not matter.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(outcome);
+        }
+        if let Some(status) = exited {
+            for text in bochs_panics(&files.log) {
+                line(&format!("bochs: {text}"));
+            }
+            if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+                line(&format!("bochs: killed by signal {signal}"));
+            }
+            return Ok(Outcome::Exited(status.code()));
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Outcome::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Boots `image` in Bochs with the serial console on this terminal, until the
+/// kernel powers off or Bochs ends.
+pub fn run_interactive(image: &Path, run: &Run) -> Result<Outcome, String> {
+    eprintln!(
+        "boot: Bochs ({CPU_MODEL}): serial console here, no screen; Bochs's log in {}",
+        Files::beside(image).log.display()
+    );
+    run_captured(image, run, Duration::MAX, |text| println!("{text}"))
+}
+
+/// Bochs's panic messages in its log (a triple fault, a missing file).
+fn bochs_panics(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split_once(">>PANIC<<").map(|(_, message)| message.trim()))
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_become_megabytes() {
+        assert_eq!(megabytes("128M"), Ok(128));
+        assert_eq!(megabytes("21m"), Ok(21));
+        assert_eq!(megabytes("2G"), Ok(2048));
+        assert_eq!(megabytes("65536K"), Ok(64));
+        assert_eq!(megabytes("64"), Ok(64));
+        assert!(megabytes("1000K").is_err());
+        assert!(megabytes("0M").is_err());
+        assert!(megabytes("lots").is_err());
+    }
+
+    #[test]
+    fn config_names_the_image_the_memory_and_a_pcid_processor() {
+        let run = Run { memory: "256M".into(), ..Run::default() };
+        let text = config(Path::new("/x/bios.img"), &run, Path::new("/x/s"), Path::new("/x/l"))
+            .expect("config");
+        assert!(text.contains("memory: guest=256, host=256\n"));
+        assert!(text.contains("path=/x/bios.img, mode=flat"));
+        assert!(text.contains("com1: enabled=1, mode=file, dev=/x/s\n"));
+        assert!(text.contains(&format!("cpu: model={CPU_MODEL},")));
+    }
+
+    #[test]
+    fn only_bios_disk_runs_are_possible() {
+        assert_eq!(unsupported(&Run::default()), None);
+        assert!(unsupported(&Run { uefi: true, ..Run::default() }).is_some());
+        assert!(unsupported(&Run { usb: true, ..Run::default() }).is_some());
+        assert!(unsupported(&Run { gdb: true, ..Run::default() }).is_some());
+        let qemu_args = vec!["-smp".to_string(), "2".to_string()];
+        assert!(unsupported(&Run { qemu_args, ..Run::default() }).is_some());
+    }
+
+    #[test]
+    fn the_verdict_is_the_power_off_line() {
+        assert_eq!(verdict("power off (success)"), Some(Outcome::Success));
+        assert_eq!(verdict("power off (failure)\r"), Some(Outcome::Failure));
+        assert_eq!(verdict("test power off (success) ... ok"), None);
+        assert_eq!(verdict("power off"), None);
+    }
+
+    #[test]
+    fn serial_lines_are_read_as_the_file_grows() {
+        let dir = std::env::temp_dir().join(format!("bochs-serial-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("serial.txt");
+        let mut reader = SerialReader::default();
+        let mut lines = Vec::new();
+        reader.poll(&path, false, |text| lines.push(text.to_string()));
+        assert!(lines.is_empty(), "no file yet");
+        std::fs::write(&path, "one\r\ntw").expect("write");
+        reader.poll(&path, false, |text| lines.push(text.to_string()));
+        assert_eq!(lines, ["one"]);
+        std::fs::write(&path, "one\r\ntwo\nthr").expect("write");
+        reader.poll(&path, false, |text| lines.push(text.to_string()));
+        reader.poll(&path, true, |text| lines.push(text.to_string()));
+        assert_eq!(lines, ["one", "two", "thr"]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

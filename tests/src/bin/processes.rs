@@ -4,14 +4,17 @@
 //! scheduler until it ends, and checks its status, that every process is reaped
 //! and that the free-frame count is back at its baseline. Booted with 1, 4 and 64
 //! cached page tables, in chaos mode, and at the smallest machine BIOS boots
-//! (21 MiB), where the memory hog really runs the machine out of frames.
+//! (21 MiB), where the memory hog really runs the machine out of frames; and in
+//! Bochs, whose processor has PCIDs (QEMU's TCG has none), with 1 and 4.
 //! programs: probe
 //! run: --kernel-arg pt_cache=1
 //! run: --kernel-arg pt_cache=4
 //! run: --uefi
-//! run: --kernel-arg pt_cache=64 -- -cpu qemu64,+pcid
+//! run: --kernel-arg pt_cache=64
 //! run: --kernel-arg pt_cache=4 --kernel-arg chaos=3
 //! run: --memory 21M
+//! run: --bochs --kernel-arg pt_cache=1
+//! run: --bochs --kernel-arg pt_cache=4
 #![no_std]
 #![no_main]
 

@@ -19,6 +19,9 @@ pub struct Options {
     /// Chaos mode (`chaos`, or `chaos=K`): the running address space loses its
     /// unpinned translations every K page faults; 0 is off.
     pub chaos: u64,
+    /// Check every CR3 load against a shadow TLB that keeps every PCID's
+    /// translations (`tlb_check`; slow, for tests).
+    pub tlb_check: bool,
 }
 
 /// Page-table cache size when the command line does not say.
@@ -34,6 +37,7 @@ impl Default for Options {
             log_level: log::LevelFilter::Info,
             pt_cache: DEFAULT_PT_CACHE,
             chaos: 0,
+            tlb_check: false,
         }
     }
 }
@@ -62,6 +66,7 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
                 _ => unknown(UnknownOption(word)),
             },
             ("chaos", None) => options.chaos = DEFAULT_CHAOS,
+            ("tlb_check", None) => options.tlb_check = true,
             ("chaos", Some(interval)) => match interval.parse() {
                 Ok(interval) => options.chaos = interval,
                 Err(_) => unknown(UnknownOption(word)),

@@ -68,15 +68,20 @@ pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> R {
     with_vm(|vm| f(vm.frames_mut()))
 }
 
-/// Applies the command line's page-table options (`pt_cache`, `chaos`).
+/// Applies the command line's page-table options (`pt_cache`, `chaos`,
+/// `tlb_check`).
 pub fn configure_page_tables(options: &crate::cmdline::Options) {
     let (capacity, pcid) = with_vm(|vm| {
         let mmu = vm.mmu_mut();
         mmu.set_capacity(options.pt_cache);
         mmu.set_chaos_interval(options.chaos);
+        mmu.set_tlb_check(options.tlb_check);
         (mmu.capacity(), mmu.has_pcid())
     });
     let pcid = if pcid { "on" } else { "off" };
+    if options.tlb_check {
+        log::info!("page tables: every CR3 load checked against a shadow TLB");
+    }
     match options.chaos {
         0 => log::info!("page tables: cache of {capacity} address spaces, PCID {pcid}"),
         every => log::info!(

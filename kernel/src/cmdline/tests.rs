@@ -31,6 +31,9 @@ fn page_table_options_are_parsed() {
     assert_eq!((options.pt_cache, options.chaos), (1, DEFAULT_CHAOS));
     let options = parse("pt_cache=16 chaos=7", |word| panic!("unexpected unknown {word:?}"));
     assert_eq!((options.pt_cache, options.chaos), (16, 7));
+    assert!(!options.tlb_check);
+    let options = parse("tlb_check", |word| panic!("unexpected unknown {word:?}"));
+    assert!(options.tlb_check);
 }
 
 #[test]

@@ -54,6 +54,7 @@
 //! complete: with K = 1 one that needs two unmapped pages could fault forever.
 
 mod contract;
+mod shadow;
 mod slots;
 pub mod table;
 pub mod tlb;
@@ -132,6 +133,8 @@ pub struct X86Mmu {
     clock: u64,
     chaos_interval: u64,
     chaos_countdown: u64,
+    /// With `tlb_check`: the shadow every load is checked against.
+    shadow: Option<shadow::Shadow>,
     statistics: PageTableStatistics,
 }
 
@@ -151,6 +154,7 @@ impl X86Mmu {
             clock: 0,
             chaos_interval: 0,
             chaos_countdown: 0,
+            shadow: None,
             statistics: PageTableStatistics::default(),
         }
     }
@@ -170,6 +174,25 @@ impl X86Mmu {
     pub fn set_chaos_interval(&mut self, interval: u64) {
         self.chaos_interval = interval;
         self.chaos_countdown = interval;
+    }
+
+    /// Turns the shadow-TLB check of every CR3 load on or off (see [`shadow`]).
+    /// Turned on, it assumes nothing is cached yet, so it belongs at start-up.
+    pub fn set_tlb_check(&mut self, on: bool) {
+        self.shadow = on.then(shadow::Shadow::default);
+    }
+
+    /// Loads checked against the shadow TLB so far (`None`: the check is off).
+    pub fn tlb_checks(&self) -> Option<u64> {
+        self.shadow.as_ref().map(|shadow| shadow.checks)
+    }
+
+    /// Forgets that any slot needs its PCID flushed at its next load, as a bug
+    /// that lost a deferred flush would: for the test that `tlb_check` catches
+    /// one. Never called otherwise.
+    #[doc(hidden)]
+    pub fn lose_deferred_flushes(&mut self) {
+        self.slots.iter_mut().for_each(|slot| slot.stale = false);
     }
 
     /// Whether chaos mode is on.

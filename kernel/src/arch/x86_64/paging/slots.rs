@@ -18,6 +18,8 @@ pub(super) struct Invalidation {
     /// Pages that may still be invalidated one by one.
     limit: u64,
     pages: u64,
+    /// The pages invalidated, for the shadow TLB.
+    invalidated: [u64; INVALIDATE_LIMIT as usize],
     whole: bool,
     changed: bool,
 }
@@ -25,7 +27,14 @@ pub(super) struct Invalidation {
 impl Invalidation {
     /// Starts tracking changes to a slot that is (or is not) loaded.
     pub(super) fn new(loaded: bool) -> Invalidation {
-        Invalidation { loaded, limit: INVALIDATE_LIMIT, pages: 0, whole: false, changed: false }
+        Invalidation {
+            loaded,
+            limit: INVALIDATE_LIMIT,
+            pages: 0,
+            invalidated: [0; INVALIDATE_LIMIT as usize],
+            whole: false,
+            changed: false,
+        }
     }
 
     /// Like [`Invalidation::new`], for a change to the whole user half: any
@@ -45,6 +54,7 @@ impl Invalidation {
         }
         if self.pages < self.limit {
             tlb.invalidate_page(address);
+            self.invalidated[self.pages as usize] = address;
             self.pages += 1;
         } else {
             self.whole = true;
@@ -73,6 +83,10 @@ impl X86Mmu {
     /// invalidations could not cover it; another root is marked stale.
     pub(super) fn settle(&mut self, index: usize, invalidation: Invalidation, emptied: bool) {
         self.statistics.page_invalidations += invalidation.pages;
+        if let Some(shadow) = self.shadow.as_mut() {
+            let pages = &invalidation.invalidated[..invalidation.pages as usize];
+            pages.iter().for_each(|&address| shadow.invalidate_page(address));
+        }
         if !invalidation.changed && !emptied {
             return;
         }
@@ -184,7 +198,11 @@ impl X86Mmu {
             table::kernel_half_matches(slot.root, self.boot_root),
             "reload: the kernel half changed after this root was made"
         );
-        if self.tlb.load(slot.root, slot.pcid, flush) {
+        let flushed = self.tlb.load(slot.root, slot.pcid, flush);
+        if let Some(shadow) = self.shadow.as_mut() {
+            shadow.load(slot.root, slot.pcid, flushed, self.tlb.has_pcid());
+        }
+        if flushed {
             self.statistics.tlb_flushes += 1;
             if self.tlb.has_pcid() {
                 self.statistics.pcid_flushes += 1;

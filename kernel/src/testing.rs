@@ -37,9 +37,15 @@ struct Running {
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
+/// Makes a panic from now on end the test kernel with failure; for set-up
+/// work before [`run`] (which calls it too).
+pub fn start() {
+    crate::panic::exit_on_panic(true);
+}
+
 /// Runs `tests` in order, then powers QEMU off with success.
 pub fn run(tests: &[Test]) -> ! {
-    crate::panic::exit_on_panic(true);
+    start();
     for test in tests {
         *RUNNING.lock() = Some(Running { name: test.name, expected_panic: None });
         (test.run)();

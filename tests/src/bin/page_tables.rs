@@ -6,16 +6,18 @@
 //!
 //! QEMU's TCG has no PCIDs, so the runs with them are Bochs's (`--bochs`, a
 //! Haswell); `pcid_follows_the_processor` fails a run whose kernel does not use
-//! PCIDs when the processor offers them.
+//! PCIDs when the processor offers them. Those runs, and one without PCIDs, also
+//! check every CR3 load against a shadow TLB (`tlb_check`) that keeps what an
+//! emulator would drop.
 //! run: --kernel-arg pt_cache=1
-//! run: --kernel-arg pt_cache=2
+//! run: --kernel-arg pt_cache=2 --kernel-arg tlb_check
 //! run: --kernel-arg pt_cache=16
 //! run: --kernel-arg pt_cache=2 --kernel-arg chaos
 //! run: --kernel-arg pt_cache=1 --kernel-arg chaos=3
-//! run: --bochs --kernel-arg pt_cache=1
-//! run: --bochs --kernel-arg pt_cache=2
-//! run: --bochs --kernel-arg pt_cache=16
-//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg chaos
+//! run: --bochs --kernel-arg pt_cache=1 --kernel-arg tlb_check
+//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg tlb_check
+//! run: --bochs --kernel-arg pt_cache=16 --kernel-arg tlb_check
+//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg chaos --kernel-arg tlb_check
 #![no_std]
 #![no_main]
 
@@ -33,6 +35,7 @@ entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
 fn main(boot_info: &'static mut BootInfo) -> ! {
     kernel::boot::init(boot_info);
+    testing::start();
     warm_up();
     testing::run(&kernel::tests![
         map_write_read,

@@ -5,7 +5,8 @@
 //! and that the free-frame count is back at its baseline. Booted with 1, 4 and 64
 //! cached page tables, in chaos mode, and at the smallest machine BIOS boots
 //! (21 MiB), where the memory hog really runs the machine out of frames; and in
-//! Bochs, whose processor has PCIDs (QEMU's TCG has none), with 1 and 4.
+//! Bochs, whose processor has PCIDs (QEMU's TCG has none), with 1 and 4, every
+//! CR3 load checked against a shadow TLB (`tlb_check`).
 //! programs: probe
 //! run: --kernel-arg pt_cache=1
 //! run: --kernel-arg pt_cache=4
@@ -13,8 +14,8 @@
 //! run: --kernel-arg pt_cache=64
 //! run: --kernel-arg pt_cache=4 --kernel-arg chaos=3
 //! run: --memory 21M
-//! run: --bochs --kernel-arg pt_cache=1
-//! run: --bochs --kernel-arg pt_cache=4
+//! run: --bochs --kernel-arg pt_cache=1 --kernel-arg tlb_check
+//! run: --bochs --kernel-arg pt_cache=4 --kernel-arg tlb_check
 #![no_std]
 #![no_main]
 
@@ -30,6 +31,7 @@ entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
 fn main(boot_info: &'static mut BootInfo) -> ! {
     kernel::boot::init(boot_info);
+    testing::start();
     warm_up();
     testing::run(&kernel::tests![
         fork_keeps_writes_apart_and_copies_only_written_pages,

@@ -163,7 +163,16 @@ extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
-    fatal(&ExceptionReport::new(8, "DOUBLE FAULT", &frame, Some(code)))
+    let report = ExceptionReport::new(8, "DOUBLE FAULT", &frame, Some(code));
+    // Most often a page fault that could not be delivered because the kernel ran
+    // off its stack into the unmapped guard below it: the fault's address (still
+    // in CR2) is then right under the stack pointer.
+    let address = Cr2::read_raw();
+    let below = frame.stack_pointer.as_u64().wrapping_sub(address);
+    if below <= 4096 {
+        panic!("EXCEPTION: {report}: kernel stack overflow (guard page hit at {address:#x})");
+    }
+    fatal(&report)
 }
 
 extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {

@@ -33,7 +33,7 @@ impl X86Mmu {
         if previous != 0 {
             fold(frames, previous);
             let mut invalidation = Invalidation::new(self.loaded == Some(index));
-            invalidation.note(&self.tlb, address.value(), previous);
+            invalidation.note(&self.tlb, &mut self.shadow, address.value(), previous);
             self.settle(index, invalidation, false);
         }
         Ok(())
@@ -73,11 +73,11 @@ impl X86Mmu {
     ) {
         let Some(index) = self.slot_of(space) else { return };
         let mut invalidation = Invalidation::new(self.loaded == Some(index));
-        let tlb = &self.tlb;
+        let (tlb, shadow) = (&self.tlb, &mut self.shadow);
         let mut visit = |address: u64, entry: u64| {
             let replacement = change(entry);
             if replacement != entry {
-                invalidation.note(tlb, address, entry);
+                invalidation.note(tlb, shadow, address, entry);
             }
             replacement
         };

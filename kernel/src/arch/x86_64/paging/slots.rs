@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 
+use super::shadow::Shadow;
 use super::table::{self, Walker};
 use super::{Slot, X86Mmu};
 use crate::arch::x86_64::memory::fill_frame;
@@ -18,8 +19,6 @@ pub(super) struct Invalidation {
     /// Pages that may still be invalidated one by one.
     limit: u64,
     pages: u64,
-    /// The pages invalidated, for the shadow TLB.
-    invalidated: [u64; INVALIDATE_LIMIT as usize],
     whole: bool,
     changed: bool,
 }
@@ -27,14 +26,7 @@ pub(super) struct Invalidation {
 impl Invalidation {
     /// Starts tracking changes to a slot that is (or is not) loaded.
     pub(super) fn new(loaded: bool) -> Invalidation {
-        Invalidation {
-            loaded,
-            limit: INVALIDATE_LIMIT,
-            pages: 0,
-            invalidated: [0; INVALIDATE_LIMIT as usize],
-            whole: false,
-            changed: false,
-        }
+        Invalidation { loaded, limit: INVALIDATE_LIMIT, pages: 0, whole: false, changed: false }
     }
 
     /// Like [`Invalidation::new`], for a change to the whole user half: any
@@ -43,8 +35,15 @@ impl Invalidation {
         Invalidation { limit: 0, ..Invalidation::new(loaded) }
     }
 
-    /// Notes that the leaf at `address`, which was `old`, changed.
-    pub(super) fn note(&mut self, tlb: &super::Tlb, address: u64, old: u64) {
+    /// Notes that the leaf at `address`, which was `old`, changed; `invlpg`s it
+    /// (telling the shadow TLB, if there is one) while single pages may be.
+    pub(super) fn note(
+        &mut self,
+        tlb: &super::Tlb,
+        shadow: &mut Option<Shadow>,
+        address: u64,
+        old: u64,
+    ) {
         if !table::is_present(old) {
             return;
         }
@@ -54,7 +53,9 @@ impl Invalidation {
         }
         if self.pages < self.limit {
             tlb.invalidate_page(address);
-            self.invalidated[self.pages as usize] = address;
+            if let Some(shadow) = shadow {
+                shadow.invalidate_page(address);
+            }
             self.pages += 1;
         } else {
             self.whole = true;
@@ -83,10 +84,6 @@ impl X86Mmu {
     /// invalidations could not cover it; another root is marked stale.
     pub(super) fn settle(&mut self, index: usize, invalidation: Invalidation, emptied: bool) {
         self.statistics.page_invalidations += invalidation.pages;
-        if let Some(shadow) = self.shadow.as_mut() {
-            let pages = &invalidation.invalidated[..invalidation.pages as usize];
-            pages.iter().for_each(|&address| shadow.invalidate_page(address));
-        }
         if !invalidation.changed && !emptied {
             return;
         }
@@ -113,13 +110,13 @@ impl X86Mmu {
             Invalidation::new(loaded)
         };
         let mut emptied = Vec::new();
-        let tlb = &self.tlb;
+        let (tlb, shadow) = (&self.tlb, &mut self.shadow);
         let mut visit = |address: u64, entry: u64| {
             if keep_pinned && table::is_pinned(entry) {
                 return entry;
             }
             fold(frames, entry);
-            invalidation.note(tlb, address, entry);
+            invalidation.note(tlb, shadow, address, entry);
             0
         };
         let mut walker = Walker { visit: &mut visit, emptied: Some(&mut emptied) };

@@ -187,14 +187,6 @@ impl X86Mmu {
         self.shadow.as_ref().map(|shadow| shadow.checks)
     }
 
-    /// Forgets that any slot needs its PCID flushed at its next load, as a bug
-    /// that lost a deferred flush would: for the test that `tlb_check` catches
-    /// one. Never called otherwise.
-    #[doc(hidden)]
-    pub fn lose_deferred_flushes(&mut self) {
-        self.slots.iter_mut().for_each(|slot| slot.stale = false);
-    }
-
     /// Whether chaos mode is on.
     pub fn chaos(&self) -> bool {
         self.chaos_interval != 0

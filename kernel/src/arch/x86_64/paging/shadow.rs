@@ -10,11 +10,15 @@
 //! PCIDs, any CR3 load). Walking the tables, not trusting this layer's own
 //! bookkeeping, it checks at every load:
 //!
-//! - switching away from a root whose PCID keeps its translations: what may be
-//!   cached under it still agrees with the root's tables (changes to the loaded
-//!   root are invalidated at once); then every present leaf joins the cache;
-//! - loading a root without a flush: what may be cached under its PCID agrees
-//!   with the tables it will now be used with.
+//! - the root being left: what may be cached under its PCID still agrees with
+//!   its tables (this layer invalidates a change to the loaded root at once,
+//!   or flushes its PCID by reloading it); then, unless this load flushes that
+//!   PCID, every leaf that may be cached by now stays in the shadow;
+//! - the root being loaded without a flush: what may be cached under its PCID
+//!   agrees with the tables it will now be used with.
+//!
+//! Without PCIDs every load flushes everything, and only the first check has
+//! anything to find.
 //!
 //! A cached translation *agrees* with a leaf when the leaf is present, names the
 //! same frame, grants every right the cached one does, and keeps the accessed
@@ -49,29 +53,26 @@ impl Shadow {
     pub fn load(&mut self, root: Pfn, pcid: u16, flushed: bool, has_pcid: bool) {
         self.checks += 1;
         if let Some((old_root, old_pcid)) = self.current {
-            // A load that flushes the PCID being left keeps nothing of it: the
-            // flush is how a root whose tables were freed is invalidated.
-            let keeps_old = !flushed || (has_pcid && old_pcid != pcid);
-            if keeps_old {
-                self.leave(old_root, old_pcid);
+            // A load that flushes the very PCID it leaves is how a root whose
+            // tables were just freed is invalidated: nothing of it is left to
+            // check. Any other load leaves a root whose changes must all have
+            // been invalidated already.
+            if !(flushed && old_pcid == pcid) {
+                self.check(old_root, old_pcid, "a change to the loaded root was not invalidated");
+            }
+            let flushes_old = flushed && (!has_pcid || old_pcid == pcid);
+            if !flushes_old {
+                self.cache(old_root, old_pcid);
             }
         }
-        if flushed {
-            if has_pcid {
-                self.cached.remove(&pcid);
-            } else {
-                self.cached.clear();
-            }
-        } else if let Some(cached) = self.cached.get(&pcid) {
-            for (&address, &old) in cached {
-                let leaf = table::lookup(root, address);
-                assert!(
-                    agrees(old, leaf),
-                    "TLB check: PCID {pcid} loaded without a flush while it may still hold \
-                     {address:#x} -> {old:#x}, now {leaf:#x}: a stale translation"
-                );
-            }
+        if !flushed {
+            self.check(root, pcid, "loaded without a flush: a stale translation");
+        } else if has_pcid {
+            self.cached.remove(&pcid);
+        } else {
+            self.cached.clear();
         }
+        self.cache(root, pcid);
         self.current = Some((root, pcid));
     }
 
@@ -84,20 +85,24 @@ impl Shadow {
         }
     }
 
-    /// The processor leaves `root` (`pcid`): what it may hold must agree with the
-    /// tables, and from now on it may hold every present leaf of them.
-    fn leave(&mut self, root: Pfn, pcid: u16) {
-        let cached = self.cached.entry(pcid).or_default();
-        for (&address, &old) in cached.iter() {
+    /// Panics, saying `why`, if anything `pcid` may hold disagrees with the
+    /// tables under `root`.
+    fn check(&self, root: Pfn, pcid: u16, why: &str) {
+        for (&address, &old) in self.cached.get(&pcid).into_iter().flatten() {
             let leaf = table::lookup(root, address);
             assert!(
                 agrees(old, leaf),
-                "TLB check: PCID {pcid} may still hold {address:#x} -> {old:#x} while its \
-                 tables say {leaf:#x}: a change was not invalidated"
+                "TLB check: PCID {pcid} may hold {address:#x} -> {old:#x} but its tables say \
+                 {leaf:#x}: {why}"
             );
         }
-        // A processor sets the accessed bit as it caches a translation, so a
-        // leaf without it is not cached.
+    }
+
+    /// Every leaf of `root` the processor may have cached under `pcid` by now
+    /// joins the shadow. It sets the accessed bit as it caches a translation,
+    /// so a leaf without it is not cached (yet).
+    fn cache(&mut self, root: Pfn, pcid: u16) {
+        let cached = self.cached.entry(pcid).or_default();
         let mut visit = |address: u64, entry: u64| {
             if table::is_present(entry) && table::usage(entry).0 {
                 cached.insert(address, entry);

@@ -89,6 +89,7 @@ options:
   --accel NAME       QEMU accelerator: tcg (default) or kvm
   --release          build the kernel with the release profile
   --kernel-arg WORD  add WORD to the kernel command line (e.g. log=debug)
+  --pt-cache N       keep page tables for N address spaces (1-64; kernel's pt_cache=N)
   --bochs            boot the BIOS image in Bochs, on a processor with PCIDs (QEMU's
                      TCG has none); needs `apt-get install bochs bochs-term bochsbios vgabios`
   -h, --help         this text";
@@ -134,6 +135,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--memory" => run.memory = parse_memory(&value(word)?)?,
             "--accel" => run.accel = value(word)?,
             "--kernel-arg" => run.kernel_args.push(value(word)?),
+            "--pt-cache" => {
+                let size = value(word)?;
+                match size.parse::<u32>() {
+                    Ok(1..=64) => run.kernel_args.push(format!("pt_cache={size}")),
+                    _ => return Err(format!("--pt-cache takes 1 to 64, not {size:?}")),
+                }
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -203,6 +211,19 @@ mod tests {
         assert!(run.uefi && run.once);
         assert_eq!(run.memory, "16M");
         assert_eq!(run.qemu_args, ["-smp", "2"]);
+    }
+
+    #[test]
+    fn pt_cache_becomes_a_kernel_argument() {
+        let Ok(Command::Run(run)) = parse(&strings(&["--pt-cache", "1", "--kernel-arg", "chaos"]))
+        else {
+            panic!("not a run")
+        };
+        assert_eq!(run.kernel_args, ["pt_cache=1", "chaos"]);
+        assert!(parse(&strings(&["--pt-cache", "0"])).is_err());
+        assert!(parse(&strings(&["--pt-cache", "65"])).is_err());
+        assert!(parse(&strings(&["--pt-cache", "x"])).is_err());
+        assert!(parse(&strings(&["--pt-cache"])).is_err());
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! must show text, a command typed on the PS/2 keyboard must be answered, and
 //! `poweroff` must end QEMU with success. Then both images
 //! boot as a USB stick, through BIOS and through UEFI, to the monitor prompt.
+//! Last, the kernel boots in Bochs, on a processor with PCIDs, with every CR3
+//! load checked against the shadow TLB, runs its start-up programs and powers
+//! off.
 
 use std::path::Path;
 use std::time::Duration;
 
 use crate::build;
 use crate::options::Run;
+use crate::qemu::Outcome;
 use crate::screenshot;
 use crate::session::Session;
 use crate::test::Tally;
@@ -49,7 +53,37 @@ pub fn run(tally: &mut Tally) -> Result<(), String> {
         let run = Run { headless: true, usb: true, uefi, ..Run::default() };
         tally.record(name, boot_to_prompt_and_power_off(image, &run, &out));
     }
+    tally.record("system::boots_in_bochs_with_pcids_and_tlb_check", boots_in_bochs());
     Ok(())
+}
+
+/// Boots the kernel in Bochs with `once tlb_check`: start-up (the `init`
+/// program's fork and shared-memory demonstrations) must run with PCIDs on and
+/// end in a successful power-off.
+fn boots_in_bochs() -> Result<(), String> {
+    let dir = build::cargo_build(&["--package", "kernel", "--bin", "kernel"], false)?;
+    let out = build::target_dir().join("images").join("system-bochs");
+    let programs = crate::programs::PROGRAMS;
+    let line = "once tlb_check";
+    let images = build::make_images(
+        &dir.join("kernel"),
+        &out,
+        line,
+        programs,
+        false,
+        build::LevelFilter::Warn,
+    )?;
+    let run = Run { headless: true, bochs: true, ..Run::default() };
+    let mut pcid = false;
+    let outcome = crate::bochs::run_captured(&images.bios, &run, BOOT_LIMIT, |text| {
+        pcid |= text.contains("PCID on");
+        println!("    | {text}");
+    })?;
+    match (outcome, pcid) {
+        (Outcome::Success, true) => Ok(()),
+        (Outcome::Success, false) => Err("the kernel did not turn PCIDs on".into()),
+        (outcome, _) => Err(format!("Bochs run ended with {outcome:?}")),
+    }
 }
 
 /// Boots to the prompt, runs [`SCRIPT`] (one test per command), takes a

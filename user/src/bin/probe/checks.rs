@@ -189,6 +189,42 @@ pub fn memory_hog() -> bool {
         & expect("close", user::shared_close(handle), Ok(()))
 }
 
+/// Forks children that each share 8 MiB of touched pages copy-on-write, until
+/// fork fails; the failure must be `NoMemory`, and every child then checks its
+/// memory, exits, and is reaped.
+pub fn fork_until_out_of_memory() -> bool {
+    const PAGES: u64 = 2048;
+    let Ok(handle) = user::shared_create(PAGE) else { return false };
+    let Ok(go) = user::map_shared(handle, 0, PAGE, READ_WRITE) else { return false };
+    let Ok(base) = user::map_anonymous(PAGES * PAGE, READ_WRITE) else { return false };
+    fill(base, 0..PAGES, 3);
+    let mut children = 0u64;
+    let error = loop {
+        let child = spawn(|| {
+            // SAFETY: the shared flag page.
+            while unsafe { read_volatile(go as *const u64) } == 0 {
+                user::yield_now();
+            }
+            holds(base, 0..PAGES, 3)
+        });
+        match child {
+            Ok(_) => children += 1,
+            Err(errno) => break Some(errno),
+        }
+        if children == 10_000 {
+            break None;
+        }
+    };
+    // SAFETY: as above.
+    unsafe { write_volatile(go as *mut u64, 1) };
+    let exited = (0..children).filter(|_| reap() == Ended::Exited(0)).count() as u64;
+    println!("probe: {children} children forked before fork failed with {error:?}");
+    expect("fork failure", error, Some(Errno::NoMemory))
+        & expect("children that exited with 0", exited, children)
+        & expect("parent's memory", holds(base, 0..PAGES, 3), true)
+        & expect("close", user::shared_close(handle), Ok(()))
+}
+
 /// Checks one bad call's error.
 fn refused(what: &str, result: Result<u64, Errno>, errno: Errno) -> bool {
     expect(what, result, Err(errno))

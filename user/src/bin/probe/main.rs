@@ -25,6 +25,7 @@ fn main(argument: u64) -> i32 {
         4 => checks::memory_hog(),
         5 => checks::bad_arguments(),
         6 => checks::crashes_are_killed(),
+        7 => checks::fork_until_out_of_memory(),
         8 => spin_forever(),
         _ => {
             println!("probe: unknown mode {mode}");

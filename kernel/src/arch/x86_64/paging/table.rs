@@ -234,16 +234,32 @@ pub fn walk(root: Pfn, start: u64, end: u64, walker: &mut Walker<'_>) {
     }
 }
 
-/// One level of [`walk`]: `frame` translates from `base`, `range` is clipped to it.
-fn walk_table(frame: Pfn, level: u32, base: u64, range: (u64, u64), walker: &mut Walker<'_>) {
+/// One level of [`walk`]: `frame` translates from `base`, `range` is clipped to
+/// it. When the walker collects emptied tables, returns whether `frame` (below
+/// the root) is left with no used entry: counted during the scan when `range`
+/// covers the whole table (a walk of a whole user half scans each table once),
+/// else by a second scan. Otherwise it returns false.
+fn walk_table(
+    frame: Pfn,
+    level: u32,
+    base: u64,
+    range: (u64, u64),
+    walker: &mut Walker<'_>,
+) -> bool {
     let span = span(level);
     let first = (range.0.saturating_sub(base) / span) as usize;
     let last = (((range.1 - 1 - base) / span) as usize).min(ENTRIES - 1);
+    let whole = range.0 <= base && range.1 >= base + span * ENTRIES as u64;
     let entries = table(frame);
+    let mut used = 0;
     for (slot, entry_cell) in entries.iter().enumerate().take(last + 1).skip(first) {
         let entry = entry_cell.load(Ordering::Acquire);
         let address = base + slot as u64 * span;
-        if entry == 0 || (level > 1 && !is_present(entry)) {
+        if entry == 0 {
+            continue;
+        }
+        if level > 1 && !is_present(entry) {
+            used += 1;
             continue;
         }
         if level == 1 {
@@ -251,16 +267,27 @@ fn walk_table(frame: Pfn, level: u32, base: u64, range: (u64, u64), walker: &mut
             if replacement != entry {
                 entry_cell.store(replacement, Ordering::Release);
             }
+            if replacement != 0 {
+                used += 1;
+            }
             continue;
         }
         let child = frame_of(entry);
-        walk_table(child, level - 1, address, range, walker);
-        if let Some(emptied) = walker.emptied.as_deref_mut()
-            && is_empty(child)
-        {
-            entry_cell.store(0, Ordering::Release);
-            emptied.push(child);
+        let child_empty = walk_table(child, level - 1, address, range, walker);
+        match walker.emptied.as_deref_mut() {
+            Some(emptied) if child_empty => {
+                entry_cell.store(0, Ordering::Release);
+                emptied.push(child);
+            }
+            _ => used += 1,
         }
+    }
+    match walker.emptied {
+        // The root itself is never emptied away.
+        None => false,
+        Some(_) if level == 4 => false,
+        Some(_) if whole => used == 0,
+        Some(_) => is_empty(frame),
     }
 }
 

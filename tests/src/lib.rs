@@ -1,2 +1,99 @@
-//! Shared helpers for the test kernels.
+//! Shared helpers for the test kernels: frame accounting, address spaces touched
+//! from kernel mode, and runs of the `probe` program.
 #![no_std]
+
+use kernel::arch::paging::table;
+use kernel::arch::{self, user_memory};
+use kernel::memory::with_vm;
+use kernel::process;
+use kernel::vm::{PAGE_SIZE, Pfn, Placement, Protection, SpaceId, VirtAddr};
+
+/// Read and write.
+pub const READ_WRITE: Protection = Protection::READ.union(Protection::WRITE);
+
+/// Free frames after checking the allocator's books, plus what the heap and the
+/// kernel-stack pool took meanwhile (both only grow, and are not the tests').
+pub fn accounted_free() -> usize {
+    let free = with_vm(|vm| {
+        vm.frames().check().expect("frame accounting check failed");
+        vm.frames().counters().free
+    });
+    free + arch::heap_frames() + process::stack_frames()
+}
+
+/// A new space with `pages` read-write pages at `start`.
+pub fn space_with(start: u64, pages: u64) -> SpaceId {
+    with_vm(|vm| {
+        let space = vm.create_space();
+        let placement = Placement::Exact(VirtAddr(start));
+        vm.map_anonymous(space, placement, pages * PAGE_SIZE, READ_WRITE).expect("map_anonymous");
+        space
+    })
+}
+
+pub fn activate(space: SpaceId) {
+    with_vm(|vm| vm.activate(space)).expect("activate");
+}
+
+pub fn destroy(spaces: &[SpaceId]) {
+    with_vm(|vm| spaces.iter().for_each(|&space| vm.destroy(space).expect("destroy")));
+}
+
+/// Reads a word of the active space, or panics naming the address.
+pub fn read(address: VirtAddr) -> u64 {
+    user_memory::read_u64(address).unwrap_or_else(|error| panic!("read {address:?}: {error}"))
+}
+
+/// Writes a word of the active space, or panics naming the address.
+pub fn write(address: VirtAddr, value: u64) {
+    user_memory::write_u64(address, value)
+        .unwrap_or_else(|error| panic!("write {address:?}: {error}"));
+}
+
+/// Clears the leaf for `address` under `root` behind the page-table layer's
+/// back: no `invlpg`, no stale mark, as a bug in that layer would. For the
+/// tests that the shadow TLB (`tlb_check`) catches such a bug.
+pub fn unmap_behind_the_layers_back(root: Pfn, address: VirtAddr) {
+    with_vm(|_| {
+        let mut no_tables = || unreachable!("the page's tables exist");
+        table::install(root, address.value(), 0, &mut no_tables).expect("unmap behind its back")
+    });
+}
+
+/// The `probe` program's modes (see `user/src/bin/probe/main.rs`).
+pub mod probe {
+    pub const FORK: u64 = 1;
+    pub const SHARED: u64 = 2;
+    pub const MANY: u64 = 3;
+    pub const HOG: u64 = 4;
+    pub const BAD_ARGUMENTS: u64 = 5;
+    pub const CRASHES: u64 = 6;
+    pub const FORK_UNTIL_OUT_OF_MEMORY: u64 = 7;
+    pub const SPIN: u64 = 8;
+}
+
+/// Runs `probe` once, so that page-table roots, the heap and a kernel stack
+/// exist before any baseline is taken.
+pub fn warm_up_with_probe() {
+    let pid = process::spawn("probe", probe::SHARED).expect("spawn");
+    assert_eq!(process::wait_for(pid), Some(0), "warm-up run failed");
+}
+
+/// Runs `probe` in `mode` to its end and checks it exited with 0, that nothing
+/// is left of it, and that every frame came back.
+pub fn run_probe(mode: u64) {
+    let baseline = accounted_free();
+    let pid = process::spawn("probe", mode).expect("spawn probe");
+    let status = process::wait_for(pid).expect("probe vanished");
+    assert_eq!(status, 0, "probe mode {mode} failed (status word {status:#x})");
+    assert_all_reaped();
+    assert_eq!(accounted_free(), baseline, "frames leaked by probe mode {mode}");
+}
+
+/// No process is left, not even a zombie.
+pub fn assert_all_reaped() {
+    // Orphans are reaped by the idle task's next turn.
+    process::idle();
+    let left = process::processes();
+    assert!(left.is_empty(), "processes left: {left:?}");
+}

@@ -12,51 +12,20 @@
 #![no_std]
 #![no_main]
 
-extern crate alloc;
-
 use bootloader_api::{BootInfo, entry_point};
-use kernel::arch;
-use kernel::memory::with_vm;
-use kernel::process;
 use kernel::testing;
+use kernel_tests::probe::FORK_UNTIL_OUT_OF_MEMORY;
+use kernel_tests::{run_probe, warm_up_with_probe};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
 fn main(boot_info: &'static mut BootInfo) -> ! {
     kernel::boot::init(boot_info);
     testing::start();
-    warm_up();
+    warm_up_with_probe();
     testing::run(&kernel::tests![forking_until_memory_runs_out_is_an_error])
 }
 
-/// The `probe` program's modes (see `user/src/bin/probe/main.rs`).
-const SHARED: u64 = 2;
-const FORK_UNTIL_OUT_OF_MEMORY: u64 = 7;
-
-/// Runs one program so that page-table roots, the heap and a kernel stack exist
-/// before the baseline is taken.
-fn warm_up() {
-    let pid = process::spawn("probe", SHARED).expect("spawn");
-    assert_eq!(process::wait_for(pid), Some(0), "warm-up run failed");
-}
-
-/// Free frames after checking the allocator's books, plus what the heap and the
-/// kernel-stack pool took meanwhile (both only grow, and are not the test's).
-fn accounted_free() -> usize {
-    let free = with_vm(|vm| {
-        vm.frames().check().expect("frame accounting check failed");
-        vm.frames().counters().free
-    });
-    free + arch::heap_frames() + process::stack_frames()
-}
-
 fn forking_until_memory_runs_out_is_an_error() {
-    let baseline = accounted_free();
-    let pid = process::spawn("probe", FORK_UNTIL_OUT_OF_MEMORY).expect("spawn probe");
-    let status = process::wait_for(pid).expect("probe vanished");
-    assert_eq!(status, 0, "the probe failed (status word {status:#x})");
-    process::idle();
-    let left = process::processes();
-    assert!(left.is_empty(), "processes left: {left:?}");
-    assert_eq!(accounted_free(), baseline, "frames leaked");
+    run_probe(FORK_UNTIL_OUT_OF_MEMORY);
 }

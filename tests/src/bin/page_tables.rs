@@ -29,6 +29,7 @@ use kernel::arch::{self, user_memory};
 use kernel::memory::with_vm;
 use kernel::testing;
 use kernel::vm::{Mmu, PAGE_SIZE, PageFlags, Placement, Protection, SpaceId, VirtAddr, VmError};
+use kernel_tests::{READ_WRITE, accounted_free, activate, destroy, read, space_with, write};
 use x86_64::registers::control::{Cr3, Cr4, Cr4Flags};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
@@ -57,7 +58,6 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     ])
 }
 
-const READ_WRITE: Protection = Protection::READ.union(Protection::WRITE);
 /// Where test mappings go: 1 GiB up, so that several tables are needed.
 const BASE: u64 = 0x4000_0000;
 
@@ -75,46 +75,9 @@ fn warm_up() {
     });
 }
 
-/// Free frames after checking the allocator's books, plus the frames the heap
-/// took meanwhile (the heap never shrinks, and is not what the tests count).
-fn accounted_free() -> usize {
-    let free = with_vm(|vm| {
-        vm.frames().check().expect("frame accounting check failed");
-        vm.frames().counters().free
-    });
-    free + arch::heap_frames()
-}
-
-/// A new space with `pages` read-write pages at `start`.
-fn space_with(start: u64, pages: u64) -> SpaceId {
-    with_vm(|vm| {
-        let space = vm.create_space();
-        let placement = Placement::Exact(VirtAddr(start));
-        vm.map_anonymous(space, placement, pages * PAGE_SIZE, READ_WRITE).expect("map_anonymous");
-        space
-    })
-}
-
-fn activate(space: SpaceId) {
-    with_vm(|vm| vm.activate(space)).expect("activate");
-}
-
-fn destroy(spaces: &[SpaceId]) {
-    with_vm(|vm| spaces.iter().for_each(|&space| vm.destroy(space).expect("destroy")));
-}
-
 /// The address of word `word` of page `page` above `start`.
 fn at(start: u64, page: u64, word: u64) -> VirtAddr {
     VirtAddr(start + page * PAGE_SIZE + word * 8)
-}
-
-fn read(address: VirtAddr) -> u64 {
-    user_memory::read_u64(address).unwrap_or_else(|error| panic!("read {address:?}: {error}"))
-}
-
-fn write(address: VirtAddr, value: u64) {
-    user_memory::write_u64(address, value)
-        .unwrap_or_else(|error| panic!("write {address:?}: {error}"));
 }
 
 /// The value test data puts in `page` of `space` at `round`.

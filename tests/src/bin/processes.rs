@@ -22,10 +22,11 @@
 extern crate alloc;
 
 use bootloader_api::{BootInfo, entry_point};
-use kernel::arch;
 use kernel::memory::with_vm;
 use kernel::process::{self, Pid};
 use kernel::testing;
+use kernel_tests::probe::{BAD_ARGUMENTS, CRASHES, FORK, HOG, MANY, SHARED, SPIN};
+use kernel_tests::{accounted_free, assert_all_reaped, run_probe, warm_up_with_probe};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -44,51 +45,12 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     ])
 }
 
-/// The `probe` program's modes (see `user/src/bin/probe/main.rs`).
-const FORK: u64 = 1;
-const SHARED: u64 = 2;
-const MANY: u64 = 3;
-const HOG: u64 = 4;
-const BAD_ARGUMENTS: u64 = 5;
-const CRASHES: u64 = 6;
-const SPIN: u64 = 8;
-
-/// Runs one program so that page-table roots, the heap and a kernel stack exist
-/// before any baseline is taken.
+/// Runs `probe` once, and gives the heap room, so that what the tests count
+/// afterwards is theirs alone.
 fn warm_up() {
-    let pid = process::spawn("probe", SHARED).expect("spawn");
-    assert_eq!(process::wait_for(pid), Some(0), "warm-up run failed");
+    warm_up_with_probe();
     let room: alloc::vec::Vec<u8> = alloc::vec![0; 1 << 20];
     drop(room);
-}
-
-/// Free frames after checking the allocator's books, plus what the heap and the
-/// kernel-stack pool took meanwhile (both only grow, and are not the tests').
-fn accounted_free() -> usize {
-    let free = with_vm(|vm| {
-        vm.frames().check().expect("frame accounting check failed");
-        vm.frames().counters().free
-    });
-    free + arch::heap_frames() + process::stack_frames()
-}
-
-/// Runs `probe` in `mode` to its end and checks it exited with 0, that nothing
-/// is left of it, and that every frame came back.
-fn run_probe(mode: u64) {
-    let baseline = accounted_free();
-    let pid = process::spawn("probe", mode).expect("spawn probe");
-    let status = process::wait_for(pid).expect("probe vanished");
-    assert_eq!(status, 0, "probe mode {mode} failed (status word {status:#x})");
-    assert_all_reaped();
-    assert_eq!(accounted_free(), baseline, "frames leaked by probe mode {mode}");
-}
-
-/// No process is left, not even a zombie.
-fn assert_all_reaped() {
-    // Orphans are reaped by the idle task's next turn.
-    process::idle();
-    let left = process::processes();
-    assert!(left.is_empty(), "processes left: {left:?}");
 }
 
 fn fork_keeps_writes_apart_and_copies_only_written_pages() {

@@ -14,11 +14,14 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use bootloader_api::{BootInfo, entry_point};
-use kernel::arch::paging::{table, tlb::Tlb};
+use kernel::arch::paging::tlb::Tlb;
 use kernel::arch::user_memory;
 use kernel::memory::with_vm;
 use kernel::testing;
 use kernel::vm::{PAGE_SIZE, Placement, Protection, SpaceId, VirtAddr};
+use kernel_tests::{
+    READ_WRITE, activate, destroy, space_with, unmap_behind_the_layers_back, write,
+};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -31,30 +34,12 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     ])
 }
 
-const READ_WRITE: Protection = Protection::READ.union(Protection::WRITE);
 /// Where test mappings go.
 const BASE: u64 = 0x4000_0000;
 
-fn space_with(pages: u64) -> SpaceId {
-    with_vm(|vm| {
-        let space = vm.create_space();
-        let placement = Placement::Exact(VirtAddr(BASE));
-        vm.map_anonymous(space, placement, pages * PAGE_SIZE, READ_WRITE).expect("map_anonymous");
-        space
-    })
-}
-
-fn activate(space: SpaceId) {
-    with_vm(|vm| vm.activate(space)).expect("activate");
-}
-
+/// Page `page` above [`BASE`].
 fn at(page: u64) -> VirtAddr {
     VirtAddr(BASE + page * PAGE_SIZE)
-}
-
-fn write(address: VirtAddr, value: u64) {
-    user_memory::write_u64(address, value)
-        .unwrap_or_else(|error| panic!("write {address:?}: {error}"));
 }
 
 fn checks() -> u64 {
@@ -66,17 +51,17 @@ fn the_check_is_on_with_pcids() {
     assert!(pcid, "this kernel needs a processor with PCIDs (boot it with --bochs)");
     assert!(capacity >= 2, "retained spaces need pt_cache >= 2");
     let before = checks();
-    let space = space_with(1);
+    let space = space_with(BASE, 1);
     activate(space);
     write(at(0), 1);
-    with_vm(|vm| vm.destroy(space)).expect("destroy");
+    destroy(&[space]);
     assert!(checks() > before, "activation did not reach the check");
 }
 
 /// Unmap, write-protect, copy-on-write and eviction of spaces that are not
 /// running, then every space runs again: each load is checked.
 fn changes_to_retained_spaces_pass_the_check() {
-    let spaces: Vec<SpaceId> = (0..6).map(|_| space_with(4)).collect();
+    let spaces: Vec<SpaceId> = (0..6).map(|_| space_with(BASE, 4)).collect();
     let before = checks();
     for round in 0..3 {
         for &space in &spaces {
@@ -99,7 +84,7 @@ fn changes_to_retained_spaces_pass_the_check() {
         assert_eq!(user_memory::read_u64(at(3)), Ok(u64::from(space.0) + 2));
     }
     assert!(checks() >= before + 18, "loads went unchecked");
-    with_vm(|vm| spaces.iter().for_each(|&space| vm.destroy(space).expect("destroy")));
+    destroy(&spaces);
 }
 
 /// A page of a retained space is unmapped while another runs, behind the
@@ -107,16 +92,13 @@ fn changes_to_retained_spaces_pass_the_check() {
 /// shadow TLB sees that the translation the PCID may still hold is gone from
 /// the tables when the space is loaded again without one.
 fn a_lost_flush_is_caught() {
-    let (running, retained) = (space_with(1), space_with(1));
+    let (running, retained) = (space_with(BASE, 1), space_with(BASE, 1));
     activate(retained);
     write(at(0), 1);
     let root = Tlb::current_root();
     activate(running);
     write(at(0), 2);
-    with_vm(|_| {
-        let mut no_tables = || unreachable!("the page's tables exist");
-        table::install(root, at(0).value(), 0, &mut no_tables).expect("unmap behind its back")
-    });
+    unmap_behind_the_layers_back(root, at(0));
     testing::expect_panic("loaded without a flush: a stale translation");
     activate(retained);
     panic!("the lost flush went unnoticed");

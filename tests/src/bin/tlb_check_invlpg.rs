@@ -8,11 +8,11 @@
 #![no_main]
 
 use bootloader_api::{BootInfo, entry_point};
-use kernel::arch::paging::{table, tlb::Tlb};
-use kernel::arch::user_memory;
+use kernel::arch::paging::tlb::Tlb;
 use kernel::memory::with_vm;
 use kernel::testing;
-use kernel::vm::{PAGE_SIZE, Placement, Protection, SpaceId, VirtAddr};
+use kernel::vm::VirtAddr;
+use kernel_tests::{activate, space_with, unmap_behind_the_layers_back, write};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -24,32 +24,15 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
 /// Where the test page goes.
 const BASE: u64 = 0x4000_0000;
 
-fn space_with_a_page() -> SpaceId {
-    with_vm(|vm| {
-        let space = vm.create_space();
-        let placement = Placement::Exact(VirtAddr(BASE));
-        let rights = Protection::READ.union(Protection::WRITE);
-        vm.map_anonymous(space, placement, PAGE_SIZE, rights).expect("map_anonymous");
-        space
-    })
-}
-
-fn activate(space: SpaceId) {
-    with_vm(|vm| vm.activate(space)).expect("activate");
-}
-
 fn a_missed_invalidation_is_caught() {
     assert!(with_vm(|vm| vm.mmu().tlb_checks()).is_some(), "boot with tlb_check");
-    let (first, second) = (space_with_a_page(), space_with_a_page());
+    let (first, second) = (space_with(BASE, 1), space_with(BASE, 1));
     activate(first);
-    user_memory::write_u64(VirtAddr(BASE), 1).expect("write");
+    write(VirtAddr(BASE), 1);
     activate(second);
     activate(first);
     let root = Tlb::current_root();
-    with_vm(|_| {
-        let mut no_tables = || unreachable!("the page's tables exist");
-        table::install(root, BASE, 0, &mut no_tables).expect("unmap behind its back")
-    });
+    unmap_behind_the_layers_back(root, VirtAddr(BASE));
     testing::expect_panic("a change to the loaded root was not invalidated");
     activate(second);
     panic!("the missed invalidation went unnoticed");

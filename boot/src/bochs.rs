@@ -40,16 +40,9 @@ const PACKAGES: &str = "apt-get install bochs bochs-term bochsbios vgabios";
 
 /// Guest memory in MiB for Bochs, from the runner's size syntax (`128M`, `1G`).
 pub fn megabytes(memory: &str) -> Result<u64, String> {
-    let digits = memory.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
-    let value: u64 = digits.parse().map_err(|_| format!("bad memory size {memory:?}"))?;
-    let megabytes = match &memory[digits.len()..] {
-        "" | "M" | "m" => Some(value),
-        "G" | "g" => value.checked_mul(1024),
-        "K" | "k" if value % 1024 == 0 => Some(value / 1024),
-        _ => None,
-    };
-    megabytes
-        .filter(|&size| size > 0)
+    crate::options::memory_kib(memory)
+        .filter(|&kib| kib > 0 && kib % 1024 == 0)
+        .map(|kib| kib / 1024)
         .ok_or_else(|| format!("Bochs takes whole MiB of memory, not {memory:?}"))
 }
 

@@ -60,14 +60,19 @@ pub fn cargo_build(args: &[&str], release: bool) -> Result<PathBuf, String> {
 
 /// Builds the kernel binary and its images for `run`.
 pub fn kernel_images(run: &Run) -> Result<Images, String> {
+    kernel_images_in(run, &target_dir().join("images").join("kernel"))
+}
+
+/// Like [`kernel_images`], into the directory `out` (for images with a command
+/// line of their own, which must not replace the user's).
+pub fn kernel_images_in(run: &Run, out: &Path) -> Result<Images, String> {
     let dir = cargo_build(&["--package", "kernel", "--bin", "kernel"], run.release)?;
     let mut words = run.kernel_args.clone();
     if run.once {
         words.push("once".into());
     }
-    let out = target_dir().join("images").join("kernel");
     let programs = crate::programs::PROGRAMS;
-    make_images(&dir.join("kernel"), &out, &words.join(" "), programs, true, LevelFilter::Info)
+    make_images(&dir.join("kernel"), out, &words.join(" "), programs, true, LevelFilter::Info)
 }
 
 /// Writes `bios.img` (and `uefi.img` if `uefi`) for the kernel ELF `elf` into

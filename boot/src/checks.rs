@@ -61,19 +61,10 @@ pub fn run(tally: &mut Tally) -> Result<(), String> {
 /// program's fork and shared-memory demonstrations) must run with PCIDs on and
 /// end in a successful power-off.
 fn boots_in_bochs() -> Result<(), String> {
-    let dir = build::cargo_build(&["--package", "kernel", "--bin", "kernel"], false)?;
+    let kernel_args = vec!["tlb_check".to_string()];
+    let run = Run { headless: true, once: true, bochs: true, kernel_args, ..Run::default() };
     let out = build::target_dir().join("images").join("system-bochs");
-    let programs = crate::programs::PROGRAMS;
-    let line = "once tlb_check";
-    let images = build::make_images(
-        &dir.join("kernel"),
-        &out,
-        line,
-        programs,
-        false,
-        build::LevelFilter::Warn,
-    )?;
-    let run = Run { headless: true, bochs: true, ..Run::default() };
+    let images = build::kernel_images_in(&run, &out)?;
     let mut pcid = false;
     let outcome = crate::bochs::run_captured(&images.bios, &run, BOOT_LIMIT, |text| {
         pcid |= text.contains("PCID on");

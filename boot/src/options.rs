@@ -183,12 +183,26 @@ fn parse_test(words: Vec<&str>) -> Result<Test, String> {
 
 /// Checks a QEMU memory size: digits followed by an optional K, M or G.
 fn parse_memory(size: &str) -> Result<String, String> {
-    let digits = size.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
-    let suffix = &size[digits.len()..];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || suffix.len() > 1 {
-        return Err(format!("bad memory size {size:?} (try 16M or 1G)"));
+    match memory_kib(size) {
+        Some(_) => Ok(size.to_uppercase()),
+        None => Err(format!("bad memory size {size:?} (try 16M or 1G)")),
     }
-    Ok(size.to_uppercase())
+}
+
+/// A memory size in QEMU's syntax (digits, then K, M or G; MiB without one), in
+/// KiB.
+pub fn memory_kib(size: &str) -> Option<u64> {
+    let digits = size.trim_end_matches(['K', 'M', 'G', 'k', 'm', 'g']);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    match &size[digits.len()..] {
+        "K" | "k" => Some(value),
+        "" | "M" | "m" => value.checked_mul(1 << 10),
+        "G" | "g" => value.checked_mul(1 << 20),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

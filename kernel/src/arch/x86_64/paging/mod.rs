@@ -179,7 +179,7 @@ impl X86Mmu {
     /// Turns the shadow-TLB check of every CR3 load on or off (see [`shadow`]).
     /// Turned on, it assumes nothing is cached yet, so it belongs at start-up.
     pub fn set_tlb_check(&mut self, on: bool) {
-        self.shadow = on.then(shadow::Shadow::default);
+        self.shadow = on.then(|| shadow::Shadow::new(self.tlb.has_pcid()));
     }
 
     /// Loads checked against the shadow TLB so far (`None`: the check is off).

@@ -38,8 +38,10 @@ use super::table::{self, Walker};
 use crate::vm::{Pfn, USER_END};
 
 /// What the processor may have cached: per PCID, page address to leaf.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shadow {
+    /// Whether loads flush one PCID (true) or every translation (false).
+    has_pcid: bool,
     cached: BTreeMap<u16, BTreeMap<u64, u64>>,
     /// The root in CR3 and its PCID, once this layer has loaded one.
     current: Option<(Pfn, u16)>,
@@ -48,9 +50,15 @@ pub struct Shadow {
 }
 
 impl Shadow {
+    /// A shadow of an empty TLB, with or without PCIDs.
+    pub fn new(has_pcid: bool) -> Shadow {
+        Shadow { has_pcid, cached: BTreeMap::new(), current: None, checks: 0 }
+    }
+
     /// Records a CR3 load of `root` under `pcid`, which dropped that PCID's
     /// translations (every translation, without PCIDs) if `flushed`.
-    pub fn load(&mut self, root: Pfn, pcid: u16, flushed: bool, has_pcid: bool) {
+    pub fn load(&mut self, root: Pfn, pcid: u16, flushed: bool) {
+        let has_pcid = self.has_pcid;
         self.checks += 1;
         if let Some((old_root, old_pcid)) = self.current {
             // A load that flushes the very PCID it leaves is how a root whose

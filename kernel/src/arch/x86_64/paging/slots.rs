@@ -197,7 +197,7 @@ impl X86Mmu {
         );
         let flushed = self.tlb.load(slot.root, slot.pcid, flush);
         if let Some(shadow) = self.shadow.as_mut() {
-            shadow.load(slot.root, slot.pcid, flushed, self.tlb.has_pcid());
+            shadow.load(slot.root, slot.pcid, flushed);
         }
         if flushed {
             self.statistics.tlb_flushes += 1;

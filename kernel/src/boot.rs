@@ -43,6 +43,15 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     console::init_logger(options.log_level);
     log::info!("command line: {line:?}");
     arch::init_memory(boot_info);
+    arch::gdt::use_guarded_stacks().expect("boot: no memory for the interrupt stacks");
+    let protections = arch::cpu::enabled();
+    log::info!(
+        "cpu: SMEP {}, SMAP {}, UMIP {}, SSE {}",
+        on_off(protections.smep),
+        on_off(protections.smap),
+        on_off(protections.umip),
+        on_off(arch::fpu::sse_enabled()),
+    );
     crate::process::init();
     crate::memory::configure_page_tables(&options);
     if let Some(framebuffer) = framebuffer {
@@ -51,4 +60,9 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     crate::memory::log_summary();
     arch::init_interrupts();
     options
+}
+
+/// `on` or `off`.
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }

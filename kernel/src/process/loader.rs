@@ -5,6 +5,7 @@ use core::fmt;
 use super::elf::{self, ElfError, Program, Segment};
 use super::table::{MAX_PROCESSES, Parent, Pid, Process, State, with_table};
 use crate::arch::context::{self, TrapFrame};
+use crate::arch::fpu::FpuState;
 use crate::arch::stack;
 use crate::memory::{self, with_vm};
 use crate::vm::{Access, PAGE_SIZE, Placement, Protection, SpaceId, VirtAddr, VmError};
@@ -70,6 +71,7 @@ pub fn spawn(name: &'static str, argument: u64) -> Result<Pid, SpawnError> {
             state: State::Ready,
             handles: Default::default(),
             next_handle: 1,
+            fpu: alloc::boxed::Box::new(FpuState::initial()),
         };
         table.insert_ready(process);
         pid

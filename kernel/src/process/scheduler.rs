@@ -29,6 +29,7 @@ fn run_next() -> bool {
     arch::without_interrupts(|| {
         reap_orphans();
         let Some((pid, space, top, context)) = pick() else { return false };
+        with_table(|table| table.processes[&pid].fpu.restore());
         if let Err(error) = with_vm(|vm| vm.activate(space)) {
             log::warn!("process {pid} killed: cannot activate its address space: {error}");
             with_table(|table| table.current = None);
@@ -40,7 +41,15 @@ fn run_next() -> bool {
         // `context` was saved by the process when it last left (or laid out by
         // `prepare_stack`); its kernel stack is mapped while it lives.
         unsafe { context::switch(IDLE_CONTEXT.as_ptr(), context) };
-        with_table(|table| table.current = None);
+        with_table(|table| {
+            table.current = None;
+            // Its turn is over: keep its registers (unless it has ended).
+            if let Some(process) = table.processes.get_mut(&pid)
+                && !matches!(process.state, State::Zombie(_))
+            {
+                process.fpu.save();
+            }
+        });
         true
     })
 }

@@ -9,6 +9,7 @@ use super::scheduler;
 use super::table::{MAX_PROCESSES, Parent, Pid, Process, State, with_table};
 use super::usercopy::{copy_from_user, copy_to_user};
 use crate::arch::context::{self, TrapFrame};
+use crate::arch::fpu::FpuState;
 use crate::arch::{self, stack};
 use crate::memory::with_vm;
 use crate::vm::{
@@ -123,6 +124,7 @@ fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
         state: State::Ready,
         handles,
         next_handle: 0,
+        fpu: alloc::boxed::Box::new(FpuState::current()),
     };
     Ok(insert_child(child).0)
 }

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use spin::Mutex;
 
+use crate::arch::fpu::FpuState;
 use crate::arch::stack::KernelStack;
 use crate::vm::{ObjectId, SpaceId};
 
@@ -66,6 +67,8 @@ pub struct Process {
     pub handles: BTreeMap<u64, ObjectId>,
     /// The next handle number it gets.
     pub next_handle: u64,
+    /// Its x87/SSE registers while it does not run (boxed: 512 bytes).
+    pub fpu: Box<FpuState>,
 }
 
 /// Every process, the ready queue, and who is running.

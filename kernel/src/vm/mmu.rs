@@ -61,8 +61,13 @@ use super::page::{PAGE_SIZE, Pfn};
 /// First user virtual address: page zero is never mapped, so null pointers fault.
 pub const USER_START: u64 = 0x1000;
 
-/// One past the last user virtual address (the bottom half of a 48-bit space).
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// One past the last user virtual address: the bottom half of a 48-bit space
+/// less its top page, as in Linux. A `syscall` in the last bytes of that page
+/// would leave the first non-canonical address in RCX, and `sysret` to it takes
+/// a general-protection fault in ring 0 on the user's stack on Intel processors
+/// (CVE-2012-0217); with the page never mappable, every `syscall` returns to a
+/// canonical address. (The return path checks it anyway.)
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 
 /// A virtual address in some address space.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

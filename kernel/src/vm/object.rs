@@ -57,6 +57,11 @@ impl AnonymousObject {
         self.pages.range(start..end).map(|(address, pfn)| (*address, *pfn))
     }
 
+    /// Takes every page of `upper`, whose pages all lie above this object's.
+    pub fn append(&mut self, mut upper: AnonymousObject) {
+        self.pages.append(&mut upper.pages);
+    }
+
     /// Moves the pages at and above `address` into a new object.
     pub fn split_off(&mut self, address: VirtAddr) -> AnonymousObject {
         AnonymousObject { pages: self.pages.split_off(&address) }
@@ -213,6 +218,15 @@ impl ObjectTable {
     pub fn add_mapping(&mut self, id: ObjectId) {
         let object = self.objects.get_mut(&id).expect("ObjectTable::add_mapping: no such object");
         object.mappings += 1;
+    }
+
+    /// Counts one region fewer when two regions of the object merge (the object
+    /// is still mapped by the merged region, so it is never freed here).
+    pub fn forget_split_mapping(&mut self, id: ObjectId) {
+        let object =
+            self.objects.get_mut(&id).expect("ObjectTable::forget_split_mapping: no such object");
+        assert!(object.mappings >= 2, "forget_split_mapping: the last mapping");
+        object.mappings -= 1;
     }
 
     /// Counts one region fewer, freeing the object if nothing else names it. The

@@ -41,9 +41,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
             }
             page = page.add(PAGE_SIZE);
         }
-        for region in self.space_mut(space)?.regions_in_mut(start, end) {
+        let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
+        for region in target.regions_in_mut(start, end) {
             region.set_pinned(true);
         }
+        target.merge_around(&mut self.objects, start, end);
         self.mmu.flush(space);
         Ok(())
     }
@@ -65,6 +67,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             self.mmu.unpin(space, region.start(), region.end());
             region.set_pinned(false);
         }
+        target.merge_around(&mut self.objects, start, end);
         self.mmu.flush(space);
         Ok(())
     }

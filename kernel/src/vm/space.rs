@@ -4,7 +4,11 @@
 //! object behind it and whether its translations are pinned. Regions never
 //! overlap; lookups are O(log n) in a map keyed by start address. Splitting a
 //! region (for a partial unmap, protect or pin) changes nothing a process can
-//! observe.
+//! observe, and neither does merging: neighbours with the same protection, pin
+//! state and backing (two private regions, or consecutive pages of one shared
+//! object) become one region again ([`AddressSpace::merge_around`]), so that the
+//! number of regions reflects what a process asked for, and a process cannot
+//! grow it without bound by splitting and rejoining.
 #![forbid(unsafe_code)]
 
 use alloc::collections::BTreeMap;
@@ -102,6 +106,39 @@ impl Region {
     /// Sets the pinned mark (the caller updates translations and frames).
     pub(super) fn set_pinned(&mut self, pinned: bool) {
         self.pinned = pinned;
+    }
+
+    /// Whether `next`, which starts where this region ends, can join it.
+    fn can_absorb(&self, next: &Region) -> bool {
+        let backings = match (&self.backing, &next.backing) {
+            (Backing::Anonymous(_), Backing::Anonymous(_)) => true,
+            (
+                Backing::Shared { object, offset },
+                Backing::Shared { object: next_object, offset: next_offset },
+            ) => {
+                let pages = (self.end.0 - self.start.0) / PAGE_SIZE;
+                object == next_object && offset + pages == *next_offset
+            }
+            _ => false,
+        };
+        self.end == next.start
+            && self.protection == next.protection
+            && self.pinned == next.pinned
+            && backings
+    }
+
+    /// Joins `next` (see [`Region::can_absorb`]) to this region; a shared
+    /// object loses the mapping `next` counted.
+    fn absorb(&mut self, objects: &mut ObjectTable, next: Region) {
+        debug_assert!(self.can_absorb(&next));
+        self.end = next.end;
+        match (&mut self.backing, next.backing) {
+            (Backing::Anonymous(object), Backing::Anonymous(upper)) => object.append(upper),
+            (Backing::Shared { object, .. }, Backing::Shared { .. }) => {
+                objects.forget_split_mapping(*object);
+            }
+            _ => unreachable!("Region::absorb: backings differ"),
+        }
     }
 
     /// Cuts the region at `address` (strictly inside it), keeping the lower part
@@ -228,11 +265,61 @@ impl AddressSpace {
         }
     }
 
+    /// How many regions there are.
+    pub fn region_count(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Whether `address` falls strictly inside a region (so that making it a
+    /// boundary adds one).
+    pub fn splits_at(&self, address: VirtAddr) -> bool {
+        self.region(address).is_some_and(|region| region.start != address)
+    }
+
+    /// Merges every pair of neighbours that can be one region, from the region
+    /// ending at `start` to the one starting at `end`: O(log n) plus the regions
+    /// met (and the resident pages of private regions joined).
+    pub fn merge_around(&mut self, objects: &mut ObjectTable, start: VirtAddr, end: VirtAddr) {
+        let first = self.regions.range(..start).next_back().map(|(key, _)| *key);
+        let Some(mut cursor) =
+            first.or_else(|| self.regions.range(start..).next().map(|(k, _)| *k))
+        else {
+            return;
+        };
+        loop {
+            let Some((&next_start, next)) = self.regions.range(cursor.add(1)..).next() else {
+                return;
+            };
+            if next_start > end {
+                return;
+            }
+            let current = &self.regions[&cursor];
+            if current.can_absorb(next) {
+                let next = self.regions.remove(&next_start).expect("merge_around: vanished");
+                let current = self.regions.get_mut(&cursor).expect("merge_around: vanished");
+                current.absorb(objects, next);
+            } else {
+                cursor = next_start;
+            }
+        }
+    }
+
     /// Splits at both ends of `[start, end)` so that the range is made of whole
     /// regions.
     pub fn isolate(&mut self, objects: &mut ObjectTable, start: VirtAddr, end: VirtAddr) {
         self.split_at(objects, start);
         self.split_at(objects, end);
+    }
+
+    /// Every region that intersects `[start, end)`, in address order: O(log n)
+    /// plus the regions found, however large the range.
+    pub fn regions_overlapping(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> impl Iterator<Item = &Region> + '_ {
+        let first = self.region(start).filter(|region| region.start < start);
+        first.into_iter().chain(self.regions.range(start..end).map(|(_, region)| region))
     }
 
     /// The regions lying inside `[start, end)` (after [`AddressSpace::isolate`]).

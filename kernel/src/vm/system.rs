@@ -25,6 +25,12 @@
 //! - **Pinning** makes a range resident, exclusive (copy-on-write broken), its
 //!   frames pinned and its translations pinned; the MMU keeps pinned translations
 //!   through discard. Fork copies pinned private pages instead of sharing them.
+//! - **Regions are limited.** No space holds more than the region limit
+//!   ([`Vm::set_region_limit`]), however its regions came to be: a call that
+//!   would need more at any step (a new mapping, or the splits of a partial
+//!   protect or unmap) fails with `OutOfMemory` before anything changes, as
+//!   Linux's `max_map_count` does. Neighbours that can be one region are merged
+//!   after every change, so splitting and rejoining does not use the limit up.
 //! - **Translations are a cache.** Any unpinned translation may vanish at any time;
 //!   the next access faults and the VM makes it again (a rebuild fault).
 //!
@@ -85,6 +91,7 @@ pub struct Vm<'a, M: Mmu> {
     pub(super) statistics: VmStatistics,
     next_space: u32,
     active: Option<SpaceId>,
+    region_limit: usize,
 }
 
 impl<'a, M: Mmu> Vm<'a, M> {
@@ -98,7 +105,22 @@ impl<'a, M: Mmu> Vm<'a, M> {
             statistics: VmStatistics::default(),
             next_space: 1,
             active: None,
+            region_limit: usize::MAX,
         }
+    }
+
+    /// Sets the most regions any one space may have (see the module docs).
+    pub fn set_region_limit(&mut self, limit: usize) {
+        self.region_limit = limit;
+    }
+
+    /// `OutOfMemory` if `space` cannot take `more` regions.
+    fn check_region_room(&self, space: SpaceId, more: usize) -> Result<(), VmError> {
+        let target = self.spaces.get(&space).ok_or(VmError::InvalidArgument)?;
+        if target.region_count() + more > self.region_limit {
+            return Err(VmError::OutOfMemory);
+        }
+        Ok(())
     }
 
     /// The frame allocator (for accounting, or for frames the kernel needs).
@@ -184,11 +206,14 @@ impl<'a, M: Mmu> Vm<'a, M> {
         protection: Protection,
     ) -> Result<VirtAddr, VmError> {
         check_protection(protection)?;
+        self.check_region_room(space, 1)?;
         let start = self.place(space, placement, length)?;
         let end = start.add(length);
         let region =
             Region::new(start, end, protection, Backing::Anonymous(AnonymousObject::new()));
-        self.space_mut(space)?.insert(region);
+        let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
+        target.insert(region);
+        target.merge_around(&mut self.objects, start, end);
         Ok(start)
     }
 
@@ -227,10 +252,14 @@ impl<'a, M: Mmu> Vm<'a, M> {
             return Err(VmError::InvalidArgument);
         }
         check_protection(protection)?;
+        self.check_region_room(space, 1)?;
         let start = self.place(space, placement, length)?;
+        let end = start.add(length);
         let backing = Backing::Shared { object, offset: offset / PAGE_SIZE };
-        self.space_mut(space)?.insert(Region::new(start, start.add(length), protection, backing));
+        let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
+        target.insert(Region::new(start, end, protection, backing));
         self.objects.add_mapping(object);
+        target.merge_around(&mut self.objects, start, end);
         Ok(start)
     }
 
@@ -265,6 +294,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// Unmaps `[start, start + length)`; holes in the range are fine.
     pub fn unmap(&mut self, space: SpaceId, start: VirtAddr, length: u64) -> Result<(), VmError> {
         let end = check_range(start, length)?;
+        let target = self.spaces.get(&space).ok_or(VmError::InvalidArgument)?;
+        // Only a hole strictly inside one region adds one (its two ends split it).
+        let inside_one =
+            target.region(start).is_some_and(|region| region.start() < start && end < region.end());
+        self.check_region_room(space, usize::from(inside_one))?;
         let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
         target.isolate(&mut self.objects, start, end);
         let removed = target.remove_range(start, end);
@@ -297,10 +331,14 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if !target.covers(start, end) {
             return Err(VmError::BadAddress);
         }
+        let splits = usize::from(target.splits_at(start)) + usize::from(target.splits_at(end));
+        self.check_region_room(space, splits)?;
+        let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
         target.isolate(&mut self.objects, start, end);
         for region in target.regions_in_mut(start, end) {
             region.set_protection(protection);
         }
+        target.merge_around(&mut self.objects, start, end);
         self.mmu.protect(space, start, end, protection | Protection::USER);
         self.mmu.flush(space);
         Ok(())
@@ -329,21 +367,14 @@ impl<'a, M: Mmu> Vm<'a, M> {
     }
 
     /// Forgets the translations of the unpinned regions in `[start, start +
-    /// length)`; the pages stay and come back by faulting.
+    /// length)`; the pages stay and come back by faulting. Costs the regions
+    /// met, never the pages of the range: holes are skipped whole.
     pub fn zap(&mut self, space: SpaceId, start: VirtAddr, length: u64) -> Result<(), VmError> {
         let end = check_range(start, length)?;
         let target = self.spaces.get(&space).ok_or(VmError::InvalidArgument)?;
-        let mut cursor = start;
-        while cursor < end {
-            let Some(region) = target.region(cursor) else {
-                cursor = cursor.add(PAGE_SIZE);
-                continue;
-            };
-            let stop = region.end().min(end);
-            if !region.pinned() {
-                self.mmu.unmap(&mut self.frames, space, cursor, stop);
-            }
-            cursor = stop;
+        for region in target.regions_overlapping(start, end).filter(|region| !region.pinned()) {
+            let (from, to) = (region.start().max(start), region.end().min(end));
+            self.mmu.unmap(&mut self.frames, space, from, to);
         }
         self.mmu.flush(space);
         Ok(())

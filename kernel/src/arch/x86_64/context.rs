@@ -2,13 +2,20 @@
 //! kernel-stack switch between tasks.
 //!
 //! # System calls
-//! `syscall` jumps to [`syscall_entry`] in ring 0 with interrupts masked (SFMASK
-//! clears IF, DF, TF and AC), still on the user's stack. The entry switches to
+//! `syscall` jumps to [`syscall_entry`] in ring 0 with every flag in SFMASK
+//! cleared: interrupts masked, and nothing the user left in RFLAGS (NT, which
+//! would make the kernel's next `iretq` fault; DF, TF, AC, IOPL, RF, ID; the
+//! arithmetic flags) reaches the kernel. It is still on the user's stack. The entry switches to
 //! the running task's kernel stack (one CPU: the top is kept in a static, set by
 //! [`set_kernel_stack`] together with the TSS's `rsp0`), saves every
 //! general-purpose register there as a [`TrapFrame`], and calls the kernel's
 //! handler with it. [`return_to_user`] restores the frame and leaves with
-//! `sysretq`. System calls run with interrupts disabled from start to end, so the
+//! `sysretq`, after [`dispatch`] has checked that the return address is a
+//! user address: `sysret` to a non-canonical RIP faults in ring 0 with the
+//! user's stack pointer already loaded on Intel processors (CVE-2012-0217), so
+//! such a return kills the process instead. (`USER_END` stops a page short of
+//! the canonical boundary, so no `syscall` can leave such an address; the check
+//! keeps it so should a handler ever set one.) System calls run with interrupts disabled from start to end, so the
 //! kernel is never preempted; a call that blocks switches task explicitly.
 //!
 //! # Task switch
@@ -113,12 +120,8 @@ pub fn init(handler: Handler) {
     )
     .expect("context::init: GDT order does not suit sysret");
     LStar::write(VirtAddr::new(syscall_entry as *const () as u64));
-    SFMask::write(
-        RFlags::INTERRUPT_FLAG
-            | RFlags::DIRECTION_FLAG
-            | RFlags::TRAP_FLAG
-            | RFlags::ALIGNMENT_CHECK,
-    );
+    // Every flag, as Linux does: the kernel starts from a known RFLAGS.
+    SFMask::write(RFlags::all());
     // SAFETY: enabling SCE only makes `syscall` usable; LSTAR, STAR and SFMASK
     // were set just above.
     unsafe { Efer::update(|flags| flags.insert(EferFlags::SYSTEM_CALL_EXTENSIONS)) };
@@ -139,6 +142,12 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
     let handler: Handler = unsafe { core::mem::transmute(handler as usize) };
     frame.sanitize_flags();
     handler(frame);
+    if frame.rip >= crate::vm::USER_END {
+        crate::process::kill_current(format_args!(
+            "system call would return to {:#x}, outside user space",
+            frame.rip
+        ));
+    }
 }
 
 /// Where `syscall` lands (LSTAR): saves a [`TrapFrame`] on the kernel stack,

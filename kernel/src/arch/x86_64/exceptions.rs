@@ -16,7 +16,8 @@ use x86_64::VirtAddr;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
-use super::gdt::DOUBLE_FAULT_IST_INDEX;
+use super::gdt::{DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
+use crate::vm::USER_END;
 
 /// What an exception handler knows about the exception it is handling.
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +140,6 @@ macro_rules! handler_with_error {
 
 handler!(divide_error, 0, "DIVIDE ERROR");
 handler!(debug, 1, "DEBUG");
-handler!(non_maskable_interrupt, 2, "NON-MASKABLE INTERRUPT");
 handler!(overflow, 4, "OVERFLOW");
 handler!(bound_range_exceeded, 5, "BOUND RANGE EXCEEDED");
 handler!(invalid_opcode, 6, "INVALID OPCODE");
@@ -157,9 +157,22 @@ handler!(hv_injection, 28, "HYPERVISOR INJECTION EXCEPTION");
 handler_with_error!(vmm_communication, 29, "VMM COMMUNICATION EXCEPTION");
 handler_with_error!(security, 30, "SECURITY EXCEPTION");
 
+/// `int3`: in the kernel, a report and carry on (a debugging aid); in user mode,
+/// like any other trap, the end of the process (no debugger exists to take it).
 extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
     let report = ExceptionReport::new(3, "BREAKPOINT", &frame, None);
+    if report.from_user() {
+        crate::process::kill_current(format_args!("{report}"));
+    }
     log::info!("{report}");
+}
+
+/// An NMI is the machine's, not the interrupted code's: reported, never fatal
+/// to a process. It runs on a stack of its own (it may arrive while `syscall`
+/// still runs on the user's stack).
+extern "x86-interrupt" fn non_maskable_interrupt(frame: InterruptStackFrame) {
+    let report = ExceptionReport::new(2, "NON-MASKABLE INTERRUPT", &frame, None);
+    log::warn!("{report}");
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
@@ -181,9 +194,14 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
 
 extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
     let address = Cr2::read_raw();
-    let Err(unresolved) = super::page_fault::resolve(address, code) else { return };
     let mut report = ExceptionReport::new(14, "PAGE FAULT", &frame, Some(code.bits()));
     report.cr2 = Some(address);
+    if !report.from_user() && address < USER_END && !super::user_memory::accessor_running() {
+        // The kernel itself touched (or, under SMEP, ran) a user page: never
+        // resolve it, or a user pointer followed by mistake would just work.
+        panic!("EXCEPTION: {report}: kernel access to user memory outside an accessor");
+    }
+    let Err(unresolved) = super::page_fault::resolve(address, code) else { return };
     if report.from_user() {
         crate::process::kill_current(format_args!("{report}: {unresolved}"));
     }
@@ -201,7 +219,10 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     let mut idt = InterruptDescriptorTable::new();
     idt.divide_error.set_handler_fn(divide_error);
     idt.debug.set_handler_fn(debug);
-    idt.non_maskable_interrupt.set_handler_fn(non_maskable_interrupt);
+    let nmi_entry = idt.non_maskable_interrupt.set_handler_fn(non_maskable_interrupt);
+    // SAFETY: as for the double fault below: a stack of its own, set by
+    // `gdt::init` before interrupts can occur.
+    unsafe { nmi_entry.set_stack_index(NMI_IST_INDEX) };
     idt.breakpoint.set_handler_fn(breakpoint);
     idt.overflow.set_handler_fn(overflow);
     idt.bound_range_exceeded.set_handler_fn(bound_range_exceeded);
@@ -218,7 +239,9 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     idt.page_fault.set_handler_fn(page_fault);
     idt.x87_floating_point.set_handler_fn(x87_floating_point);
     idt.alignment_check.set_handler_fn(alignment_check);
-    idt.machine_check.set_handler_fn(machine_check);
+    let machine_check_entry = idt.machine_check.set_handler_fn(machine_check);
+    // SAFETY: as for the double fault: a stack of its own, set by `gdt::init`.
+    unsafe { machine_check_entry.set_stack_index(MACHINE_CHECK_IST_INDEX) };
     idt.simd_floating_point.set_handler_fn(simd_floating_point);
     idt.virtualization.set_handler_fn(virtualization);
     idt.cp_protection_exception.set_handler_fn(cp_protection);

@@ -2,8 +2,14 @@
 //!
 //! Long mode ignores most of segmentation, but it still needs code and data
 //! segments for each privilege level, and a TSS whose interrupt stack table gives
-//! the double-fault handler a known-good stack: a kernel stack overflow faults
-//! again on the same stack, and without a fresh one that becomes a triple fault.
+//! three handlers a known-good stack of their own: the double fault (a kernel
+//! stack overflow faults again on the same stack, and without a fresh one that
+//! becomes a triple fault), and the NMI and machine check, which can arrive at
+//! any instruction, including the first instructions of `syscall_entry` while
+//! the stack pointer is still the user's. At boot these are small stacks in
+//! `.bss`; once memory is up, [`use_guarded_stacks`] moves each to a kernel stack
+//! with an unmapped guard page below it (`stack`), so that an overflow of one
+//! faults instead of running into its neighbour.
 //! The TSS also holds `rsp0`, the stack an interrupt from user mode switches to:
 //! the running process's kernel stack, set at every task switch.
 
@@ -16,30 +22,67 @@ use x86_64::structures::tss::TaskStateSegment;
 
 /// Interrupt-stack-table slot used by the double-fault handler.
 pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+/// Interrupt-stack-table slot used by the NMI handler.
+pub const NMI_IST_INDEX: u16 = 1;
+/// Interrupt-stack-table slot used by the machine-check handler.
+pub const MACHINE_CHECK_IST_INDEX: u16 = 2;
+/// The slots above, each with a stack of its own.
+const IST_INDICES: [u16; 3] = [DOUBLE_FAULT_IST_INDEX, NMI_IST_INDEX, MACHINE_CHECK_IST_INDEX];
 
-/// Size of the double-fault stack.
-const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;
+/// Size of each boot-time interrupt stack.
+const BOOT_STACK_SIZE: usize = 8 * 1024;
 
-/// The double-fault stack. It lives in `.bss`, so it needs no allocator.
+/// The boot-time interrupt stacks. They live in `.bss`, so they need no
+/// allocator; [`use_guarded_stacks`] replaces them.
 #[repr(align(16))]
 #[allow(dead_code)] // only its address is used
-struct Stack([u8; DOUBLE_FAULT_STACK_SIZE]);
-static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
+struct Stack([u8; BOOT_STACK_SIZE]);
+static mut BOOT_STACKS: [Stack; 3] = [const { Stack([0; BOOT_STACK_SIZE]) }; 3];
 
 /// The task state segment. Written only by [`tss`] (before the GDT refers to it)
 /// and by [`set_privilege_stack`] (one field, interrupts disabled).
 static mut TSS: TaskStateSegment = TaskStateSegment::new();
 
-/// The TSS with its double-fault stack set, for the GDT descriptor.
+/// The TSS with its boot-time interrupt stacks set, for the GDT descriptor.
 fn tss() -> &'static TaskStateSegment {
-    let stack = VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK);
     // SAFETY: runs once, while the GDT is built and before the TSS is loaded, so
     // nothing else reads or writes it meanwhile.
     unsafe {
         let tss = &raw mut TSS;
-        (*tss).interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-            stack + DOUBLE_FAULT_STACK_SIZE as u64;
+        for (stack, index) in IST_INDICES.into_iter().enumerate() {
+            let bottom = VirtAddr::from_ptr(&raw const BOOT_STACKS[stack]);
+            (*tss).interrupt_stack_table[index as usize] = bottom + BOOT_STACK_SIZE as u64;
+        }
         &*tss
+    }
+}
+
+/// Moves the double-fault, NMI and machine-check handlers to kernel stacks with
+/// guard pages. Runs once memory is set up, before interrupts are enabled.
+pub fn use_guarded_stacks() -> Result<(), crate::vm::VmError> {
+    for index in IST_INDICES {
+        let stack = super::stack::allocate()?;
+        let top = stack.top();
+        // Never released: the handler may run at any time from now on.
+        core::mem::forget(stack);
+        // SAFETY: one field of the packed TSS, written unaligned through a raw
+        // pointer; the CPU reads it only when it delivers that vector, and an
+        // 8-byte aligned store is seen whole or not at all.
+        unsafe {
+            let table = (&raw mut TSS.interrupt_stack_table).cast::<VirtAddr>();
+            table.add(usize::from(index)).write_unaligned(VirtAddr::new(top));
+        }
+    }
+    Ok(())
+}
+
+/// The stack top the TSS gives interrupt-stack-table slot `index`.
+pub fn interrupt_stack(index: u16) -> u64 {
+    // SAFETY: an unaligned read of one field of the packed TSS through a raw
+    // pointer; it is written only by `tss` and `use_guarded_stacks`.
+    unsafe {
+        let table = (&raw const TSS.interrupt_stack_table).cast::<VirtAddr>();
+        table.add(usize::from(index)).read_unaligned().as_u64()
     }
 }
 

@@ -27,6 +27,14 @@ const TIMER_VECTOR: u8 = PIC_OFFSET;
 const KEYBOARD_VECTOR: u8 = PIC_OFFSET + 1;
 /// Vector of IRQ 4 (COM1).
 const SERIAL_VECTOR: u8 = PIC_OFFSET + 4;
+/// Vector of IRQ 7, where the primary PIC delivers its spurious interrupts.
+const SPURIOUS_PRIMARY_VECTOR: u8 = PIC_OFFSET + 7;
+/// Vector of IRQ 15, where the secondary PIC delivers its spurious interrupts.
+const SPURIOUS_SECONDARY_VECTOR: u8 = PIC_OFFSET + 15;
+/// The PICs' command ports (OCW3 "read ISR" goes there, and the ISR comes back).
+const PIC_COMMAND_PORTS: [u16; 2] = [0x20, 0xa0];
+/// OCW3: the next read of the command port returns the in-service register.
+const READ_ISR: u8 = 0x0b;
 
 // SAFETY: the offsets put the PICs' 16 vectors at 32..48, which no CPU exception
 // uses.
@@ -34,6 +42,7 @@ static PICS: Mutex<ChainedPics> =
     Mutex::new(unsafe { ChainedPics::new(PIC_OFFSET, PIC_OFFSET + 8) });
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
 /// One input event, queued by an interrupt handler.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +61,51 @@ pub fn install(idt: &mut InterruptDescriptorTable) {
     idt[TIMER_VECTOR].set_handler_fn(timer);
     idt[KEYBOARD_VECTOR].set_handler_fn(keyboard);
     idt[SERIAL_VECTOR].set_handler_fn(serial_input);
+    idt[SPURIOUS_PRIMARY_VECTOR].set_handler_fn(irq7);
+    idt[SPURIOUS_SECONDARY_VECTOR].set_handler_fn(irq15);
+}
+
+/// Spurious interrupts seen so far (IRQ 7 or 15 with no line in service).
+pub fn spurious_interrupts() -> u64 {
+    SPURIOUS.load(Ordering::Relaxed)
+}
+
+/// Whether IRQ `line` (0..16) is really in service at its PIC.
+fn in_service(line: u8) -> bool {
+    let port = PIC_COMMAND_PORTS[usize::from(line / 8)];
+    let mut command = Port::<u8>::new(port);
+    // SAFETY: OCW3 to a PIC's command port selects which register the next read
+    // of that port returns; reading it then has no other effect. Interrupts are
+    // off in the handler, so nothing else talks to the PIC meanwhile.
+    let isr = unsafe {
+        command.write(READ_ISR);
+        command.read()
+    };
+    isr & (1 << (line % 8)) != 0
+}
+
+/// IRQ 7: nothing is attached there, so it is spurious unless the ISR says
+/// otherwise. A spurious one is not acknowledged (the PIC did not set its ISR
+/// bit).
+extern "x86-interrupt" fn irq7(_frame: InterruptStackFrame) {
+    if in_service(7) {
+        end_of_interrupt(SPURIOUS_PRIMARY_VECTOR);
+    } else {
+        SPURIOUS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// IRQ 15: as IRQ 7, but a spurious one from the secondary PIC still went
+/// through the primary's cascade line, which must be acknowledged.
+extern "x86-interrupt" fn irq15(_frame: InterruptStackFrame) {
+    if in_service(15) {
+        end_of_interrupt(SPURIOUS_SECONDARY_VECTOR);
+    } else {
+        SPURIOUS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: port 0x20 is the primary PIC's command port; 0x20 there is a
+        // non-specific end of interrupt for the cascade line it delivered.
+        unsafe { Port::<u8>::new(0x20).write(0x20) };
+    }
 }
 
 /// Programs the PICs and the PIT, unmasks timer, keyboard and COM1, and enables

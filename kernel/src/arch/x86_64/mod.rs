@@ -6,7 +6,9 @@
 
 pub mod boot_info;
 pub mod context;
+pub mod cpu;
 pub mod exceptions;
+pub mod fpu;
 pub mod gdt;
 pub mod interrupts;
 pub mod memory;
@@ -24,11 +26,14 @@ pub use pat::map_write_combining;
 pub use qemu::{ExitCode, exit as exit_qemu};
 pub use x86_64::instructions::interrupts::without_interrupts;
 
-/// Brings up the processor: serial console, segments, exception handlers.
+/// Brings up the processor: serial console, segments, exception handlers, the
+/// FPU and SSE, and the protections it offers (SMEP, SMAP, UMIP).
 pub fn init_cpu() {
     serial::init();
     gdt::init();
     exceptions::init();
+    fpu::init();
+    cpu::harden();
 }
 
 /// Writes formatted text to every console the machine has.

@@ -1,7 +1,10 @@
 //! Kernel access to user memory that survives faults the VM cannot resolve.
 //!
 //! The kernel reads and writes user pages through the active address space's
-//! translations (SMAP is off). A missing translation is just a page fault that
+//! translations, and only here: with SMAP on (`cpu`), each accessor sets
+//! RFLAGS.AC (`stac`) for its one access and clears it (`clac`) on both paths
+//! out, and a kernel-mode fault on a user address outside an accessor is a
+//! kernel bug (the page-fault handler panics rather than resolve it). A missing translation is just a page fault that
 //! the VM resolves; but an address the VM refuses (unmapped, or not allowed)
 //! must become an error for the caller, not a kernel panic. Each accessor
 //! announces a *recovery point* before its one access (BSD's `pcb_onfault`); the
@@ -10,8 +13,7 @@
 //!
 //! Accessors must be called without the VM lock held (the fault handler needs
 //! it), and touch one naturally aligned word, so one access faults at most once
-//! per page. They rely on SMAP being off; turning it on means bracketing the
-//! access with `stac`/`clac`.
+//! per page.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +35,12 @@ pub(super) fn recover(error: VmError) -> Option<u64> {
     }
     *REFUSAL.lock() = Some(error);
     Some(resume)
+}
+
+/// Whether a user-memory accessor is between its recovery point and its access
+/// (the only place a kernel-mode fault on a user address is expected).
+pub(super) fn accessor_running() -> bool {
+    RECOVERY.load(Ordering::SeqCst) != 0
 }
 
 /// Checks that `address` is a user address of an aligned 8-byte word.
@@ -58,10 +66,16 @@ pub fn read_u64(address: VirtAddr) -> Result<u64, VmError> {
     // half, where Rust objects live, is out of its reach. If the VM cannot make
     // the access valid, the fault handler resumes at label 2 with every register
     // as it was at the load, and the recovery point is cleared on both paths.
+    // `stac`/`clac` run only when SMAP is on (they are #UD without it), and AC is
+    // clear again on both paths out.
     unsafe {
         asm!(
             "lea {scratch}, [rip + 2f]",
             "mov qword ptr [{recovery}], {scratch}",
+            "test {smap:l}, {smap:l}",
+            "jz 4f",
+            "stac",
+            "4:",
             "mov {value}, qword ptr [{address}]",
             "xor {failed:e}, {failed:e}",
             "jmp 3f",
@@ -69,8 +83,13 @@ pub fn read_u64(address: VirtAddr) -> Result<u64, VmError> {
             "mov {failed:e}, 1",
             "xor {value:e}, {value:e}",
             "3:",
+            "test {smap:l}, {smap:l}",
+            "jz 5f",
+            "clac",
+            "5:",
             "mov qword ptr [{recovery}], 0",
             address = in(reg) address,
+            smap = in(reg) u64::from(super::cpu::smap()),
             recovery = in(reg) RECOVERY.as_ptr(),
             scratch = out(reg) _,
             value = out(reg) value,
@@ -91,14 +110,23 @@ pub fn write_u64(address: VirtAddr, value: u64) -> Result<(), VmError> {
         asm!(
             "lea {scratch}, [rip + 2f]",
             "mov qword ptr [{recovery}], {scratch}",
+            "test {smap:l}, {smap:l}",
+            "jz 4f",
+            "stac",
+            "4:",
             "mov qword ptr [{address}], {value}",
             "xor {failed:e}, {failed:e}",
             "jmp 3f",
             "2:",
             "mov {failed:e}, 1",
             "3:",
+            "test {smap:l}, {smap:l}",
+            "jz 5f",
+            "clac",
+            "5:",
             "mov qword ptr [{recovery}], 0",
             address = in(reg) address,
+            smap = in(reg) u64::from(super::cpu::smap()),
             value = in(reg) value,
             recovery = in(reg) RECOVERY.as_ptr(),
             scratch = out(reg) _,

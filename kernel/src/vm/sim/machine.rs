@@ -73,9 +73,16 @@ pub struct SimMmu {
     /// Behave like a page-table cache of one slot: every switch discards the
     /// unpinned translations of every other space.
     pub single_table: bool,
+    /// `unmap` calls so far (to show an operation's cost is in regions).
+    unmap_calls: u64,
 }
 
 impl SimMmu {
+    /// How many times `unmap` was called.
+    pub fn unmap_calls(&self) -> u64 {
+        self.unmap_calls
+    }
+
     /// A machine with no translations; `seed` drives chaos and TLB replacement.
     pub fn new(seed: u64, chaos: u64) -> Self {
         SimMmu {
@@ -87,6 +94,7 @@ impl SimMmu {
             chaos,
             spontaneous_discards: 0,
             single_table: false,
+            unmap_calls: 0,
         }
     }
 
@@ -309,6 +317,7 @@ unsafe impl Mmu for SimMmu {
         start: VirtAddr,
         end: VirtAddr,
     ) {
+        self.unmap_calls += 1;
         self.maybe_chaos(frames);
         let Some(tables) = self.spaces.get_mut(&space) else { return };
         for table in tables.values_mut() {

@@ -2,7 +2,7 @@
 //! statistics and frame counts it must leave behind.
 
 use super::*;
-use crate::vm::mmu::{Access, Protection, VirtAddr};
+use crate::vm::mmu::{Access, Protection, USER_END, USER_START, VirtAddr};
 use crate::vm::page::PageFlags;
 use crate::vm::sim::driver::{simulated_vm, touch};
 use crate::vm::sim::machine::SimMmu;
@@ -346,4 +346,83 @@ fn harvest_moves_referenced_and_dirty_bits_to_pages() {
         vm.frames().flags(read) & (PageFlags::DIRTY | PageFlags::REFERENCED),
         PageFlags::REFERENCED
     );
+}
+
+#[test]
+fn splits_count_against_the_region_limit_and_merge_back() {
+    let mut vm = vm(64);
+    let space = active_space(&mut vm);
+    vm.set_region_limit(5);
+    let pages = 16;
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), pages * PAGE_SIZE, READ_WRITE)
+        .unwrap();
+    store(&mut vm, BASE + 3 * PAGE_SIZE, 7).unwrap();
+    let regions = |vm: &Vm<'static, SimMmu>| vm.space(space).unwrap().region_count();
+    // Every other page read-only: 1, 3 split twice each (5 regions), 5 would
+    // need 7 and is refused with nothing changed.
+    for page in [1, 3] {
+        vm.protect(space, VirtAddr(BASE + page * PAGE_SIZE), PAGE_SIZE, Protection::READ).unwrap();
+    }
+    assert_eq!(regions(&vm), 5);
+    let refused = vm.protect(space, VirtAddr(BASE + 5 * PAGE_SIZE), PAGE_SIZE, Protection::READ);
+    assert_eq!(refused, Err(VmError::OutOfMemory));
+    assert_eq!(regions(&vm), 5);
+    assert_eq!(
+        vm.space(space).unwrap().region(VirtAddr(BASE + 5 * PAGE_SIZE)).unwrap().protection(),
+        READ_WRITE
+    );
+    // A hole inside one region needs one more; a new mapping too.
+    let hole = vm.unmap(space, VirtAddr(BASE + 8 * PAGE_SIZE), PAGE_SIZE);
+    assert_eq!(hole, Err(VmError::OutOfMemory));
+    assert_eq!(load(&mut vm, BASE + 8 * PAGE_SIZE), Ok(0));
+    let far = Placement::Exact(VirtAddr(BASE + 64 * PAGE_SIZE));
+    assert_eq!(vm.map_anonymous(space, far, PAGE_SIZE, READ_WRITE), Err(VmError::OutOfMemory));
+    // Back to read-write: the regions merge into one, with the page kept.
+    for page in [1, 3] {
+        vm.protect(space, VirtAddr(BASE + page * PAGE_SIZE), PAGE_SIZE, READ_WRITE).unwrap();
+    }
+    assert_eq!(regions(&vm), 1);
+    assert_eq!(load(&mut vm, BASE + 3 * PAGE_SIZE), Ok(7));
+    // An adjacent new mapping with the same protection joins it too.
+    let next = Placement::Exact(VirtAddr(BASE + pages * PAGE_SIZE));
+    vm.map_anonymous(space, next, PAGE_SIZE, READ_WRITE).unwrap();
+    assert_eq!(regions(&vm), 1);
+    vm.destroy(space).unwrap();
+    assert_eq!(data_frames(&vm), 0);
+}
+
+#[test]
+fn consecutive_pages_of_a_shared_object_merge_and_count_one_mapping() {
+    let mut vm = vm(64);
+    let space = active_space(&mut vm);
+    let object = vm.create_shared(4 * PAGE_SIZE).unwrap();
+    let at = |page: u64| Placement::Exact(VirtAddr(BASE + page * PAGE_SIZE));
+    vm.map_shared(space, at(0), object, 0, 2 * PAGE_SIZE, READ_WRITE).unwrap();
+    vm.map_shared(space, at(2), object, 2 * PAGE_SIZE, 2 * PAGE_SIZE, READ_WRITE).unwrap();
+    // Not consecutive in the object: stays apart.
+    vm.map_shared(space, at(4), object, 0, PAGE_SIZE, READ_WRITE).unwrap();
+    assert_eq!(vm.space(space).unwrap().region_count(), 2);
+    assert_eq!(vm.objects().get(object).unwrap().mappings(), 2);
+    store(&mut vm, BASE + 4 * PAGE_SIZE, 9).unwrap();
+    assert_eq!(load(&mut vm, BASE), Ok(9));
+    vm.close_shared(object).unwrap();
+    vm.destroy(space).unwrap();
+    assert!(vm.objects().get(object).is_none());
+    assert_eq!(data_frames(&vm), 0);
+}
+
+#[test]
+fn zap_of_the_whole_user_half_visits_regions_not_pages() {
+    let mut vm = vm(64);
+    let space = active_space(&mut vm);
+    let far = VirtAddr(USER_END - 16 * PAGE_SIZE);
+    vm.map_anonymous(space, Placement::Exact(VirtAddr(BASE)), PAGE_SIZE, READ_WRITE).unwrap();
+    vm.map_anonymous(space, Placement::Exact(far), PAGE_SIZE, READ_WRITE).unwrap();
+    store(&mut vm, BASE, 1).unwrap();
+    store(&mut vm, far.0, 2).unwrap();
+    let before = vm.mmu().unmap_calls();
+    vm.zap(space, VirtAddr(USER_START), USER_END - USER_START).unwrap();
+    assert_eq!(vm.mmu().unmap_calls() - before, 2);
+    assert_eq!(translation(&vm, space, BASE), None);
+    assert_eq!(load(&mut vm, far.0), Ok(2));
 }

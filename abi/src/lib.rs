@@ -60,6 +60,10 @@ pub const MAP_SHARED: u64 = 1;
 /// Bit of a status word saying the process was killed rather than exiting.
 pub const KILLED: u64 = 1 << 32;
 
+/// One past the highest address a process may map: the bottom half of a 48-bit
+/// space less its top page (see the kernel's `vm::USER_END`).
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+
 /// How a process ended, as a status word says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {

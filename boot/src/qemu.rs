@@ -59,6 +59,9 @@ fn ovmf() -> Result<PathBuf, String> {
         .ok_or_else(|| "UEFI firmware not found: install it with `apt-get install ovmf`".into())
 }
 
+/// The processor QEMU presents unless told otherwise (see [`command`]).
+pub const DEFAULT_CPU: &str = "qemu64,vendor=GenuineIntel,+smep,+smap,+umip";
+
 /// The QEMU command line for `image` with `run`'s options.
 pub fn command(image: &Path, run: &Run) -> Result<Command, String> {
     let mut qemu = Command::new("qemu-system-x86_64");
@@ -75,7 +78,9 @@ pub fn command(image: &Path, run: &Run) -> Result<Command, String> {
         // QEMU reserves memory below 1 TiB for CPUs of AMD's vendor (its default
         // `qemu64` is one), and the bootloader then spends about 4 MiB of page
         // tables mapping physical memory up to it: too much for small machines.
-        qemu.args(["-cpu", "qemu64,vendor=GenuineIntel"]);
+        // SMEP, SMAP and UMIP, which TCG implements, so that the kernel's
+        // protections run (and are tested) by default.
+        qemu.args(["-cpu", DEFAULT_CPU]);
     }
     if run.headless || !has_display() {
         qemu.args(["-display", "none"]);

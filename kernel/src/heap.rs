@@ -52,6 +52,12 @@ pub fn ensure_headroom(headroom: usize, map: impl FnOnce(usize, usize) -> Option
     }
 }
 
+/// Bytes of the heap free now (without growing it).
+pub fn free_bytes() -> usize {
+    let heap = HEAP.heap.lock();
+    heap.size() - heap.used()
+}
+
 /// Bytes the heap manages, and bytes in use.
 pub fn usage() -> (usize, usize) {
     let heap = HEAP.heap.lock();

@@ -19,8 +19,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use crate::arch;
-use crate::vm::Vm;
 use crate::vm::frame::FrameAllocator;
+use crate::vm::{Vm, VmError};
 
 /// The kernel's VM: the portable VM on this machine's MMU.
 pub type KernelVm = Vm<'static, arch::MachineMmu>;
@@ -48,6 +48,30 @@ pub fn with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> R {
     // Before as well as after: `f` then sees frame counts the refill will not
     // change behind its back.
     arch::refill_heap_reserve(vm.frames_mut());
+    let result = f(vm);
+    arch::refill_heap_reserve(vm.frames_mut());
+    result
+}
+
+/// Like [`with_vm`], for work a process asked for that allocates kernel heap:
+/// first makes sure `heap` bytes of heap are free (growing it from the frame
+/// allocator), and fails with `OutOfMemory` without running `f` if they cannot
+/// be had. Heap allocations have no error path (`BTreeMap::insert`), so this is
+/// what turns "the kernel heap is exhausted" into an error that unwinds instead
+/// of a panic; `heap` must bound what `f` allocates.
+pub fn with_vm_room<R>(
+    heap: usize,
+    f: impl FnOnce(&mut KernelVm) -> Result<R, VmError>,
+) -> Result<R, VmError> {
+    let mut vm = VM.lock();
+    let vm = vm.as_mut().expect("with_vm_room: memory not initialised");
+    arch::refill_heap_reserve(vm.frames_mut());
+    arch::ensure_heap_free(vm.frames_mut(), heap);
+    let free = crate::heap::free_bytes();
+    if free < heap {
+        log::warn!("kernel heap: {free} bytes free, {heap} needed: refused");
+        return Err(VmError::OutOfMemory);
+    }
     let result = f(vm);
     arch::refill_heap_reserve(vm.frames_mut());
     result

@@ -42,12 +42,13 @@ pub use loader::{SpawnError, spawn};
 #[cfg(target_os = "none")]
 pub use scheduler::{idle, kill, kill_current, preempt, run_until_settled, wait_for};
 #[cfg(target_os = "none")]
-pub use table::{Pid, State, Summary, processes};
+pub use table::{MAX_PROCESSES, Pid, RESERVED_PROCESSES, State, Summary, processes};
 
 /// Turns on system calls. Runs once at start-up, after the GDT.
 #[cfg(target_os = "none")]
 pub fn init() {
     crate::arch::context::init(syscall::handle);
+    crate::memory::with_vm(|vm| vm.set_region_limit(syscall::MAX_REGIONS));
 }
 
 /// Frames held by processes' kernel stacks (kept for reuse, like the heap's).

@@ -90,6 +90,22 @@ pub fn run_probe(mode: u64) {
     assert_eq!(accounted_free(), baseline, "frames leaked by probe mode {mode}");
 }
 
+/// Runs user program `name` in `mode` to its end and checks it exited with 0,
+/// that nothing is left of it, and that every frame came back.
+pub fn run_program(name: &'static str, mode: u64) {
+    let baseline = accounted_free();
+    let pid = process::spawn(name, mode).expect("spawn");
+    let status = process::wait_for(pid).expect("program vanished");
+    assert_eq!(status, 0, "{name} mode {mode} failed (status word {status:#x})");
+    assert_all_reaped();
+    assert_eq!(accounted_free(), baseline, "frames leaked by {name} mode {mode}");
+}
+
+/// Kernel heap bytes in use now.
+pub fn heap_in_use() -> usize {
+    kernel::heap::usage().1
+}
+
 /// No process is left, not even a zombie.
 pub fn assert_all_reaped() {
     // Orphans are reaped by the idle task's next turn.

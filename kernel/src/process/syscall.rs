@@ -2,16 +2,36 @@
 //!
 //! Every call validates its arguments before acting; user pointers go through
 //! `usercopy`. Errors are [`Errno`] values, returned negated in `rax`.
+//!
+//! # Limits
+//! Calls run with interrupts disabled, so each does bounded work: `write`
+//! prints at most [`MAX_WRITE`] bytes a call (a short count, as a pipe would
+//! give), and the VM calls cost the regions and resident pages they meet, not
+//! the pages of the range. Each process has at most [`MAX_REGIONS`] regions
+//! however they came to be and [`MAX_HANDLES`] shared-memory handles; processes
+//! may fork until the table has [`RESERVED_PROCESSES`] slots left, which only
+//! the kernel may use, so a fork bomb or a parent that never waits gets
+//! `TryAgain` and the monitor can still start programs. Every call that takes
+//! kernel heap first makes sure the heap has room for it (`with_vm_room`), and
+//! is `NoMemory` when it has not, never a panic.
+//!
+//! # Privilege
+//! The page-table cache is the machine's: only a process the kernel started
+//! itself (from the monitor or at boot; not a forked child) may change its size
+//! (`Access` otherwise); anyone may ask it. The statistics are system-wide
+//! counters (faults by kind, forks, free frames, processes) of the kind Linux
+//! shows every process in `/proc/vmstat` and `/proc/meminfo`: no process's own
+//! figures, addresses or contents are in them.
 
 use abi::{Errno, Statistics};
 
 use super::scheduler;
-use super::table::{MAX_PROCESSES, Parent, Pid, Process, State, with_table};
+use super::table::{MAX_PROCESSES, Parent, Pid, Process, RESERVED_PROCESSES, State, with_table};
 use super::usercopy::{copy_from_user, copy_to_user};
 use crate::arch::context::{self, TrapFrame};
 use crate::arch::fpu::FpuState;
 use crate::arch::{self, stack};
-use crate::memory::with_vm;
+use crate::memory::{with_vm, with_vm_room};
 use crate::vm::{
     PAGE_SIZE, Placement, Protection, SpaceId, USER_END, USER_START, VirtAddr, VmError,
 };
@@ -21,7 +41,17 @@ const MAX_SHARED: u64 = 1 << 30;
 /// Most shared-memory handles a process may hold.
 const MAX_HANDLES: usize = 64;
 /// Most regions an address space may have (each costs kernel heap).
-const MAX_REGIONS: usize = 256;
+pub const MAX_REGIONS: usize = 256;
+/// Most bytes one `write` prints (the rest is the caller's next call).
+const MAX_WRITE: u64 = 1024;
+/// Kernel heap a VM call that changes regions may need: a few tree nodes for
+/// the splits, merges and inserts of one call, with a wide margin.
+const CALL_HEAP: usize = 16 * 1024;
+/// Kernel heap fork needs per resident private page of the parent (a tree
+/// entry of the child's copy, with node overhead) and per region.
+const FORK_HEAP_PER_PAGE: usize = 48;
+/// See [`FORK_HEAP_PER_PAGE`].
+const FORK_HEAP_PER_REGION: usize = 512;
 
 /// The kernel side of `syscall`: runs call `rax` and leaves its result in `rax`.
 pub extern "C" fn handle(frame: &mut TrapFrame) {
@@ -71,9 +101,11 @@ fn current_space() -> SpaceId {
     with_table(|table| table.running().space)
 }
 
-/// Prints user bytes to the console, in chunks; non-ASCII bytes print as `?`.
+/// Prints up to [`MAX_WRITE`] user bytes to the console, in chunks; non-ASCII
+/// bytes print as `?`. Returns how many were printed.
 fn write(address: u64, length: u64) -> Result<u64, Errno> {
     super::usercopy::check_range(address, length)?;
+    let length = length.min(MAX_WRITE);
     let mut chunk = [0u8; 128];
     let mut done = 0;
     while done < length {
@@ -94,10 +126,12 @@ fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
         let count = table.processes.len();
         let process = table.running();
         let handles = process.handles.clone();
-        (count < MAX_PROCESSES).then_some((process.pid, process.space, process.name, handles))
+        let room = count < MAX_PROCESSES - RESERVED_PROCESSES;
+        room.then_some((process.pid, process.space, process.name, handles))
     })
     .ok_or(Errno::TryAgain)?;
-    let child_space = with_vm(|vm| vm.fork(space)).map_err(errno)?;
+    let heap = with_vm(|vm| fork_heap(vm.space(space)));
+    let child_space = with_vm_room(heap, |vm| vm.fork(space)).map_err(errno)?;
     let stack = match stack::allocate() {
         Ok(stack) => stack,
         Err(error) => {
@@ -127,6 +161,18 @@ fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
         fpu: alloc::boxed::Box::new(FpuState::current()),
     };
     Ok(insert_child(child).0)
+}
+
+/// Kernel heap a fork of `space` may take (see [`FORK_HEAP_PER_PAGE`]).
+fn fork_heap(space: Option<&crate::vm::space::AddressSpace>) -> usize {
+    let Some(space) = space else { return 0 };
+    space.regions().fold(0, |heap, region| {
+        let pages = match region.backing() {
+            crate::vm::space::Backing::Anonymous(object) => object.len(),
+            crate::vm::space::Backing::Shared { .. } => 0,
+        };
+        heap + FORK_HEAP_PER_REGION + pages * FORK_HEAP_PER_PAGE
+    })
 }
 
 /// Gives `child` an id and the parent's next handle number, and makes it ready.
@@ -218,16 +264,14 @@ fn map(
         }
     };
     let space = current_space();
-    let regions = with_vm(|vm| vm.space(space).map_or(0, |space| space.regions().count()));
-    if regions >= MAX_REGIONS {
-        return Err(Errno::NoMemory);
-    }
     let address = if flags & abi::MAP_SHARED != 0 {
         let object = with_table(|table| table.running().handles.get(&handle).copied())
             .ok_or(Errno::BadHandle)?;
-        with_vm(|vm| vm.map_shared(space, placement, object, offset, length, protection))
+        with_vm_room(CALL_HEAP, |vm| {
+            vm.map_shared(space, placement, object, offset, length, protection)
+        })
     } else {
-        with_vm(|vm| vm.map_anonymous(space, placement, length, protection))
+        with_vm_room(CALL_HEAP, |vm| vm.map_anonymous(space, placement, length, protection))
     };
     address.map(VirtAddr::value).map_err(errno)
 }
@@ -236,7 +280,7 @@ fn map(
 fn unmap(address: u64, length: u64) -> Result<u64, Errno> {
     let (start, length) = page_range(address, length)?;
     let space = current_space();
-    with_vm(|vm| vm.unmap(space, start, length)).map(|()| 0).map_err(errno)
+    with_vm_room(CALL_HEAP, |vm| vm.unmap(space, start, length)).map(|()| 0).map_err(errno)
 }
 
 /// `mprotect`: the range must be mapped throughout.
@@ -244,7 +288,9 @@ fn protect(address: u64, length: u64, bits: u64) -> Result<u64, Errno> {
     let protection = protection(bits)?;
     let (start, length) = page_range(address, length)?;
     let space = current_space();
-    with_vm(|vm| vm.protect(space, start, length, protection)).map(|()| 0).map_err(errno)
+    with_vm_room(CALL_HEAP, |vm| vm.protect(space, start, length, protection))
+        .map(|()| 0)
+        .map_err(errno)
 }
 
 /// `zap`: forgets the translations of a range; the pages stay.
@@ -259,6 +305,10 @@ fn page_table_cache(size: u64) -> Result<u64, Errno> {
     let size = usize::try_from(size).map_err(|_| Errno::Invalid)?;
     if size > arch::paging::MAX_CAPACITY {
         return Err(Errno::Invalid);
+    }
+    let started_by_kernel = with_table(|table| table.running().parent == Parent::Kernel);
+    if size != 0 && !started_by_kernel {
+        return Err(Errno::Access);
     }
     Ok(with_vm(|vm| {
         let before = vm.mmu().capacity();
@@ -277,8 +327,8 @@ fn shared_create(length: u64) -> Result<u64, Errno> {
     if with_table(|table| table.running().handles.len()) >= MAX_HANDLES {
         return Err(Errno::TryAgain);
     }
-    let object =
-        with_vm(|vm| vm.create_shared(length.next_multiple_of(PAGE_SIZE))).map_err(errno)?;
+    let length = length.next_multiple_of(PAGE_SIZE);
+    let object = with_vm_room(CALL_HEAP, |vm| vm.create_shared(length)).map_err(errno)?;
     Ok(with_table(|table| {
         let process = table.running();
         let handle = process.next_handle;

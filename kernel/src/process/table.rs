@@ -84,6 +84,9 @@ pub struct Table {
 
 /// Most processes at once, zombies included.
 pub const MAX_PROCESSES: usize = 128;
+/// Slots of the table that `fork` leaves to the kernel (programs the monitor
+/// starts), so that processes filling the table do not lock it out.
+pub const RESERVED_PROCESSES: usize = 8;
 
 static TABLE: Mutex<Table> = Mutex::new(Table {
     processes: BTreeMap::new(),

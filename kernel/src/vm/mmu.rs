@@ -68,6 +68,7 @@ pub const USER_START: u64 = 0x1000;
 /// (CVE-2012-0217); with the page never mappable, every `syscall` returns to a
 /// canonical address. (The return path checks it anyway.)
 pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+const _: () = assert!(USER_END == abi::USER_END, "the ABI's USER_END must match the VM's");
 
 /// A virtual address in some address space.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

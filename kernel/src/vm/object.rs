@@ -57,6 +57,16 @@ impl AnonymousObject {
         self.pages.range(start..end).map(|(address, pfn)| (*address, *pfn))
     }
 
+    /// How many pages are resident.
+    pub fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Whether no page is resident.
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
     /// Takes every page of `upper`, whose pages all lie above this object's.
     pub fn append(&mut self, mut upper: AnonymousObject) {
         self.pages.append(&mut upper.pages);

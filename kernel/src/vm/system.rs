@@ -27,9 +27,9 @@
 //!   through discard. Fork copies pinned private pages instead of sharing them.
 //! - **Regions are limited.** No space holds more than the region limit
 //!   ([`Vm::set_region_limit`]), however its regions came to be: a call that
-//!   would need more at any step (a new mapping, or the splits of a partial
-//!   protect or unmap) fails with `OutOfMemory` before anything changes, as
-//!   Linux's `max_map_count` does. Neighbours that can be one region are merged
+//!   would end with more (a new mapping, a partial protect whose splits do not
+//!   merge away, a hole in a region) fails with `OutOfMemory` and nothing
+//!   changes, like Linux's `max_map_count`. Neighbours that can be one region are merged
 //!   after every change, so splitting and rejoining does not use the limit up.
 //! - **Translations are a cache.** Any unpinned translation may vanish at any time;
 //!   the next access faults and the VM makes it again (a rebuild fault).
@@ -331,14 +331,28 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if !target.covers(start, end) {
             return Err(VmError::BadAddress);
         }
-        let splits = usize::from(target.splits_at(start)) + usize::from(target.splits_at(end));
-        self.check_region_room(space, splits)?;
-        let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
+        // The count is known only after merging, so change the regions, count,
+        // and put the old protections back (merging again, which restores the
+        // regions as they were) if the limit is passed.
         target.isolate(&mut self.objects, start, end);
-        for region in target.regions_in_mut(start, end) {
-            region.set_protection(protection);
-        }
+        let before: Vec<(VirtAddr, Protection)> = target
+            .regions_in_mut(start, end)
+            .map(|region| {
+                let old = (region.start(), region.protection());
+                region.set_protection(protection);
+                old
+            })
+            .collect();
         target.merge_around(&mut self.objects, start, end);
+        if target.region_count() > self.region_limit {
+            target.isolate(&mut self.objects, start, end);
+            for (at, old) in before {
+                target.isolate(&mut self.objects, at, end);
+                target.region_mut(at).expect("protect: region vanished").set_protection(old);
+            }
+            target.merge_around(&mut self.objects, start, end);
+            return Err(VmError::OutOfMemory);
+        }
         self.mmu.protect(space, start, end, protection | Protection::USER);
         self.mmu.flush(space);
         Ok(())

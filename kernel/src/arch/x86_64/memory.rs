@@ -121,6 +121,15 @@ pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) {
     fill_reserve(frames);
 }
 
+/// Grows the heap from `frames` until `bytes` of it are free, if frames allow.
+pub fn ensure_heap_free(frames: &mut FrameAllocator<'_>, bytes: usize) {
+    crate::heap::ensure_headroom(bytes, |top, wanted| {
+        let (top, len) = heap_step(top, wanted)?;
+        map_heap_from(top, len, &mut HeapFrames::Allocator(frames))?;
+        Some(len as usize)
+    });
+}
+
 /// Tops the heap's frame reserve up from `frames`.
 fn fill_reserve(frames: &mut FrameAllocator<'_>) {
     let Some(mut reserve) = HEAP_RESERVE.try_lock() else { return };

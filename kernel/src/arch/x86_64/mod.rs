@@ -79,6 +79,8 @@ pub fn reboot() -> ! {
 }
 
 pub use boot_info::{boot_command_line, boot_ramdisk};
-pub use memory::{fill_frame, heap_frames, init_memory, read_frame, refill_heap_reserve};
+pub use memory::{
+    ensure_heap_free, fill_frame, heap_frames, init_memory, read_frame, refill_heap_reserve,
+};
 pub use page_fault::Unresolved;
 pub use paging::X86Mmu as MachineMmu;

@@ -16,6 +16,9 @@ use x86_64::structures::idt::PageFaultErrorCode;
 use crate::memory;
 use crate::vm::{Access, USER_END, USER_START, VirtAddr, VmError};
 
+/// Kernel heap a fault may need (one entry of a page tree, with margin).
+const FAULT_HEAP: usize = 4096;
+
 /// Why a page fault could not be resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unresolved {
@@ -61,6 +64,12 @@ pub fn resolve(address: u64, code: PageFaultErrorCode) -> Result<(), Unresolved>
     }
     let resolved = memory::try_with_vm(|vm| {
         let space = vm.active().ok_or(Unresolved::NoAddressSpace)?;
+        // A fault may insert into a page tree: refuse it (the process dies, the
+        // kernel lives) rather than let the heap run dry inside the VM.
+        super::memory::ensure_heap_free(vm.frames_mut(), FAULT_HEAP);
+        if crate::heap::free_bytes() < FAULT_HEAP {
+            return Err(Unresolved::Refused(VmError::OutOfMemory));
+        }
         if vm.mmu_mut().chaos_due() {
             vm.discard(space).map_err(Unresolved::Refused)?;
         }

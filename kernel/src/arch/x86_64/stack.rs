@@ -61,6 +61,14 @@ struct Pool {
 static POOL: Mutex<Pool> = Mutex::new(Pool { made: 0, free: Vec::new() });
 static FRAMES: AtomicUsize = AtomicUsize::new(0);
 
+/// Whether `top` is the top of a stack of this pool (which has an unmapped
+/// guard page below it): for tests of the interrupt stacks.
+pub fn is_pool_stack_top(top: u64) -> bool {
+    top > REGION_START
+        && (top - REGION_START).is_multiple_of(SLOT_BYTES)
+        && (top - REGION_START) / SLOT_BYTES <= MAX_STACKS as u64
+}
+
 /// Frames held by kernel stacks and the page tables that map them.
 pub fn stack_frames() -> usize {
     FRAMES.load(Ordering::Relaxed)

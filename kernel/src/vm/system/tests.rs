@@ -377,8 +377,12 @@ fn splits_count_against_the_region_limit_and_merge_back() {
     assert_eq!(load(&mut vm, BASE + 8 * PAGE_SIZE), Ok(0));
     let far = Placement::Exact(VirtAddr(BASE + 64 * PAGE_SIZE));
     assert_eq!(vm.map_anonymous(space, far, PAGE_SIZE, READ_WRITE), Err(VmError::OutOfMemory));
-    // Back to read-write: the regions merge into one, with the page kept.
+    // Back to read-write at the limit, in one call: the regions merge into one,
+    // with the page kept.
+    vm.protect(space, VirtAddr(BASE), pages * PAGE_SIZE, READ_WRITE).unwrap();
+    assert_eq!(regions(&vm), 1);
     for page in [1, 3] {
+        vm.protect(space, VirtAddr(BASE + page * PAGE_SIZE), PAGE_SIZE, Protection::READ).unwrap();
         vm.protect(space, VirtAddr(BASE + page * PAGE_SIZE), PAGE_SIZE, READ_WRITE).unwrap();
     }
     assert_eq!(regions(&vm), 1);

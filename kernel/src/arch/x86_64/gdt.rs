@@ -61,10 +61,9 @@ fn tss() -> &'static TaskStateSegment {
 /// guard pages. Runs once memory is set up, before interrupts are enabled.
 pub fn use_guarded_stacks() -> Result<(), crate::vm::VmError> {
     for index in IST_INDICES {
-        let stack = super::stack::allocate()?;
-        let top = stack.top();
-        // Never released: the handler may run at any time from now on.
-        core::mem::forget(stack);
+        // Never released (the handler may run at any time from now on), so the
+        // stack's slot is simply never given back to the pool.
+        let top = super::stack::allocate()?.top();
         // SAFETY: one field of the packed TSS, written unaligned through a raw
         // pointer; the CPU reads it only when it delivers that vector, and an
         // 8-byte aligned store is seen whole or not at all.

@@ -67,9 +67,15 @@ impl AnonymousObject {
         self.pages.is_empty()
     }
 
-    /// Takes every page of `upper`, whose pages all lie above this object's.
+    /// Takes every page of `upper`, whose pages all lie above this object's:
+    /// the smaller tree's pages go into the larger, so the cost is the smaller.
     pub fn append(&mut self, mut upper: AnonymousObject) {
-        self.pages.append(&mut upper.pages);
+        if upper.pages.len() > self.pages.len() {
+            core::mem::swap(&mut self.pages, &mut upper.pages);
+        }
+        for (address, pfn) in upper.pages {
+            self.pages.insert(address, pfn);
+        }
     }
 
     /// Moves the pages at and above `address` into a new object.

@@ -18,6 +18,12 @@ use super::mmu::{Protection, SpaceId, USER_END, USER_START, VirtAddr};
 use super::object::{AnonymousObject, ObjectId, ObjectTable};
 use super::page::PAGE_SIZE;
 
+/// Most resident pages the smaller of two private regions may have for them to
+/// merge: joining moves that side's pages into the other's tree, so a merge
+/// costs at most this many inserts (and their kernel heap), however large the
+/// other side. Larger neighbours stay apart, each counting against the limit.
+pub const MERGE_PAGES: usize = 256;
+
 /// What lies behind a region.
 #[derive(Debug)]
 pub enum Backing {
@@ -111,7 +117,9 @@ impl Region {
     /// Whether `next`, which starts where this region ends, can join it.
     fn can_absorb(&self, next: &Region) -> bool {
         let backings = match (&self.backing, &next.backing) {
-            (Backing::Anonymous(_), Backing::Anonymous(_)) => true,
+            (Backing::Anonymous(lower), Backing::Anonymous(upper)) => {
+                lower.len().min(upper.len()) <= MERGE_PAGES
+            }
             (
                 Backing::Shared { object, offset },
                 Backing::Shared { object: next_object, offset: next_offset },

@@ -381,14 +381,22 @@ impl<'a, M: Mmu> Vm<'a, M> {
     }
 
     /// Forgets the translations of the unpinned regions in `[start, start +
-    /// length)`; the pages stay and come back by faulting. Costs the regions
-    /// met, never the pages of the range: holes are skipped whole.
+    /// length)`; the pages stay and come back by faulting. Costs the pinned
+    /// regions met and the page tables present, never the pages of the range.
     pub fn zap(&mut self, space: SpaceId, start: VirtAddr, length: u64) -> Result<(), VmError> {
         let end = check_range(start, length)?;
         let target = self.spaces.get(&space).ok_or(VmError::InvalidArgument)?;
-        for region in target.regions_overlapping(start, end).filter(|region| !region.pinned()) {
-            let (from, to) = (region.start().max(start), region.end().min(end));
-            self.mmu.unmap(&mut self.frames, space, from, to);
+        // Holes have no translations, so everything between pinned regions
+        // goes in one request to the MMU (whose walk skips absent tables).
+        let mut from = start;
+        for pinned in target.regions_overlapping(start, end).filter(|region| region.pinned()) {
+            if from < pinned.start() {
+                self.mmu.unmap(&mut self.frames, space, from, pinned.start());
+            }
+            from = pinned.end();
+        }
+        if from < end {
+            self.mmu.unmap(&mut self.frames, space, from, end);
         }
         self.mmu.flush(space);
         Ok(())

@@ -426,7 +426,8 @@ fn zap_of_the_whole_user_half_visits_regions_not_pages() {
     store(&mut vm, far.0, 2).unwrap();
     let before = vm.mmu().unmap_calls();
     vm.zap(space, VirtAddr(USER_START), USER_END - USER_START).unwrap();
-    assert_eq!(vm.mmu().unmap_calls() - before, 2);
+    // One request for the whole range: there is no pinned region to spare.
+    assert_eq!(vm.mmu().unmap_calls() - before, 1);
     assert_eq!(translation(&vm, space, BASE), None);
     assert_eq!(load(&mut vm, far.0), Ok(2));
 }

@@ -7,6 +7,9 @@ use crate::memory::{read_pages, unmap, write_pages};
 use crate::{MIB_16, PAGE};
 use user::{PROT_READ, PROT_WRITE};
 
+/// Read and write.
+const READ_WRITE: u64 = PROT_READ | PROT_WRITE;
+
 /// A mapped shared-memory object of `length` bytes: (address, handle).
 fn shared(length: u64) -> Result<(u64, u64), &'static str> {
     let handle = user::shared_create(length).map_err(|_| "shm create")?;
@@ -24,7 +27,36 @@ fn release(base: u64, handle: u64, length: u64) -> Result<(), &'static str> {
 /// Every shared-memory benchmark.
 pub fn run(reporter: &mut Reporter) -> Result<(), &'static str> {
     children(reporter)?;
-    zap_and_rebuild(reporter)
+    zap_and_rebuild(reporter)?;
+    zap_sparse_user_half(reporter)
+}
+
+/// `zap_sparse_user_half`: `zap` of the whole user half of a space with a page
+/// at each end (and the program's own regions), which costs the regions, not
+/// the 2^35 pages of the range. The faults are the rebuilds of the program's
+/// own code and stack pages on the way back.
+fn zap_sparse_user_half(reporter: &mut Reporter) -> Result<(), &'static str> {
+    let top = user::abi::USER_END - PAGE;
+    // SAFETY: a fresh mapping at the top page, which this program does not use.
+    let mapped = unsafe { user::raw(user::abi::MMAP, [top, PAGE, READ_WRITE, 0, 0, 0]) };
+    if mapped != top {
+        return Err("cannot map the top page");
+    }
+    let low = user::map_anonymous(PAGE, READ_WRITE).map_err(|_| "map")?;
+    write_pages(low, PAGE, 40);
+    write_pages(top, PAGE, 41);
+    let mut zaps = [Sample::default(); 5];
+    for sample in &mut zaps {
+        let mut result = Ok(());
+        *sample = time(1, || result = user::zap(PAGE, user::abi::USER_END - PAGE));
+        result.map_err(|_| "zap of the user half failed")?;
+    }
+    if read_pages(low, PAGE) != 40 || read_pages(top, PAGE) != 41 {
+        return Err("contents lost across a zap of the user half");
+    }
+    reporter.report("zap_sparse_user_half", &zaps);
+    // SAFETY: nothing refers to the two pages any more.
+    unsafe { user::unmap(low, PAGE).and(user::unmap(top, PAGE)) }.map_err(|_| "unmap")
 }
 
 /// Runs `body` in a child that exits with 0, and waits for it.

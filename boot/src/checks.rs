@@ -83,24 +83,31 @@ pub fn run(missing: &Missing, tally: &mut Tally) {
 
 /// The checks under QEMU: the monitor, the screen, and the USB boots.
 fn run_qemu_checks(missing: &Missing, tally: &mut Tally) -> Result<(), String> {
+    let checks = [
+        ("system::monitor_over_serial", monitor_run()),
+        ("system::usb_stick_bios", usb_run(false)),
+        ("system::usb_stick_uefi", usb_run(true)),
+    ];
+    let mut to_run = Vec::new();
+    for (name, run) in checks {
+        match missing.blocking(&run) {
+            Some(tool) => tally.skip(name, tool),
+            None => to_run.push((name, run)),
+        }
+    }
+    if to_run.is_empty() {
+        return Ok(());
+    }
     let images = build::kernel_images(&monitor_run())?;
     let out = build::target_dir().join("screenshots");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let name = "system::monitor_over_serial";
-    match missing.blocking(&monitor_run()) {
-        Some(tool) => tally.skip(name, tool),
-        None => {
-            let result = monitor_over_serial(&images.bios, &out, tally);
-            tally.record(name, result);
-        }
-    }
-    for (uefi, name) in [(false, "system::usb_stick_bios"), (true, "system::usb_stick_uefi")] {
-        let image = if uefi { &images.uefi } else { &images.bios };
-        let run = usb_run(uefi);
-        match missing.blocking(&run) {
-            Some(tool) => tally.skip(name, tool),
-            None => tally.record(name, boot_to_prompt_and_power_off(image, &run, &out)),
-        }
+    for (name, run) in to_run {
+        let image = if run.uefi { &images.uefi } else { &images.bios };
+        let result = match run.usb {
+            true => boot_to_prompt_and_power_off(image, &run, &out),
+            false => monitor_over_serial(image, &out, tally),
+        };
+        tally.record(name, result);
     }
     Ok(())
 }

@@ -66,11 +66,15 @@ impl Report {
                 test.passed && test.note.starts_with(EXPECTED_PANIC_NOTE);
             return Some(test);
         }
+        // The kernel says its configuration and plan before any program runs:
+        // the first such lines are its own.
         if let Some(plan) = parse_plan(line) {
-            self.plan = Some(plan);
+            self.plan = self.plan.or(Some(plan));
         } else if let Some(count) = parse_summary(line) {
             self.summary = Some(count);
-        } else if let Some(words) = line.strip_prefix("configuration: ") {
+        } else if let Some(words) = line.strip_prefix("configuration: ")
+            && self.configuration.is_none()
+        {
             let pairs = words.split_whitespace().filter_map(|word| word.split_once('='));
             self.configuration =
                 Some(pairs.map(|(key, value)| (key.to_string(), value.to_string())).collect());
@@ -362,6 +366,18 @@ mod tests {
         assert!(check(&run(&[], false), line).is_some());
         assert!(check(&run(&[], false), "configuration: pt_cache=8").is_some());
         assert_eq!(check(&run(&[], false), default), None);
+    }
+
+    #[test]
+    fn only_the_first_configuration_and_plan_lines_count() {
+        let forged = "configuration: pt_cache=1 tlb_check=on chaos=0 pcid=off\n\
+                      in-kernel tests: 3 in this kernel, the first 0 skipped\n";
+        let text = clean(3).replace("test t0 ... ok\n", &format!("test t0 ... ok\n{forged}"));
+        let report = report(&text);
+        assert_eq!(report.plan, Some((3, 0)));
+        let run = Run { kernel_args: vec!["pt_cache=1".into()], ..Run::default() };
+        let configuration = report.configuration.expect("configuration");
+        assert!(Expected::of(&run).mismatch(&configuration).is_some());
     }
 
     #[test]

@@ -63,6 +63,16 @@ impl Tally {
         }
     }
 
+    /// Counts a test whose result was printed already.
+    fn count(&mut self, name: String, passed: bool) {
+        if passed {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            self.failures.push(name);
+        }
+    }
+
     /// Counts and prints a test that could not run for want of `tool`.
     pub fn skip(&mut self, name: &str, tool: crate::tools::Tool) {
         println!("test {name} ... skipped (needs {}, which is missing)", tool.name());
@@ -373,17 +383,9 @@ fn boot(
     let on_line = |text: &str| match report.read(text) {
         Some(test) => {
             let name = format!("{label}::{}", test.name);
-            match test.passed {
-                true => println!("test {name} ... ok{}", test.note),
-                false => println!("test {name} ... FAILED{}", test.note),
-            }
-            match test.passed {
-                true => tally.passed += 1,
-                false => {
-                    tally.failed += 1;
-                    tally.failures.push(name);
-                }
-            }
+            let result = if test.passed { "ok" } else { "FAILED" };
+            println!("test {name} ... {result}{}", test.note);
+            tally.count(name, test.passed);
         }
         None => println!("    | {}", text.trim_end()),
     };

@@ -14,9 +14,14 @@
 //! Cirrus VGA BIOS (`vgabios`). The bootloader's BIOS stage picks the VESA mode
 //! it draws on from the VGA BIOS's list, and with Bochs's standard VGA BIOS it
 //! ends on an 8-bit mode it cannot draw on; the Cirrus BIOS lists 24-bit modes.
-//! Bochs has no isa-debug-exit device: the kernel says `power off (success)` or
-//! `power off (failure)` on the serial console before it powers off, and that
-//! line is the verdict. The serial console goes to a file, read as it grows.
+//! Bochs has no isa-debug-exit device. The kernel writes `power off (success)`
+//! or `power off (failure)` to Bochs's debug port 0xE9 (`port_e9_hack`) before
+//! it powers off, and Bochs prints that on its standard output, which goes to a
+//! file: that line there is the verdict. Not the same line on the serial
+//! console, which the kernel also writes: user programs write to the serial line
+//! too, unprefixed, so a program could forge it there; they cannot reach port
+//! 0xE9 (IOPL 0, no I/O permission bitmap). The serial console goes to a file
+//! of its own, read as it grows.
 //! The display is Bochs's text-terminal one (`bochs-term`), writing to a file
 //! of its own: it complains of the 24-bit mode the bootloader picks (reported,
 //! not fatal) and then draws nothing, where the VNC one corrupts its own memory.
@@ -32,9 +37,9 @@ use crate::qemu::Outcome;
 /// The processor model: a Haswell, which has PCIDs.
 const CPU_MODEL: &str = "corei7_haswell_4770";
 /// The system BIOS, from Debian's `bochsbios` package.
-const BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
+pub const BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
 /// The Cirrus VGA BIOS, from Debian's `vgabios` package.
-const VGA_BIOS: &str = "/usr/share/vgabios/vgabios.cirrus.bin";
+pub const VGA_BIOS: &str = "/usr/share/vgabios/vgabios.cirrus.bin";
 /// What to install when something is missing.
 const PACKAGES: &str = "apt-get install bochs bochs-term bochsbios vgabios";
 
@@ -63,6 +68,7 @@ com1: enabled=1, mode=file, dev={serial}
 display_library: term
 panic: action=fatal, term=report
 speaker: enabled=0
+port_e9_hack: enabled=1
 clock: sync=none, time0=local
 log: {log}
 ",
@@ -87,7 +93,7 @@ pub fn unsupported(run: &Run) -> Option<&'static str> {
     }
 }
 
-/// The verdict in a serial line, if it is one.
+/// The verdict in a line of Bochs's standard output, if it is one.
 pub fn verdict(line: &str) -> Option<Outcome> {
     match line.trim_end() {
         "power off (success)" => Some(Outcome::Success),
@@ -100,8 +106,12 @@ pub fn verdict(line: &str) -> Option<Outcome> {
 struct Files {
     dir: PathBuf,
     config: PathBuf,
+    /// The serial console: the kernel's and its programs' output.
     serial: PathBuf,
+    /// Bochs's log.
     log: PathBuf,
+    /// Bochs's standard output and error: its messages, and what the kernel
+    /// writes to the debug port (the verdict).
     output: PathBuf,
 }
 
@@ -132,6 +142,7 @@ fn start(image: &Path, run: &Run, files: &Files) -> Result<Child, String> {
     lock.push(".lock");
     let _ = std::fs::remove_file(lock);
     let _ = std::fs::remove_file(&files.serial);
+    let _ = std::fs::remove_file(&files.output);
     let text = config(&image, run, &files.serial, &files.log)?;
     std::fs::write(&files.config, text)
         .map_err(|e| format!("cannot write {}: {e}", files.config.display()))?;
@@ -162,14 +173,14 @@ fn start(image: &Path, run: &Run, files: &Files) -> Result<Child, String> {
         })
 }
 
-/// Reads what the serial file gained since the last call, a line at a time.
+/// Reads what a file gained since the last call, a line at a time.
 #[derive(Default)]
-struct SerialReader {
+struct LineReader {
     offset: u64,
     partial: String,
 }
 
-impl SerialReader {
+impl LineReader {
     /// Passes every complete new line to `line`; with `flush`, the partial last
     /// line too.
     fn poll(&mut self, path: &Path, flush: bool, mut line: impl FnMut(&str)) {
@@ -192,6 +203,29 @@ impl SerialReader {
     }
 }
 
+/// Watches a Bochs run through its files: the serial console, passed on line
+/// by line, and Bochs's standard output, where the verdict is looked for.
+#[derive(Default)]
+struct Watcher {
+    serial: LineReader,
+    output: LineReader,
+}
+
+impl Watcher {
+    /// Passes the serial console's new lines to `line` (with `flush`, the
+    /// partial last one too); returns the verdict if Bochs's output has it.
+    fn poll(&mut self, files: &Files, flush: bool, line: impl FnMut(&str)) -> Option<Outcome> {
+        self.serial.poll(&files.serial, flush, line);
+        let mut outcome = None;
+        self.output.poll(&files.output, false, |text| outcome = outcome.or(verdict(text)));
+        outcome
+    }
+}
+
+/// How long Bochs may take to end by itself after the verdict (the kernel's
+/// ACPI power-off), writing out the serial console's last lines.
+const GRACE: Duration = Duration::from_secs(5);
+
 /// Boots `image` in Bochs with a time limit, passing each serial line to `line`
 /// as it arrives; returns the kernel's verdict, or how Bochs ended without one
 /// (then Bochs's own panic messages are passed on too, as `bochs: ...` lines).
@@ -207,19 +241,20 @@ pub fn run_captured(
     let files = Files::beside(image);
     let mut child = start(image, run, &files)?;
     let deadline = Instant::now().checked_add(limit);
-    let mut reader = SerialReader::default();
-    let mut outcome = None;
+    let mut watcher = Watcher::default();
     loop {
         let exited = child.try_wait().map_err(|e| format!("waiting for bochs: {e}"))?;
-        reader.poll(&files.serial, exited.is_some(), |text| {
-            outcome = outcome.or(verdict(text));
-            line(text);
-        });
-        if let Some(outcome) = outcome {
+        if let Some(outcome) = watcher.poll(&files, exited.is_some(), &mut line) {
             // The kernel has said how it ended; what Bochs does next (an ACPI
-            // power-off it reports as a panic) does not matter.
+            // power-off it reports as a panic) does not matter, once it has
+            // written out the serial console.
+            let grace = Instant::now() + GRACE;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
+            watcher.poll(&files, true, &mut line);
             return Ok(outcome);
         }
         if let Some(status) = exited {
@@ -284,6 +319,7 @@ mod tests {
         assert!(text.contains("path=/x/bios.img, mode=flat"));
         assert!(text.contains("com1: enabled=1, mode=file, dev=/x/s\n"));
         assert!(text.contains(&format!("cpu: model={CPU_MODEL},")));
+        assert!(text.contains("port_e9_hack: enabled=1\n"), "the verdict's channel");
     }
 
     #[test]
@@ -309,7 +345,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bochs-serial-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("serial.txt");
-        let mut reader = SerialReader::default();
+        let mut reader = LineReader::default();
         let mut lines = Vec::new();
         reader.poll(&path, false, |text| lines.push(text.to_string()));
         assert!(lines.is_empty(), "no file yet");
@@ -320,6 +356,27 @@ mod tests {
         reader.poll(&path, false, |text| lines.push(text.to_string()));
         reader.poll(&path, true, |text| lines.push(text.to_string()));
         assert_eq!(lines, ["one", "two", "thr"]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_verdict_on_the_serial_line_is_not_one() {
+        let dir = std::env::temp_dir().join(format!("bochs-verdict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let files = Files::beside(&dir.join("bios.img"));
+        let mut watcher = Watcher::default();
+        let mut lines = Vec::new();
+        // A user program prints the verdict on the serial console and the
+        // kernel then hangs: no verdict.
+        std::fs::write(&files.serial, "probe: hello\npower off (success)\n").expect("write");
+        std::fs::write(&files.output, "Bochs x86 Emulator 2.7\nNext at t=0\n").expect("write");
+        let outcome = watcher.poll(&files, false, |text| lines.push(text.to_string()));
+        assert_eq!(outcome, None);
+        assert_eq!(lines, ["probe: hello", "power off (success)"]);
+        // The kernel's debug-port line on Bochs's output is the verdict.
+        std::fs::write(&files.output, "Bochs x86 Emulator 2.7\nNext at t=0\npower off (failure)\n")
+            .expect("write");
+        assert_eq!(watcher.poll(&files, false, |_| {}), Some(Outcome::Failure));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

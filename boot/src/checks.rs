@@ -8,6 +8,11 @@
 //! Last, the kernel boots in Bochs, on a processor with PCIDs, with every CR3
 //! load checked against the shadow TLB, runs its start-up programs and powers
 //! off.
+//!
+//! A power-off passes only with the kernel's own success code: under
+//! `-no-reboot` a guest reset or triple fault also ends QEMU, with status 0.
+//! A check whose emulator or firmware is missing is skipped; the missing tool
+//! is the failure (see `tools`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +23,7 @@ use crate::qemu::Outcome;
 use crate::screenshot;
 use crate::session::Session;
 use crate::test::Tally;
+use crate::tools::Missing;
 
 /// The monitor's prompt (kernel `monitor::PROMPT`).
 const PROMPT: &str = "monitor> ";
@@ -40,29 +46,85 @@ const SCRIPT: &[(&str, &str)] = &[
     ("ptcache 0", "expected a number"),
 ];
 
-/// Runs every system check, adding results to `tally`.
-pub fn run(tally: &mut Tally) -> Result<(), String> {
+/// The boot over the serial line.
+fn monitor_run() -> Run {
+    Run { headless: true, ..Run::default() }
+}
+
+/// The boot as a USB stick, through UEFI or BIOS.
+fn usb_run(uefi: bool) -> Run {
+    Run { headless: true, usb: true, uefi, ..Run::default() }
+}
+
+/// The boot in Bochs.
+fn bochs_run() -> Run {
+    let kernel_args = vec!["tlb_check".to_string()];
+    Run { headless: true, once: true, bochs: true, kernel_args, ..Run::default() }
+}
+
+/// Every boot the checks make, for the tools they need.
+pub fn runs() -> Vec<Run> {
+    vec![monitor_run(), usb_run(false), usb_run(true), bochs_run()]
+}
+
+/// Runs every system check, adding results to `tally`; a check that needs a
+/// missing tool is skipped.
+pub fn run(missing: &Missing, tally: &mut Tally) {
     println!("== system checks: the kernel image, its monitor, screen and USB boot");
-    let images = build::kernel_images(&Run { headless: true, ..Run::default() })?;
+    if let Err(why) = run_qemu_checks(missing, tally) {
+        tally.record("system::kernel_image", Err(why));
+    }
+    let name = "system::boots_in_bochs_with_pcids_and_tlb_check";
+    match missing.blocking(&bochs_run()) {
+        Some(tool) => tally.skip(name, tool),
+        None => tally.record(name, boots_in_bochs()),
+    }
+}
+
+/// The checks under QEMU: the monitor, the screen, and the USB boots.
+fn run_qemu_checks(missing: &Missing, tally: &mut Tally) -> Result<(), String> {
+    let checks = [
+        ("system::monitor_over_serial", monitor_run()),
+        ("system::usb_stick_bios", usb_run(false)),
+        ("system::usb_stick_uefi", usb_run(true)),
+    ];
+    let mut to_run = Vec::new();
+    for (name, run) in checks {
+        match missing.blocking(&run) {
+            Some(tool) => tally.skip(name, tool),
+            None => to_run.push((name, run)),
+        }
+    }
+    if to_run.is_empty() {
+        return Ok(());
+    }
+    let images = build::kernel_images(&monitor_run())?;
     let out = build::target_dir().join("screenshots");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let result = monitor_over_serial(&images.bios, &out, tally);
-    tally.record("system::monitor_over_serial", result);
-    for (uefi, name) in [(false, "system::usb_stick_bios"), (true, "system::usb_stick_uefi")] {
-        let image = if uefi { &images.uefi } else { &images.bios };
-        let run = Run { headless: true, usb: true, uefi, ..Run::default() };
-        tally.record(name, boot_to_prompt_and_power_off(image, &run, &out));
+    for (name, run) in to_run {
+        let image = if run.uefi { &images.uefi } else { &images.bios };
+        let result = match run.usb {
+            true => boot_to_prompt_and_power_off(image, &run, &out),
+            false => monitor_over_serial(image, &out, tally),
+        };
+        tally.record(name, result);
     }
-    tally.record("system::boots_in_bochs_with_pcids_and_tlb_check", boots_in_bochs());
     Ok(())
+}
+
+/// The verdict on a `poweroff`: only the kernel's own success code passes.
+fn power_off_verdict(outcome: Outcome) -> Result<(), String> {
+    match outcome.passed() {
+        true => Ok(()),
+        false => Err(format!("poweroff: {}", outcome.explain(COMMAND_LIMIT.as_secs()))),
+    }
 }
 
 /// Boots the kernel in Bochs with `once tlb_check`: start-up (the `init`
 /// program's fork and shared-memory demonstrations) must run with PCIDs on and
 /// end in a successful power-off.
 fn boots_in_bochs() -> Result<(), String> {
-    let kernel_args = vec!["tlb_check".to_string()];
-    let run = Run { headless: true, once: true, bochs: true, kernel_args, ..Run::default() };
+    let run = bochs_run();
     let out = build::target_dir().join("images").join("system-bochs");
     let images = build::kernel_images_in(&run, &out)?;
     let mut pcid = false;
@@ -73,15 +135,14 @@ fn boots_in_bochs() -> Result<(), String> {
     match (outcome, pcid) {
         (Outcome::Success, true) => Ok(()),
         (Outcome::Success, false) => Err("the kernel did not turn PCIDs on".into()),
-        (outcome, _) => Err(format!("Bochs run ended with {outcome:?}")),
+        (outcome, _) => Err(format!("Bochs run: {}", outcome.explain(BOOT_LIMIT.as_secs()))),
     }
 }
 
 /// Boots to the prompt, runs [`SCRIPT`] (one test per command), takes a
 /// screenshot and powers off.
 fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<(), String> {
-    let run = Run { headless: true, ..Run::default() };
-    let mut session = Session::start(image, &run, &out.join("monitor.sock"))?;
+    let mut session = Session::start(image, &monitor_run(), &out.join("monitor.sock"))?;
     session.expect(PROMPT, BOOT_LIMIT)?;
     for (command, expected) in SCRIPT {
         session.send(command)?;
@@ -98,10 +159,7 @@ fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<()
     tally.record("system::monitor_from_the_keyboard", typed);
     tally.record("system::screen_shows_the_console", screenshot(&mut session, out));
     session.send("poweroff")?;
-    match session.finish(COMMAND_LIMIT) {
-        outcome if outcome.passed() => Ok(()),
-        outcome => Err(format!("poweroff ended with {outcome:?}")),
-    }
+    power_off_verdict(session.finish(COMMAND_LIMIT))
 }
 
 /// Saves the screen as `screen.png` and checks that text is on it.
@@ -131,8 +189,31 @@ fn boot_to_prompt_and_power_off(image: &Path, run: &Run, out: &Path) -> Result<(
     let mut session = Session::start(image, run, &out.join("usb.sock"))?;
     session.expect(PROMPT, BOOT_LIMIT)?;
     session.send("poweroff")?;
-    match session.finish(COMMAND_LIMIT) {
-        outcome if outcome.passed() => Ok(()),
-        outcome => Err(format!("poweroff ended with {outcome:?}")),
+    power_off_verdict(session.finish(COMMAND_LIMIT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_kernels_success_code_is_a_power_off() {
+        assert_eq!(power_off_verdict(Outcome::Success), Ok(()));
+        // What QEMU says after a reset or triple fault under -no-reboot.
+        assert!(power_off_verdict(Outcome::Exited(Some(0))).is_err());
+        assert!(power_off_verdict(Outcome::Exited(None)).is_err());
+        assert!(power_off_verdict(Outcome::Failure).is_err());
+        assert!(power_off_verdict(Outcome::TimedOut).is_err());
+    }
+
+    #[test]
+    fn the_checks_need_qemu_ovmf_and_bochs() {
+        use crate::tools::{Host, Tool};
+        let nothing = Host { path: "/nowhere".into(), plugin_path: None, exists: |_| false };
+        let missing = Missing::look_for(&runs(), &nothing);
+        let names: Vec<String> = missing.failures().map(|(name, _)| name).collect();
+        assert!(names.contains(&format!("tool::{}", Tool::Ovmf.name())));
+        assert!(names.contains(&format!("tool::{}", Tool::Bochs.name())));
+        assert_eq!(missing.blocking(&usb_run(true)), Some(Tool::Qemu));
     }
 }

@@ -12,10 +12,13 @@ mod checks;
 mod options;
 mod programs;
 mod qemu;
+mod report;
 mod screenshot;
 mod session;
 mod test;
+mod tools;
 mod usb;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -31,8 +34,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match command {
-        Command::Help => {
-            println!("{}", options::USAGE);
+        Command::Help(text) => {
+            println!("{text}");
             Ok(true)
         }
         Command::Run(run) => run_kernel(&run),
@@ -65,5 +68,5 @@ fn run_kernel(run: &options::Run) -> Result<bool, String> {
     } else {
         qemu::run_interactive(image, run)?
     };
-    Ok(status.passed())
+    Ok(status.ended_quietly())
 }

@@ -3,8 +3,8 @@
 /// What the tool was asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Print the usage text.
-    Help,
+    /// Print this usage text.
+    Help(&'static str),
     /// Build and boot the kernel.
     Run(Run),
     /// Build the BIOS and UEFI images only.
@@ -65,17 +65,20 @@ impl Default for Run {
 /// Options of `boot test`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Test {
-    /// Run only test kernels whose name contains this text.
-    pub filter: Option<String>,
+    /// Words choosing what to run (see [`TEST_USAGE`]); none: everything.
+    pub filters: Vec<String>,
     /// Skip the host tests.
     pub kernels_only: bool,
 }
+
+/// The word that chooses the system checks.
+pub const SYSTEM_CHECKS: &str = "system";
 
 /// The usage text.
 pub const USAGE: &str = "\
 usage: cargo run -- [OPTIONS] [-- QEMU-ARGS...]      build the kernel and boot it in QEMU
        cargo run -- image [OPTIONS]                   build bios.img and uefi.img only
-       cargo run -- test [--kernels-only] [FILTER]    run host tests and every test kernel
+       cargo run -- test [--kernels-only] [WORD...]   run the tests (`test --help` for more)
        cargo run -- bench [OPTIONS]                   boot the release kernel and print benchmarks
        cargo run -- usb DEVICE [--uefi]               write the BIOS (or UEFI) image to a USB stick
 
@@ -93,6 +96,21 @@ options:
   --bochs            boot the BIOS image in Bochs, on a processor with PCIDs (QEMU's
                      TCG has none); needs `apt-get install bochs bochs-term bochsbios vgabios`
   -h, --help         this text";
+
+/// The usage text of `test`.
+pub const TEST_USAGE: &str = "\
+usage: cargo run -- test [--kernels-only] [WORD...]    (or make test ARGS=\"...\")
+
+Runs the host tests (`cargo test` of the portable code and of this runner), then
+every test kernel in tests/src/bin/, once per `//! run:` line of its source, then
+the system checks (the kernel image: its monitor, screen, USB boot, Bochs). Ends
+with the failed tests by name and the line `N passed, N failed`.
+
+  WORD            run only the test kernels whose name contains WORD, and the
+                  system checks only if a WORD is `system`; several WORDs add up,
+                  and a WORD that matches nothing is an error
+  --kernels-only  skip the host tests
+  -h, --help      this text";
 
 /// Parses the tool's arguments.
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -116,7 +134,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         return parse_usb(words.collect());
     }
     if mode == "test" {
-        return parse_test(words.collect()).map(Command::Test);
+        return parse_test(words.collect());
     }
     let mut run = Run { qemu_args, ..Run::default() };
     while let Some(word) = words.next() {
@@ -124,7 +142,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             words.next().map(str::to_string).ok_or_else(|| format!("{name} needs a value"))
         };
         match word {
-            "-h" | "--help" => return Ok(Command::Help),
+            "-h" | "--help" => return Ok(Command::Help(USAGE)),
             "--uefi" => run.uefi = true,
             "--headless" => run.headless = true,
             "--once" => run.once = true,
@@ -168,17 +186,17 @@ fn parse_usb(words: Vec<&str>) -> Result<Command, String> {
     }
 }
 
-fn parse_test(words: Vec<&str>) -> Result<Test, String> {
+fn parse_test(words: Vec<&str>) -> Result<Command, String> {
     let mut test = Test::default();
     for word in words {
         match word {
             "--kernels-only" => test.kernels_only = true,
-            "-h" | "--help" => return Err("help for test".into()),
+            "-h" | "--help" => return Ok(Command::Help(TEST_USAGE)),
             other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
-            filter => test.filter = Some(filter.to_string()),
+            filter => test.filters.push(filter.to_string()),
         }
     }
-    Ok(test)
+    Ok(Command::Test(test))
 }
 
 /// Checks a QEMU memory size: digits followed by an optional K, M or G.
@@ -259,9 +277,18 @@ mod tests {
     }
 
     #[test]
-    fn test_mode_takes_a_filter() {
-        let args = strings(&["test", "--kernels-only", "page"]);
-        let expected = Test { filter: Some("page".into()), kernels_only: true };
+    fn test_mode_takes_every_filter_word() {
+        let args = strings(&["test", "--kernels-only", "page", "system"]);
+        let filters = strings(&["page", "system"]);
+        let expected = Test { filters, kernels_only: true };
         assert_eq!(parse(&args), Ok(Command::Test(expected)));
+    }
+
+    #[test]
+    fn test_help_is_help() {
+        assert_eq!(parse(&strings(&["test", "--help"])), Ok(Command::Help(TEST_USAGE)));
+        assert_eq!(parse(&strings(&["test", "page", "-h"])), Ok(Command::Help(TEST_USAGE)));
+        assert_eq!(parse(&strings(&["--help"])), Ok(Command::Help(USAGE)));
+        assert!(parse(&strings(&["test", "--frobnicate"])).is_err());
     }
 }

@@ -4,13 +4,12 @@
 //! failure), `-no-reboot` (a triple fault ends QEMU instead of looping), and the
 //! serial console on stdio.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::options::Run;
+use crate::watch::{self, Ended};
 
 /// QEMU's exit status when the kernel wrote `Success` (0x10) to isa-debug-exit.
 const SUCCESS_STATUS: i32 = (0x10 << 1) | 1;
@@ -18,17 +17,19 @@ const SUCCESS_STATUS: i32 = (0x10 << 1) | 1;
 const FAILURE_STATUS: i32 = (0x11 << 1) | 1;
 
 /// UEFI firmware images, from Debian's `ovmf` package.
-const OVMF_PATHS: &[&str] =
+pub const OVMF_PATHS: &[&str] =
     &["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
 
-/// How a QEMU run ended.
+/// How an emulator run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The kernel reported success.
     Success,
     /// The kernel reported failure.
     Failure,
-    /// QEMU ended by itself some other way (triple fault, window closed, error).
+    /// The emulator ended by itself some other way, with this exit status:
+    /// under `-no-reboot` a guest reset or triple fault ends QEMU with 0, as
+    /// does closing its window.
     Exited(Option<i32>),
     /// The run hit its time limit and was killed.
     TimedOut,
@@ -43,10 +44,28 @@ impl Outcome {
         }
     }
 
-    /// True when the kernel reported success, or an interactive run was closed
-    /// normally.
+    /// True only when the kernel itself reported success: a check's verdict.
     pub fn passed(self) -> bool {
+        self == Outcome::Success
+    }
+
+    /// True when the kernel reported success or the emulator ended with 0 (its
+    /// window closed by the user): an interactive run's exit status.
+    pub fn ended_quietly(self) -> bool {
         matches!(self, Outcome::Success | Outcome::Exited(Some(0)))
+    }
+
+    /// Why this is not a pass, in words, for a run limited to `limit_seconds`.
+    pub fn explain(self, limit_seconds: u64) -> String {
+        match self {
+            Outcome::Success => "the kernel reported success".into(),
+            Outcome::Failure => "the kernel reported failure".into(),
+            Outcome::TimedOut => format!("timed out after {limit_seconds} s"),
+            Outcome::Exited(code) => format!(
+                "the emulator exited with {code:?} without the kernel's verdict \
+                 (a reset, a triple fault, or an error)"
+            ),
+        }
     }
 }
 
@@ -131,7 +150,7 @@ pub fn run_captured(
     image: &Path,
     run: &Run,
     limit: Duration,
-    mut line: impl FnMut(&str),
+    line: impl FnMut(&str),
 ) -> Result<Outcome, String> {
     let mut child = command(image, run)?
         .stdin(Stdio::null())
@@ -139,33 +158,31 @@ pub fn run_captured(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn_error)?;
-    let (sender, receiver) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            for text in BufReader::new(stream).lines().map_while(Result::ok) {
-                if sender.send(text).is_err() {
-                    break;
-                }
-            }
-        });
+    Ok(match watch::watch(&mut child, limit, line)? {
+        Ended::Exited(status) => Outcome::from_status(status),
+        Ended::TimedOut => Outcome::TimedOut,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// An exit status with `code`, as `wait` reports it.
+    fn exited(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
     }
-    drop(sender);
-    let deadline = Instant::now() + limit;
-    loop {
-        match receiver.recv_timeout(Duration::from_millis(50)) {
-            Ok(text) => line(&text),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(Outcome::TimedOut);
-        }
+
+    #[test]
+    fn only_the_kernels_success_code_passes() {
+        assert_eq!(Outcome::from_status(exited(33)), Outcome::Success);
+        assert!(Outcome::from_status(exited(33)).passed());
+        // A reset or triple fault under -no-reboot: QEMU exits with 0.
+        assert!(!Outcome::from_status(exited(0)).passed());
+        assert!(!Outcome::from_status(exited(35)).passed());
+        assert!(!Outcome::from_status(exited(1)).passed());
+        assert!(!Outcome::TimedOut.passed());
+        assert!(Outcome::from_status(exited(0)).ended_quietly(), "a closed window");
     }
-    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
-    Ok(Outcome::from_status(status))
 }

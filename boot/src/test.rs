@@ -1,36 +1,50 @@
 //! The test runner: host tests, then every test kernel under QEMU (or Bochs, for
-//! runs that say `--bochs`).
+//! runs that say `--bochs`), then the system checks.
 //!
-//! Host tests are `cargo test` runs of the portable code; their own summary lines
-//! are parsed and added up. Each file in `tests/src/bin/` is a test kernel; it is
+//! Host tests are `cargo test` runs of the portable code, each with a time limit;
+//! their own summary lines are parsed and added up, and a suite that exits with
+//! failure counts as a failure even after printing results, unless its failures
+//! were counted from them. Each file in `tests/src/bin/` is a test kernel; it is
 //! booted once per `//! run:` line in its source (runner options, such as
 //! `--memory 16M` or `--uefi`; no line means one default run), headless, with a
-//! time limit. A kernel's test lines (`test NAME ... ok|FAILED`) are counted; a
-//! kernel that fails, hangs, or reboots without naming a failed test counts as one
-//! failure of its own. The last line is always `N passed, N failed`.
+//! time limit. A kernel's test lines (`test NAME ... ok|FAILED`) are counted, and
+//! a run that does not add up (see `report`) counts as one failure of its own; a
+//! test that ends its kernel by panicking as expected makes the run boot again,
+//! carrying on after it.
+//!
+//! Words on the command line choose test kernels by name, and the system checks
+//! by the word `system`; a word that chooses nothing is an error. Tools that the
+//! chosen runs need are looked for first (see `tools`). The run ends with the
+//! failed tests by name, and the last line is always `N passed, N failed`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bochs;
 use crate::build::{self, LevelFilter, workspace_root};
-use crate::options::{self, Command as ToolCommand, Run, Test};
-use crate::qemu::{self, Outcome};
+use crate::options::{self, Command as ToolCommand, Run, SYSTEM_CHECKS, Test};
+use crate::qemu;
+use crate::report::{self, Expected, Next, Report};
+use crate::tools::{Host, Missing};
+use crate::watch::{self, Ended};
 
 /// Time limit of one test-kernel run, unless its source says `//! timeout: SECONDS`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time limit of one host test suite, its build included.
+const HOST_LIMIT: Duration = Duration::from_secs(900);
 
-/// The host test suites: arguments to `cargo test`.
-const HOST_SUITES: &[&[&str]] =
-    &[&["--package", "kernel", "--lib"], &["--package", "abi"], &["--package", "boot"]];
+/// The host test suites: the package each tests, and the rest of the arguments
+/// to `cargo test`.
+const HOST_SUITES: &[(&str, &[&str])] = &[("kernel", &["--lib"]), ("abi", &[]), ("boot", &[])];
 
-/// Passed and failed tests so far.
+/// Passed, failed and skipped tests so far, and the failed ones' names.
 #[derive(Debug, Default)]
 pub struct Tally {
     passed: usize,
     failed: usize,
+    skipped: usize,
+    failures: Vec<String>,
 }
 
 impl Tally {
@@ -44,56 +58,154 @@ impl Tally {
             Err(why) => {
                 println!("test {name} ... FAILED ({why})");
                 self.failed += 1;
+                self.failures.push(name.to_string());
             }
         }
     }
-}
 
-/// Runs everything `test` asks for; true if nothing failed.
-pub fn run_all(test: &Test) -> Result<bool, String> {
-    let started = Instant::now();
-    let mut tally = Tally::default();
-    if !test.kernels_only {
-        for suite in HOST_SUITES {
-            host_suite(suite, &mut tally)?;
+    /// Counts a test whose result was printed already.
+    fn count(&mut self, name: String, passed: bool) {
+        if passed {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            self.failures.push(name);
         }
     }
-    kernel_tests(test.filter.as_deref(), &mut tally)?;
-    if test.filter.as_deref().is_none_or(|filter| "system".contains(filter)) {
-        crate::checks::run(&mut tally)?;
+
+    /// Counts and prints a test that could not run for want of `tool`.
+    pub fn skip(&mut self, name: &str, tool: crate::tools::Tool) {
+        println!("test {name} ... skipped (needs {}, which is missing)", tool.name());
+        self.skipped += 1;
     }
-    println!("\ntotal time {:.1} s", started.elapsed().as_secs_f64());
-    println!("{} passed, {} failed", tally.passed, tally.failed);
+
+    /// Prints the end of the run: its time, what was skipped, the failed tests
+    /// by name, and last `N passed, N failed`.
+    fn finish(&self, started: Instant) {
+        println!("\ntotal time {:.1} s", started.elapsed().as_secs_f64());
+        if self.skipped > 0 {
+            println!("{} skipped: a tool they need is missing (see tool::...)", self.skipped);
+        }
+        if !self.failures.is_empty() {
+            println!("failed:");
+            for name in &self.failures {
+                println!("    {name}");
+            }
+        }
+        println!("{} passed, {} failed", self.passed, self.failed);
+    }
+}
+
+/// Runs everything `test` asks for; true if nothing failed. An error (a word
+/// that chooses nothing) comes before anything runs.
+pub fn run_all(test: &Test) -> Result<bool, String> {
+    let started = Instant::now();
+    let sources = test_kernel_sources()?;
+    let names: Vec<String> = sources.iter().map(|path| file_stem(path)).collect();
+    let (chosen, system) = choose(&names, &test.filters)?;
+    let kernels: Vec<(String, Result<Vec<KernelRun>, String>)> =
+        chosen.iter().map(|&index| (names[index].clone(), kernel_runs(&sources[index]))).collect();
+    let kernel_runs = kernels.iter().flat_map(|(_, runs)| runs.iter().flatten()).map(|k| &k.run);
+    let check_runs = if system { crate::checks::runs() } else { Vec::new() };
+    let missing = Missing::look_for(kernel_runs.chain(&check_runs), &Host::this());
+
+    let mut tally = Tally::default();
+    for (name, why) in missing.failures() {
+        tally.record(&name, Err(why.to_string()));
+    }
+    if !test.kernels_only {
+        for (package, args) in HOST_SUITES {
+            println!("== host tests: cargo test --package {package} {}", args.join(" "));
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut command = Command::new(cargo);
+            command.current_dir(workspace_root()).args(["test", "--package", package]).args(*args);
+            host_suite(&format!("host::{package}"), command, HOST_LIMIT, &mut tally);
+        }
+    }
+    kernel_tests(&kernels, &missing, &mut tally);
+    if system {
+        crate::checks::run(&missing, &mut tally);
+    }
+    tally.finish(started);
     Ok(tally.failed == 0)
 }
 
-/// Runs one `cargo test` suite on the host, echoing it and adding its results.
-fn host_suite(args: &[&str], tally: &mut Tally) -> Result<(), String> {
-    println!("== host tests: cargo test {}", args.join(" "));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut child = Command::new(cargo)
-        .current_dir(workspace_root())
-        .arg("test")
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run cargo test: {e}"))?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut seen_results = false;
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+/// Which of the test kernels `names` the words `filters` choose (indices into
+/// `names`), and whether they choose the system checks. No words choose
+/// everything; a word that chooses nothing is an error.
+fn choose(names: &[String], filters: &[String]) -> Result<(Vec<usize>, bool), String> {
+    if filters.is_empty() {
+        return Ok(((0..names.len()).collect(), true));
+    }
+    let mut chosen = Vec::new();
+    let mut system = false;
+    for word in filters {
+        if word == SYSTEM_CHECKS {
+            system = true;
+            continue;
+        }
+        let matching: Vec<usize> =
+            (0..names.len()).filter(|&i| names[i].contains(word.as_str())).collect();
+        if matching.is_empty() {
+            return Err(format!(
+                "no test kernel matches {word:?} (the test kernels: {}; `{SYSTEM_CHECKS}` runs \
+                 the system checks)",
+                names.join(", ")
+            ));
+        }
+        chosen.extend(matching);
+    }
+    chosen.sort();
+    chosen.dedup();
+    Ok((chosen, system))
+}
+
+/// Runs one `cargo test` suite on the host (`command`) within `limit`, echoing
+/// it and adding its results; the suite fails as a whole if it did not end with
+/// success and its failures were not counted from its result lines, or if it
+/// printed none.
+fn host_suite(name: &str, mut command: Command, limit: Duration, tally: &mut Tally) {
+    let started = watch::own_group(command.stdout(Stdio::piped()).stdin(Stdio::null())).spawn();
+    let mut child = match started {
+        Ok(child) => child,
+        Err(error) => return tally.record(name, Err(format!("cannot run cargo test: {error}"))),
+    };
+    let mut results: Option<(usize, usize)> = None;
+    let ended = watch::watch(&mut child, limit, |line| {
         println!("{line}");
-        if let Some((passed, failed)) = parse_cargo_result(&line) {
+        if let Some((passed, failed)) = parse_cargo_result(line) {
             tally.passed += passed;
             tally.failed += failed;
-            seen_results = true;
+            let (all_passed, all_failed) = results.unwrap_or_default();
+            results = Some((all_passed + passed, all_failed + failed));
         }
+    });
+    match ended.map(|ended| host_verdict(ended, results, limit)) {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) | Err(why) => tally.record(name, Err(why)),
     }
-    let status = child.wait().map_err(|e| format!("waiting for cargo test: {e}"))?;
-    if !status.success() && !seen_results {
-        println!("test host::{} ... FAILED (did not build or run: {status})", args.join("_"));
-        tally.failed += 1;
+}
+
+/// The verdict on a host suite that ended so, having printed `results`
+/// (passed, failed) in its result lines: failures already counted from them
+/// are not counted again.
+fn host_verdict(
+    ended: Ended,
+    results: Option<(usize, usize)>,
+    limit: Duration,
+) -> Result<(), String> {
+    let status = match ended {
+        Ended::TimedOut => return Err(format!("timed out after {} s", limit.as_secs())),
+        Ended::Exited(status) => status,
+    };
+    match results {
+        None if status.success() => Err("cargo test printed no result".into()),
+        None => Err(format!("did not build or run: {status}")),
+        Some((_, 0)) if !status.success() => {
+            Err(format!("cargo test ended with {status} after its results"))
+        }
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// Parses cargo's `test result: ok. 12 passed; 0 failed; ...` line.
@@ -117,32 +229,46 @@ struct KernelRun {
     timeout: Duration,
 }
 
-/// Builds every test kernel, then boots each of its runs.
-fn kernel_tests(filter: Option<&str>, tally: &mut Tally) -> Result<(), String> {
-    let sources = test_kernel_sources(filter)?;
-    if sources.is_empty() {
-        println!("== no test kernels match");
-        return Ok(());
+/// Builds the chosen test kernels, then boots each of their runs; a run that
+/// needs a missing tool is skipped.
+fn kernel_tests(
+    kernels: &[(String, Result<Vec<KernelRun>, String>)],
+    missing: &Missing,
+    tally: &mut Tally,
+) {
+    if kernels.is_empty() {
+        return;
     }
-    println!("== building {} test kernels", sources.len());
-    let dir = build::cargo_build(&["--package", "kernel-tests", "--bins"], false)?;
-    for source in &sources {
-        for kernel_run in kernel_runs(source)? {
-            run_kernel(&dir, &kernel_run, tally)?;
+    println!("== building the test kernels");
+    let dir = match build::cargo_build(&["--package", "kernel-tests", "--bins"], false) {
+        Ok(dir) => dir,
+        Err(why) => return tally.record("kernels::build", Err(why)),
+    };
+    for (name, runs) in kernels {
+        let runs = match runs {
+            Ok(runs) => runs,
+            Err(why) => {
+                tally.record(name, Err(why.clone()));
+                continue;
+            }
+        };
+        for kernel_run in runs {
+            match missing.blocking(&kernel_run.run) {
+                Some(tool) => tally.skip(&kernel_run.label, tool),
+                None => run_kernel(&dir, kernel_run, tally),
+            }
         }
     }
-    Ok(())
 }
 
-/// The test kernels' sources, sorted, keeping those whose name contains `filter`.
-fn test_kernel_sources(filter: Option<&str>) -> Result<Vec<PathBuf>, String> {
+/// Every test kernel's source, sorted.
+fn test_kernel_sources() -> Result<Vec<PathBuf>, String> {
     let dir = workspace_root().join("tests").join("src").join("bin");
     let entries =
         std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut sources: Vec<PathBuf> = entries
         .filter_map(|entry| Some(entry.ok()?.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
-        .filter(|path| filter.is_none_or(|f| file_stem(path).contains(f)))
         .collect();
     sources.sort();
     Ok(sources)
@@ -195,71 +321,78 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
         .collect()
 }
 
-/// Boots one test-kernel run and counts its tests.
-fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) -> Result<(), String> {
-    println!("== test kernel {}", kernel.label);
+/// Boots one test-kernel run and counts its tests: again after each test that
+/// ends the kernel by panicking as expected, skipping the tests done, until the
+/// kernel's tests are all done or a boot fails.
+fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) {
+    let expected = Expected::of(&kernel.run);
+    let mut skip = 0;
+    loop {
+        let label = match skip {
+            0 => kernel.label.clone(),
+            _ => format!("{}(after test {skip})", kernel.label),
+        };
+        println!("== test kernel {label}");
+        let started = Instant::now();
+        let mut report = Report::default();
+        let verdict = boot(dir, kernel, skip, &label, &mut report, tally).and_then(|outcome| {
+            let limit = kernel.timeout.as_secs();
+            report::verdict(&report, outcome, &expected, skip, limit)
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        println!("   ({} ok, {} failed, {seconds:.1} s)", report.passed.len(), report.failed.len());
+        match verdict {
+            Ok(Next::SkipTo(next)) if next > skip => skip = next,
+            Ok(Next::SkipTo(_)) => {
+                return tally.record(&label, Err("the next boot would not progress".into()));
+            }
+            Ok(Next::Done) => return,
+            // Named failures are counted already.
+            Err(_) if !report.failed.is_empty() => return,
+            Err(why) => return tally.record(&label, Err(why)),
+        }
+    }
+}
+
+/// Boots a test kernel once with `skip_tests=skip`, reading its lines into
+/// `report` and counting its tests; returns how the emulator run ended.
+fn boot(
+    dir: &Path,
+    kernel: &KernelRun,
+    skip: usize,
+    label: &str,
+    report: &mut Report,
+    tally: &mut Tally,
+) -> Result<qemu::Outcome, String> {
     let slug: String =
-        kernel.label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let out = build::target_dir().join("images").join("tests").join(slug);
-    let line = kernel.run.kernel_args.join(" ");
+    let mut words = kernel.run.kernel_args.clone();
+    if skip > 0 {
+        words.push(format!("skip_tests={skip}"));
+    }
     let images = build::make_images(
         &dir.join(&kernel.name),
         &out,
-        &line,
+        &words.join(" "),
         &kernel.programs.iter().map(String::as_str).collect::<Vec<_>>(),
         kernel.run.uefi,
         LevelFilter::Warn,
     )?;
     let image = if kernel.run.uefi { &images.uefi } else { &images.bios };
-    let started = Instant::now();
-    let (mut passed, mut failed) = (0, 0);
-    let on_line = |text: &str| {
-        let text = text.trim_end();
-        match parse_kernel_test(text) {
-            Some((test, true, note)) => {
-                println!("test {}::{test} ... ok{note}", kernel.label);
-                passed += 1;
-            }
-            Some((test, false, note)) => {
-                println!("test {}::{test} ... FAILED{note}", kernel.label);
-                failed += 1;
-            }
-            None => println!("    | {text}"),
+    let on_line = |text: &str| match report.read(text) {
+        Some(test) => {
+            let name = format!("{label}::{}", test.name);
+            let result = if test.passed { "ok" } else { "FAILED" };
+            println!("test {name} ... {result}{}", test.note);
+            tally.count(name, test.passed);
         }
+        None => println!("    | {}", text.trim_end()),
     };
-    let outcome = if kernel.run.bochs {
-        bochs::run_captured(image, &kernel.run, kernel.timeout, on_line)?
+    if kernel.run.bochs {
+        bochs::run_captured(image, &kernel.run, kernel.timeout, on_line)
     } else {
-        qemu::run_captured(image, &kernel.run, kernel.timeout, on_line)?
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    tally.passed += passed;
-    tally.failed += failed;
-    let clean = outcome == Outcome::Success && failed == 0 && passed > 0;
-    if !clean && failed == 0 {
-        let why = match outcome {
-            Outcome::Success => "reported success but ran no test".to_string(),
-            Outcome::Failure => "reported failure".to_string(),
-            Outcome::TimedOut => format!("timed out after {} s", kernel.timeout.as_secs()),
-            Outcome::Exited(code) => {
-                format!("the emulator exited with {code:?} (triple fault or reboot?)")
-            }
-        };
-        println!("test {} ... FAILED ({why})", kernel.label);
-        tally.failed += 1;
-    }
-    println!("   ({} ok, {} failed, {seconds:.1} s)", passed, failed);
-    Ok(())
-}
-
-/// Parses a kernel's `test NAME ... ok[ note]` or `test NAME ... FAILED[ note]`.
-fn parse_kernel_test(line: &str) -> Option<(&str, bool, &str)> {
-    let rest = line.strip_prefix("test ")?;
-    let (name, result) = rest.split_once(" ... ")?;
-    if let Some(note) = result.strip_prefix("ok") {
-        Some((name, true, note))
-    } else {
-        result.strip_prefix("FAILED").map(|note| (name, false, note))
+        qemu::run_captured(image, &kernel.run, kernel.timeout, on_line)
     }
 }
 
@@ -274,11 +407,67 @@ mod tests {
         assert_eq!(parse_cargo_result("test foo ... ok"), None);
     }
 
+    fn words(words: &[&str]) -> Vec<String> {
+        words.iter().map(|word| word.to_string()).collect()
+    }
+
     #[test]
-    fn kernel_test_lines_are_parsed() {
-        assert_eq!(parse_kernel_test("test a::b ... ok"), Some(("a::b", true, "")));
-        let failed = parse_kernel_test("test x ... FAILED (why)");
-        assert_eq!(failed, Some(("x", false, " (why)")));
-        assert_eq!(parse_kernel_test("[ INFO kernel] test ... of nothing"), None);
+    fn filter_words_add_up_and_each_must_choose_something() {
+        let names = words(&["exceptions", "page_tables", "processes", "tlb_check"]);
+        assert_eq!(choose(&names, &[]), Ok((vec![0, 1, 2, 3], true)));
+        assert_eq!(choose(&names, &words(&["page"])), Ok((vec![1], false)));
+        assert_eq!(choose(&names, &words(&["tlb", "page"])), Ok((vec![1, 3], false)));
+        assert_eq!(choose(&names, &words(&["system"])), Ok((vec![], true)));
+        assert_eq!(choose(&names, &words(&["proc", "system"])), Ok((vec![2], true)));
+        assert!(choose(&names, &words(&["nothing"])).is_err());
+        assert!(choose(&names, &words(&["page", "nothing"])).is_err());
+        // Only the whole word chooses the system checks.
+        assert!(choose(&names, &words(&["sys"])).is_err());
+        assert_eq!(choose(&names, &words(&["s"])), Ok((vec![0, 1, 2], false)));
+    }
+
+    /// A tally after the host suite `script` (a shell script standing in for
+    /// `cargo test`) within `limit`.
+    fn suite(script: &str, limit: Duration) -> Tally {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        let mut tally = Tally::default();
+        host_suite("host::fake", command, limit, &mut tally);
+        tally
+    }
+
+    const RESULT: &str = "echo 'test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured'";
+    const FAILED_RESULT: &str =
+        "echo 'test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured'";
+
+    #[test]
+    fn a_clean_host_suite_passes() {
+        let tally = suite(&format!("{RESULT}; exit 0"), Duration::from_secs(30));
+        assert_eq!((tally.passed, tally.failed), (3, 0));
+    }
+
+    #[test]
+    fn a_host_suite_that_fails_after_its_results_fails() {
+        let tally = suite(&format!("{RESULT}; exit 1"), Duration::from_secs(30));
+        assert_eq!((tally.passed, tally.failed), (3, 1));
+        assert_eq!(tally.failures, ["host::fake"]);
+    }
+
+    #[test]
+    fn failures_counted_from_results_are_not_counted_twice() {
+        let tally = suite(&format!("{FAILED_RESULT}; exit 101"), Duration::from_secs(30));
+        assert_eq!((tally.passed, tally.failed), (2, 1));
+    }
+
+    #[test]
+    fn a_host_suite_without_results_fails() {
+        assert_eq!(suite("exit 0", Duration::from_secs(30)).failed, 1);
+        assert_eq!(suite("exit 101", Duration::from_secs(30)).failed, 1);
+    }
+
+    #[test]
+    fn a_host_suite_that_hangs_fails_at_its_limit() {
+        let tally = suite(&format!("{RESULT}; sleep 60"), Duration::from_secs(1));
+        assert_eq!((tally.passed, tally.failed), (3, 1));
     }
 }

@@ -4,13 +4,16 @@
 //! the framebuffer and (from our runner) a ramdisk holding the command line. This
 //! module brings the machine up in a fixed order: CPU tables and the serial
 //! console first (so that everything after can report), then the command line,
-//! then memory.
+//! then memory. Once the page tables are configured it says which configuration
+//! is in force (`configuration: pt_cache=... tlb_check=... chaos=... pcid=...`,
+//! read back from the page-table layer), so that a test run can check it got the
+//! one it asked for.
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::info::BootInfo;
 
 use crate::cmdline::{self, Options};
-use crate::{arch, console};
+use crate::{arch, console, println};
 
 /// Start of the kernel half of the address space (P4 slot 256).
 pub const KERNEL_HALF_START: u64 = 0xffff_8000_0000_0000;
@@ -39,7 +42,16 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     let framebuffer = boot_info.framebuffer.take();
     let line = arch::boot_command_line(boot_info);
     crate::ramdisk::set(arch::boot_ramdisk(boot_info));
-    let options = cmdline::parse(line, |word| log::warn!("ignoring unknown option {:?}", word.0));
+    let mut unknown_words = 0;
+    let options = cmdline::parse(line, |word| {
+        unknown_words += 1;
+        log::warn!("ignoring unknown option {:?}", word.0);
+    });
+    if options.once {
+        // Nobody is watching a `once` run: a panic must end it, not halt it.
+        crate::panic::exit_on_panic(true);
+    }
+    crate::testing::configure(&options, unknown_words);
     console::init_logger(options.log_level);
     log::info!("command line: {line:?}");
     arch::init_memory(boot_info);
@@ -54,6 +66,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     );
     crate::process::init();
     crate::memory::configure_page_tables(&options);
+    announce_configuration(&options);
     if let Some(framebuffer) = framebuffer {
         console::init_screen(framebuffer);
     }
@@ -65,4 +78,19 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
 /// `on` or `off`.
 fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
+}
+
+/// Prints the page-table configuration in force, as the page-table layer has it.
+fn announce_configuration(options: &Options) {
+    let (pt_cache, tlb_check, chaos, pcid) = crate::memory::with_vm(|vm| {
+        let mmu = vm.mmu();
+        (mmu.capacity(), mmu.tlb_checks().is_some(), mmu.chaos(), mmu.has_pcid())
+    });
+    // The layer knows only whether chaos is on; its interval is the option's.
+    let chaos = if chaos { options.chaos } else { 0 };
+    println!(
+        "configuration: pt_cache={pt_cache} tlb_check={} chaos={chaos} pcid={}",
+        on_off(tlb_check),
+        on_off(pcid)
+    );
 }

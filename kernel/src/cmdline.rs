@@ -3,7 +3,10 @@
 //! The runner passes options to the kernel as a line of text in the boot ramdisk
 //! (the bootloader has no command line of its own): words separated by spaces,
 //! each either a flag (`once`) or `key=value` (`pt_cache=4`). Unknown words are
-//! reported and ignored, so an old kernel still boots with a newer runner.
+//! reported to the caller: the kernel warns of them and boots, so an old kernel
+//! still boots with a newer runner, but a test kernel refuses to run its tests
+//! (see `testing::start`), since a misspelt word would leave it testing the
+//! default configuration under a label that claims another.
 
 /// Options the kernel understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,10 @@ pub struct Options {
     /// Check every CR3 load against a shadow TLB that keeps every PCID's
     /// translations (`tlb_check`; slow, for tests).
     pub tlb_check: bool,
+    /// Test kernels: skip the first N tests (`skip_tests=N`), for the runner's
+    /// boot that carries on after a test that ended the kernel by panicking as
+    /// it expected.
+    pub skip_tests: usize,
 }
 
 /// Page-table cache size when the command line does not say.
@@ -38,6 +45,7 @@ impl Default for Options {
             pt_cache: DEFAULT_PT_CACHE,
             chaos: 0,
             tlb_check: false,
+            skip_tests: 0,
         }
     }
 }
@@ -69,6 +77,10 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
             ("tlb_check", None) => options.tlb_check = true,
             ("chaos", Some(interval)) => match interval.parse() {
                 Ok(interval) => options.chaos = interval,
+                Err(_) => unknown(UnknownOption(word)),
+            },
+            ("skip_tests", Some(count)) => match count.parse() {
+                Ok(count) => options.skip_tests = count,
                 Err(_) => unknown(UnknownOption(word)),
             },
             _ => unknown(UnknownOption(word)),

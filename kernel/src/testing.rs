@@ -6,10 +6,25 @@
 //! then prints `test NAME ... FAILED` and leaves QEMU with the failure code, so a
 //! failure can never look like a pass. A test that is meant to panic registers the
 //! text it expects first, and passes only if the panic message contains it.
+//!
+//! A panic cannot be resumed from, so a test that panics as expected ends its
+//! kernel with success. So that the tests after it still run, the harness says
+//! first how many tests the kernel has and how many it skips
+//! (`in-kernel tests: N in this kernel, the first K skipped`), and the runner
+//! boots the kernel again with `skip_tests=K` to carry on after it. A clean end
+//! says how many ran (`all M in-kernel tests run passed (K skipped of N)`), which
+//! the runner compares with the `ok` lines it counted.
+//!
+//! A test kernel runs only the configuration it was asked for: a command-line
+//! word the kernel does not understand (a misspelt `pt_cache=1`, say) fails it
+//! before its first test.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Mutex;
 
 use crate::arch::{self, ExitCode};
+use crate::cmdline::Options;
 use crate::println;
 
 /// One named in-kernel test.
@@ -37,16 +52,42 @@ struct Running {
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
-/// Makes a panic from now on end the test kernel with failure; for set-up
-/// work before [`run`] (which calls it too).
-pub fn start() {
-    crate::panic::exit_on_panic(true);
+/// Command-line words the kernel did not understand.
+static UNKNOWN_WORDS: AtomicUsize = AtomicUsize::new(0);
+/// Tests to skip (`skip_tests=N`).
+static SKIP_TESTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Called at boot with the parsed command line and the number of words in it
+/// that the parser did not understand.
+pub(crate) fn configure(options: &Options, unknown_words: usize) {
+    UNKNOWN_WORDS.store(unknown_words, Ordering::SeqCst);
+    SKIP_TESTS.store(options.skip_tests, Ordering::SeqCst);
 }
 
-/// Runs `tests` in order, then powers QEMU off with success.
+/// Makes a panic from now on end the test kernel with failure, and fails it if
+/// its command line had a word the kernel did not understand; for set-up work
+/// before [`run`] (which calls it too).
+pub fn start() {
+    crate::panic::exit_on_panic(true);
+    let unknown = UNKNOWN_WORDS.load(Ordering::SeqCst);
+    if unknown > 0 {
+        panic!(
+            "the command line has {unknown} unknown word(s), warned of above: \
+             a test kernel runs only the configuration it was asked for"
+        );
+    }
+}
+
+/// Runs `tests` in order (after skipping as many as the command line says),
+/// then powers QEMU off with success.
 pub fn run(tests: &[Test]) -> ! {
     start();
-    for test in tests {
+    let skip = SKIP_TESTS.load(Ordering::SeqCst);
+    println!("in-kernel tests: {} in this kernel, the first {skip} skipped", tests.len());
+    let Some(to_run) = tests.get(skip..) else {
+        panic!("skip_tests={skip}, but this kernel has only {} tests", tests.len());
+    };
+    for test in to_run {
         *RUNNING.lock() = Some(Running { name: test.name, expected_panic: None });
         (test.run)();
         if let Some(Running { expected_panic: Some(text), .. }) = RUNNING.lock().take() {
@@ -55,7 +96,7 @@ pub fn run(tests: &[Test]) -> ! {
         }
         println!("test {} ... ok", test.name);
     }
-    println!("all {} in-kernel tests of this kernel passed", tests.len());
+    println!("all {} in-kernel tests run passed ({skip} skipped of {})", to_run.len(), tests.len());
     arch::power_off(ExitCode::Success)
 }
 

@@ -43,3 +43,14 @@ fn bad_page_table_options_are_reported() {
     assert_eq!((options.pt_cache, options.chaos), (DEFAULT_PT_CACHE, 0));
     assert_eq!(unknown, ["pt_cache=0", "pt_cache=many", "pt_cache", "chaos=x"]);
 }
+
+#[test]
+fn skipped_tests_are_counted() {
+    assert_eq!(parse("", |word| panic!("unexpected unknown {word:?}")).skip_tests, 0);
+    let options = parse("skip_tests=3", |word| panic!("unexpected unknown {word:?}"));
+    assert_eq!(options.skip_tests, 3);
+    let mut unknown = Vec::new();
+    let options = parse("skip_tests=some skip_tests", |word| unknown.push(word.0));
+    assert_eq!(options.skip_tests, 0);
+    assert_eq!(unknown, ["skip_tests=some", "skip_tests"]);
+}

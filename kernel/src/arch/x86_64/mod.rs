@@ -54,12 +54,16 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Says `code` on the console (`power off (success)` or `power off (failure)`:
-/// the verdict for emulators without isa-debug-exit, such as Bochs), then leaves
-/// QEMU with `code` (isa-debug-exit), or else tries an ACPI power-off, or else
-/// halts.
+/// Says `code` on the console and on Bochs's debug port (`power off (success)`
+/// or `power off (failure)`; the latter is the verdict for Bochs, which has no
+/// isa-debug-exit), then leaves QEMU with `code` (isa-debug-exit), or else tries
+/// an ACPI power-off, or else halts.
 pub fn power_off(code: ExitCode) -> ! {
     console_write(format_args!("power off ({})\n", code.name()));
+    qemu::write_bochs_debug_port(match code {
+        ExitCode::Success => "power off (success)\n",
+        ExitCode::Failure => "power off (failure)\n",
+    });
     exit_qemu(code);
     qemu::acpi_power_off();
     console_write(format_args!("halted: it is now safe to switch the machine off\n"));

@@ -57,6 +57,11 @@ pub const PROT_EXEC: u64 = 4;
 /// `mmap` flag: map a shared object instead of private memory.
 pub const MAP_SHARED: u64 = 1;
 
+/// One past the last user address: user pointers and ranges must end at or
+/// below it. The kernel's `vm::USER_END` must be the same (the `syscall_fuzz`
+/// test kernel checks), so that user programs take the edge from here alone.
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
 /// Bit of a status word saying the process was killed rather than exiting.
 pub const KILLED: u64 = 1 << 32;
 

@@ -5,7 +5,9 @@
 //! are parsed and added up. Each file in `tests/src/bin/` is a test kernel; it is
 //! booted once per `//! run:` line in its source (runner options, such as
 //! `--memory 16M` or `--uefi`; no line means one default run), headless, with a
-//! time limit. A kernel's test lines (`test NAME ... ok|FAILED`) are counted; a
+//! time limit. In those lines, `${NAME}` and `${NAME:-DEFAULT}` stand for the
+//! environment variable NAME (or DEFAULT when it is unset), so that a soak can
+//! change a run without editing its source. A kernel's test lines (`test NAME ... ok|FAILED`) are counted; a
 //! kernel that fails, hangs, or reboots without naming a failed test counts as one
 //! failure of its own. The last line is always `N passed, N failed`.
 
@@ -161,6 +163,8 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
     let mut lines: Vec<String> = Vec::new();
     let mut programs: Vec<String> = Vec::new();
     for line in text.lines() {
+        let line = &expand_environment(line, |name| std::env::var(name).ok())
+            .map_err(|why| format!("{name}: {why}"))?;
         if let Some(names) = line.strip_prefix("//! programs:") {
             programs.extend(names.split_whitespace().map(String::from));
         } else if let Some(options) = line.strip_prefix("//! run:") {
@@ -193,6 +197,28 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
             }
         })
         .collect()
+}
+
+/// `line` with each `${NAME}` or `${NAME:-DEFAULT}` replaced by the value
+/// `lookup` gives for NAME (an environment variable), or by DEFAULT (nothing
+/// if none) when it gives none or an empty one.
+fn expand_environment(
+    line: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut expanded = String::new();
+    let mut rest = line;
+    while let Some(start) = rest.find("${") {
+        expanded.push_str(&rest[..start]);
+        let inside = &rest[start + 2..];
+        let end = inside.find('}').ok_or_else(|| format!("unclosed ${{ in {line:?}"))?;
+        let (name, default) = inside[..end].split_once(":-").unwrap_or((&inside[..end], ""));
+        let value = lookup(name).filter(|value| !value.is_empty());
+        expanded.push_str(value.as_deref().unwrap_or(default));
+        rest = &inside[end + 1..];
+    }
+    expanded.push_str(rest);
+    Ok(expanded)
 }
 
 /// Boots one test-kernel run and counts its tests.
@@ -272,6 +298,16 @@ mod tests {
         let line = "test result: ok. 12 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out";
         assert_eq!(parse_cargo_result(line), Some((12, 3)));
         assert_eq!(parse_cargo_result("test foo ... ok"), None);
+    }
+
+    #[test]
+    fn environment_variables_are_expanded() {
+        let lookup = |name: &str| (name == "SET").then(|| "7".to_string());
+        let expand = |line| expand_environment(line, lookup);
+        assert_eq!(expand("a=${SET} b=${UNSET}").as_deref(), Ok("a=7 b="));
+        assert_eq!(expand("${SET:-1} ${UNSET:-20000}").as_deref(), Ok("7 20000"));
+        assert_eq!(expand("no variables").as_deref(), Ok("no variables"));
+        assert!(expand("${OPEN").is_err());
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! The page the fuzzing child shares with its parent: the call the child is
+//! about to make (its index, number and arguments) and how many breaches it
+//! saw. When the child is killed, the parent reads where it stopped, starts
+//! the next child after that call, and can say which call it was.
+//!
+//! The child's own calls can unmap the page, protect it, or have the kernel
+//! write over it, so each record carries a check word: a record that does not
+//! match it is not believed.
+
+use core::ptr::{read_volatile, write_volatile};
+
+use user::{Errno, PROT_READ, PROT_WRITE};
+
+use crate::calls::{Call, PAGE};
+
+/// Mixed into the check word, so that zeros do not pass for a record.
+const MAGIC: u64 = 0x5eed_f0cc_c0de_0001;
+
+/// The record's layout in the shared page, in words.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Record {
+    index: u64,
+    number: u64,
+    arguments: [u64; 6],
+    check: u64,
+    breaches: u64,
+}
+
+impl Record {
+    /// The check word of the index, number and arguments.
+    fn checksum(&self) -> u64 {
+        let words = [self.index, self.number].into_iter().chain(self.arguments);
+        words.fold(MAGIC, |sum, word| (sum ^ word).rotate_left(13).wrapping_mul(0x9e37_79b9))
+    }
+}
+
+/// The shared page, mapped in the parent (and so in every child it forks).
+pub struct Progress {
+    handle: u64,
+    record: *mut Record,
+}
+
+impl Progress {
+    /// Creates and maps the page.
+    pub fn create() -> Result<Progress, Errno> {
+        let handle = user::shared_create(PAGE)?;
+        let address = user::map_shared(handle, 0, PAGE, PROT_READ | PROT_WRITE)?;
+        Ok(Progress { handle, record: address as *mut Record })
+    }
+
+    /// Records that call `index` is about to be made as `call`.
+    pub fn record(&self, index: u64, call: &Call) {
+        let mut record = self.read();
+        record.index = index;
+        record.number = call.number;
+        record.arguments = call.arguments;
+        record.check = record.checksum();
+        self.write(record);
+    }
+
+    /// Counts a breach the child saw.
+    pub fn count_breach(&self) {
+        let mut record = self.read();
+        record.breaches += 1;
+        self.write(record);
+    }
+
+    /// Sets up the page for a child that starts at call `index`.
+    pub fn reset(&self, index: u64) {
+        let mut record = Record { index, number: 0, arguments: [0; 6], check: 0, breaches: 0 };
+        record.check = record.checksum();
+        self.write(record);
+    }
+
+    /// The last call the child recorded and the breaches it counted, if the
+    /// record is intact.
+    pub fn last(&self) -> Option<(u64, Call, u64)> {
+        let record = self.read();
+        let call = Call { number: record.number, arguments: record.arguments };
+        (record.check == record.checksum()).then_some((record.index, call, record.breaches))
+    }
+
+    /// Unmaps the page and closes its handle.
+    pub fn close(self) {
+        // SAFETY: nothing refers to the page once `self` is gone.
+        let _ = unsafe { user::unmap(self.record as u64, PAGE) };
+        let _ = user::shared_close(self.handle);
+    }
+
+    fn read(&self) -> Record {
+        // SAFETY: the page is mapped read-write unless one of the child's own
+        // calls changed that, which kills the child (see the module docs).
+        unsafe { read_volatile(self.record) }
+    }
+
+    fn write(&self, record: Record) {
+        // SAFETY: as in `read`.
+        unsafe { write_volatile(self.record, record) }
+    }
+}

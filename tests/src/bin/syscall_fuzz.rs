@@ -9,11 +9,13 @@
 //!
 //! The command-line words `fuzz_calls=N` (at least 20,000 in the default runs)
 //! and `fuzz_seed=S` set the run; the runner fills them from the environment,
-//! so `FUZZ_CALLS=1000000 FUZZ_SEED=7 FUZZ_TIMEOUT=3600` soaks. Booted with
+//! so `FUZZ_CALLS=1000000 FUZZ_SEED=7 FUZZ_TIMEOUT=3600` soaks. `fuzz_huge_zaps=1`
+//! (`FUZZ_HUGE_ZAPS=1`) lets zap ranges exceed 64 MiB: off by default while a
+//! sparse zap range is walked page by page, which stalls the kernel. Booted with
 //! the default memory and at the smallest machine BIOS boots (21 MiB).
 //! programs: fuzz
-//! run: --kernel-arg fuzz_calls=${FUZZ_CALLS:-20000} --kernel-arg fuzz_seed=${FUZZ_SEED:-1}
-//! run: --memory 21M --kernel-arg fuzz_calls=${FUZZ_CALLS:-20000} --kernel-arg fuzz_seed=${FUZZ_SEED:-2}
+//! run: --kernel-arg fuzz_calls=${FUZZ_CALLS:-20000} --kernel-arg fuzz_seed=${FUZZ_SEED:-1} --kernel-arg fuzz_huge_zaps=${FUZZ_HUGE_ZAPS:-0}
+//! run: --memory 21M --kernel-arg fuzz_calls=${FUZZ_CALLS:-20000} --kernel-arg fuzz_seed=${FUZZ_SEED:-2} --kernel-arg fuzz_huge_zaps=${FUZZ_HUGE_ZAPS:-0}
 //! timeout: ${FUZZ_TIMEOUT:-300}
 #![no_std]
 #![no_main]
@@ -53,6 +55,9 @@ fn warm_up() {
 
 extern crate alloc;
 
+/// The `fuzz` program's argument bit that allows huge zap ranges.
+const HUGE_ZAPS: u64 = 1 << 63;
+
 /// The `fuzz` program's argument for `calls` calls seeded with `seed`.
 fn argument(seed: u64, calls: u64) -> u64 {
     (calls << 32) | (seed & 0xffff_ffff)
@@ -74,10 +79,11 @@ fn user_programs_and_the_kernel_agree_where_user_space_ends() {
 fn random_system_calls_leave_the_kernel_whole() {
     let calls = option("fuzz_calls").unwrap_or(DEFAULT_CALLS);
     let seed = option("fuzz_seed").unwrap_or(DEFAULT_SEED);
+    let huge_zaps = if option("fuzz_huge_zaps").unwrap_or(0) != 0 { HUGE_ZAPS } else { 0 };
     let cache = with_vm(|vm| vm.mmu().capacity());
     let baseline = free_and_cached();
     let started = arch::ticks();
-    let pid = process::spawn("fuzz", argument(seed, calls)).expect("spawn fuzz");
+    let pid = process::spawn("fuzz", argument(seed, calls) | huge_zaps).expect("spawn fuzz");
     let status = process::wait_for(pid).expect("fuzz vanished");
     let ticks = arch::ticks() - started;
     println!(

@@ -2,7 +2,9 @@
 //! it: privileged and invalid instructions, foreign system-call gates, a
 //! return to the kernel's code segment, non-canonical jumps, arithmetic
 //! faults (integer, x87 and SSE, with their exceptions unmasked), and a
-//! `syscall` whose return address is the first non-canonical one. Each test
+//! `syscall` whose return address is the first non-canonical one. Two more
+//! make a `syscall` with odd flags (the trap flag, the nested-task flag),
+//! which the kernel may run or answer by killing, but must survive. Each test
 //! runs the `crash` program in one mode and expects it killed (`abi::KILLED`),
 //! every process reaped and every frame back; the next test shows the kernel
 //! carried on. `sgdt` and `smsw` are refused only under UMIP, so they are
@@ -44,7 +46,9 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         reading_cr0_is_killed,
         sgdt_and_smsw_are_killed_under_umip,
         breakpoint_is_killed,
+        syscall_with_the_nested_task_flag_is_survived,
         syscall_at_the_top_of_user_space_is_killed,
+        syscall_with_the_trap_flag_is_survived,
         x87_fault_is_killed,
         sse_fault_is_killed,
         programs_still_run_after_every_crash,
@@ -150,6 +154,22 @@ fn sse_fault_is_killed() {
         "a plain SSE instruction failed in ring 3 (status word {status:#x}): SSE is not enabled"
     );
     expect_killed(SSE_DIVIDE_BY_ZERO, "an unmasked SSE division by zero");
+}
+
+/// Killed or run, as the kernel likes, but never a kernel fault.
+fn expect_survived(mode: u64, what: &str) {
+    let status = run_to_end("crash", mode);
+    let killed = status == abi::KILLED;
+    assert!(killed || status == 0, "{what}: status word {status:#x}");
+    println!("crash_kinds: {what}: {}", if killed { "killed" } else { "ran" });
+}
+
+fn syscall_with_the_trap_flag_is_survived() {
+    expect_survived(SYSCALL_WITH_THE_TRAP_FLAG, "syscall with the trap flag");
+}
+
+fn syscall_with_the_nested_task_flag_is_survived() {
+    expect_survived(SYSCALL_WITH_NESTED_TASK, "syscall with the nested-task flag");
 }
 
 fn syscall_at_the_top_of_user_space_is_killed() {

@@ -235,3 +235,51 @@ pub fn syscall_at_the_top() {
         );
     }
 }
+
+/// RFLAGS.TF, the trap flag.
+const TRAP_FLAG: u64 = 1 << 8;
+/// RFLAGS.NT, the nested-task flag.
+const NESTED_TASK: u64 = 1 << 14;
+
+/// `syscall` (getpid) with `flags` added to RFLAGS, back to the flags before.
+fn syscall_with_flags(flags: u64, number: u64, arguments: [u64; 3]) -> u64 {
+    let result: u64;
+    // SAFETY: sets the flags for the `syscall` alone and restores them from
+    // the copy pushed first; the kernel preserves every register but rax,
+    // rcx and r11. With the trap flag, a debug trap may come after the
+    // `syscall` (in the kernel) or after the `popfq`: the kernel decides.
+    unsafe {
+        asm!(
+            "pushfq",
+            "pushfq",
+            "or qword ptr [rsp], {flags}",
+            "popfq",
+            "syscall",
+            "popfq",
+            flags = in(reg) flags,
+            inlateout("rax") number => result,
+            in("rdi") arguments[0],
+            in("rsi") arguments[1],
+            in("rdx") arguments[2],
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    result
+}
+
+/// `syscall` with the trap flag set: the single-step trap comes after the
+/// `syscall`, at the kernel's entry, still on the user's stack.
+pub fn syscall_with_the_trap_flag() {
+    let pid = syscall_with_flags(TRAP_FLAG, abi::GETPID, [0; 3]);
+    println!("crash: getpid with the trap flag gave {pid}");
+}
+
+/// `syscall` with the nested-task flag set, for a call whose copy from user
+/// memory faults in the kernel (a fresh page, not yet present), so that the
+/// kernel takes a page fault and returns from it with NT as the user left it.
+pub fn syscall_with_nested_task() {
+    let Ok(page) = user::map_anonymous(PAGE, PROT_READ | PROT_WRITE) else { return };
+    let written = syscall_with_flags(NESTED_TASK, abi::WRITE, [page, 1, 0]);
+    println!("crash: write with the nested-task flag gave {written:#x}");
+}

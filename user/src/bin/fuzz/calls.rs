@@ -9,6 +9,7 @@ use core::fmt;
 
 use user::{Errno, PROT_EXEC, PROT_READ, PROT_WRITE, abi};
 
+use crate::entry::{self, Returned};
 use crate::random::Random;
 
 /// Bytes in a page.
@@ -22,13 +23,41 @@ pub const TEXT: u64 = 64;
 /// sparse zap range page by page).
 const ZAP_LIMIT: u64 = 64 << 20;
 
-/// One system call: its number and all six argument registers.
+/// One system call: its number, all six argument registers, and RFLAGS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Call {
     /// The call number (`rax`).
     pub number: u64,
     /// `rdi, rsi, rdx, r10, r8, r9`.
     pub arguments: [u64; 6],
+    /// RFLAGS at the `syscall`.
+    pub flags: u64,
+}
+
+/// RFLAGS bit 1, always set, and the interrupt flag.
+const BASE_FLAGS: u64 = 0x202;
+/// The trap flag: the single-step trap comes after the `syscall`.
+const TRAP_FLAG: u64 = 1 << 8;
+/// The interrupt flag.
+const INTERRUPT_FLAG: u64 = 1 << 9;
+/// The I/O privilege level (user mode cannot change it; `popfq` ignores it).
+const IO_PRIVILEGE: u64 = 3 << 12;
+/// Flags user mode may set: carry, parity, adjust, zero, sign, direction,
+/// overflow, nested task, alignment check, and attempts at the I/O privilege
+/// level.
+const SETTABLE_FLAGS: u64 =
+    0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x400 | 0x800 | IO_PRIVILEGE | NESTED_TASK | (1 << 18);
+/// The nested-task flag, which `syscall` does not clear unless the kernel
+/// asks it to (SFMASK).
+const NESTED_TASK: u64 = 1 << 14;
+
+/// What a run may do beyond the default.
+#[derive(Clone, Copy, Debug)]
+pub struct Allowed {
+    /// Zap ranges over `ZAP_LIMIT` (a sparse one stalls today's kernel).
+    pub huge_zaps: bool,
+    /// The nested-task and trap flags at the `syscall` (on by default).
+    pub system_flags: bool,
 }
 
 /// The fuzzer's own memory, set up by the parent before any child is forked,
@@ -207,7 +236,7 @@ pub fn generate(
     random: &mut Random,
     targets: &Targets,
     results: &Results,
-    huge_zaps: bool,
+    allowed: Allowed,
 ) -> Call {
     let mut arguments = [0; 6];
     arguments.iter_mut().for_each(|argument| *argument = random.next());
@@ -229,7 +258,7 @@ pub fn generate(
             a[0] = range_start(random, targets, results);
             a[1] = length(random, a[0]);
             a[2] = random.pick(&PROTECTIONS);
-            if number == abi::ZAP && !huge_zaps {
+            if number == abi::ZAP && !allowed.huge_zaps {
                 a[1] = tame(a[0], a[1]);
             }
         }
@@ -242,7 +271,14 @@ pub fn generate(
         abi::PT_CACHE => a[0] = random.pick(&CACHE_SIZES),
         _ => {}
     }
-    Call { number, arguments }
+    let mut flags = BASE_FLAGS | (random.next() & SETTABLE_FLAGS);
+    if random.one_in(64) {
+        flags |= TRAP_FLAG;
+    }
+    if !allowed.system_flags {
+        flags &= !(TRAP_FLAG | NESTED_TASK);
+    }
+    Call { number, arguments, flags }
 }
 
 /// A random address: anything, a user address, or a user page.
@@ -351,13 +387,14 @@ fn mmap(random: &mut Random, targets: &Targets, results: &Results, a: &mut [u64;
 
 /// Makes `call`, keeps what it gave for later calls, and handles `fork`: the
 /// new child exits at once, and is waited for (through the call's status
-/// pointer, else through a good one). Returns the raw result.
-pub fn issue(call: &Call, results: &mut Results) -> u64 {
+/// pointer, else through a good one). Returns what the processor shows.
+pub fn issue(call: &Call, results: &mut Results) -> Returned {
     // SAFETY: the calls may unmap or write-protect any memory of this
     // process, its code, data and stack included; the kernel then kills it
     // (the parent expects that). The kernel writes only where the pointer
     // pools say, and they hold no memory Rust code uses.
-    let result = unsafe { user::raw(call.number, call.arguments) };
+    let returned = unsafe { entry::syscall(call.number, call.arguments, call.flags) };
+    let result = returned.result;
     let failed = Errno::from_result(result).is_some();
     match call.number {
         abi::FORK if result == 0 => user::exit(0),
@@ -372,7 +409,7 @@ pub fn issue(call: &Call, results: &mut Results) -> u64 {
         }
         _ => {}
     }
-    result
+    returned
 }
 
 /// Waits for the child a `fork` call made, with `status` first.
@@ -387,8 +424,18 @@ fn reap(status: u64) {
 /// The errors the abi defines.
 const ERRORS: [u64; 8] = [9, 10, 11, 12, 13, 14, 22, 38];
 
-/// What `result` of `call` shows the boundary let through, if anything.
-pub fn breach(call: &Call, result: u64) -> Option<&'static str> {
+/// What `returned` from `call` shows the boundary let through, if anything.
+pub fn breach(call: &Call, returned: &Returned) -> Option<&'static str> {
+    if returned.changed != 0 {
+        return Some("rbx, rbp or r12 to r15 changed");
+    }
+    if returned.arguments != call.arguments {
+        return Some("an argument register changed");
+    }
+    if returned.flags & INTERRUPT_FLAG == 0 || returned.flags & IO_PRIVILEGE != 0 {
+        return Some("user mode came back with interrupts off or I/O privilege");
+    }
+    let result = returned.result;
     let code = (result as i64).checked_neg().filter(|code| (1..4096).contains(code));
     if code.is_some_and(|code| !ERRORS.contains(&(code as u64))) {
         return Some("an error the abi does not define");
@@ -449,9 +496,10 @@ impl fmt::Display for Call {
         let [a, b, c, d, e, g] = self.arguments;
         write!(
             f,
-            "{}[{:#x}]({a:#x}, {b:#x}, {c:#x}, {d:#x}, {e:#x}, {g:#x})",
+            "{}[{:#x}]({a:#x}, {b:#x}, {c:#x}, {d:#x}, {e:#x}, {g:#x}) flags {:#x}",
             name(self.number),
-            self.number
+            self.number,
+            self.flags
         )
     }
 }

@@ -1,5 +1,5 @@
 //! The page the fuzzing child shares with its parent: the call the child is
-//! about to make (its index, number and arguments) and how many breaches it
+//! about to make (its index, number, arguments and flags) and how many breaches it
 //! saw. When the child is killed, the parent reads where it stopped, starts
 //! the next child after that call, and can say which call it was.
 //!
@@ -23,6 +23,7 @@ struct Record {
     index: u64,
     number: u64,
     arguments: [u64; 6],
+    flags: u64,
     check: u64,
     breaches: u64,
 }
@@ -30,7 +31,7 @@ struct Record {
 impl Record {
     /// The check word of the index, number and arguments.
     fn checksum(&self) -> u64 {
-        let words = [self.index, self.number].into_iter().chain(self.arguments);
+        let words = [self.index, self.number, self.flags].into_iter().chain(self.arguments);
         words.fold(MAGIC, |sum, word| (sum ^ word).rotate_left(13).wrapping_mul(0x9e37_79b9))
     }
 }
@@ -55,20 +56,23 @@ impl Progress {
         record.index = index;
         record.number = call.number;
         record.arguments = call.arguments;
+        record.flags = call.flags;
         record.check = record.checksum();
         self.write(record);
     }
 
-    /// Counts a breach the child saw.
-    pub fn count_breach(&self) {
+    /// Counts a breach the child saw; returns how many it saw before.
+    pub fn count_breach(&self) -> u64 {
         let mut record = self.read();
         record.breaches += 1;
         self.write(record);
+        record.breaches - 1
     }
 
     /// Sets up the page for a child that starts at call `index`.
     pub fn reset(&self, index: u64) {
-        let mut record = Record { index, number: 0, arguments: [0; 6], check: 0, breaches: 0 };
+        let mut record =
+            Record { index, number: 0, arguments: [0; 6], flags: 0, check: 0, breaches: 0 };
         record.check = record.checksum();
         self.write(record);
     }
@@ -77,7 +81,7 @@ impl Progress {
     /// record is intact.
     pub fn last(&self) -> Option<(u64, Call, u64)> {
         let record = self.read();
-        let call = Call { number: record.number, arguments: record.arguments };
+        let call = Call { number: record.number, arguments: record.arguments, flags: record.flags };
         (record.check == record.checksum()).then_some((record.index, call, record.breaches))
     }
 

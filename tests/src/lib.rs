@@ -99,6 +99,7 @@ pub mod crash {
     pub const SYSCALL_AT_THE_TOP: u64 = 20;
     pub const SYSCALL_WITH_THE_TRAP_FLAG: u64 = 21;
     pub const SYSCALL_WITH_NESTED_TASK: u64 = 22;
+    pub const YIELD_WITH_NESTED_TASK: u64 = 23;
     /// The exit status of a mode whose fault was let pass.
     pub const ALLOWED: u64 = 0;
 }

@@ -47,6 +47,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         sgdt_and_smsw_are_killed_under_umip,
         breakpoint_is_killed,
         syscall_with_the_nested_task_flag_is_survived,
+        yield_with_the_nested_task_flag_is_survived,
         syscall_at_the_top_of_user_space_is_killed,
         syscall_with_the_trap_flag_is_survived,
         x87_fault_is_killed,
@@ -170,6 +171,10 @@ fn syscall_with_the_trap_flag_is_survived() {
 
 fn syscall_with_the_nested_task_flag_is_survived() {
     expect_survived(SYSCALL_WITH_NESTED_TASK, "syscall with the nested-task flag");
+}
+
+fn yield_with_the_nested_task_flag_is_survived() {
+    expect_survived(YIELD_WITH_NESTED_TASK, "yield with the nested-task flag beside a spinner");
 }
 
 fn syscall_at_the_top_of_user_space_is_killed() {

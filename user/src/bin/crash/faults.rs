@@ -283,3 +283,28 @@ pub fn syscall_with_nested_task() {
     let written = syscall_with_flags(NESTED_TASK, abi::WRITE, [page, 1, 0]);
     println!("crash: write with the nested-task flag gave {written:#x}");
 }
+
+/// `yield` with the nested-task flag set, many times, while a child spins
+/// and so is preempted by the timer: whatever RFLAGS the kernel carries from
+/// the blocked call into the next task switch must not reach the `iretq`
+/// that resumes the child (with NT set, `iretq` faults in long mode).
+pub fn yield_with_nested_task() {
+    let Ok(child) = user::fork() else { return };
+    if child == 0 {
+        let until = user::cycles() + SPIN_CYCLES;
+        while user::cycles() < until {
+            core::hint::spin_loop();
+        }
+        user::exit(0);
+    }
+    for _ in 0..YIELDS {
+        syscall_with_flags(NESTED_TASK, abi::YIELD, [0; 3]);
+    }
+    let ended = user::wait();
+    println!("crash: {YIELDS} yields with the nested-task flag beside a spinning child: {ended:?}");
+}
+
+/// How long the child of `yield_with_nested_task` spins, in cycles.
+const SPIN_CYCLES: u64 = 500_000_000;
+/// Yields `yield_with_nested_task` makes.
+const YIELDS: u32 = 200;

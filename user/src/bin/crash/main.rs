@@ -24,7 +24,7 @@ pub const UNKNOWN_MODE: i32 = 100;
 /// The modes that need not be killed: calm, the checks that SSE and the x87
 /// work at all, and system calls made with odd flags (which the kernel may
 /// refuse by killing, or run).
-const HARMLESS: [u64; 5] = [0, 12, 14, 21, 22];
+const HARMLESS: [u64; 6] = [0, 12, 14, 21, 22, 23];
 
 /// The argument is the mode; the numbers are shared with the test kernels
 /// (`tests/src/lib.rs`, module `crash`).
@@ -53,6 +53,7 @@ fn main(mode: u64) -> i32 {
         20 => faults::syscall_at_the_top,
         21 => faults::syscall_with_the_trap_flag,
         22 => faults::syscall_with_nested_task,
+        23 => faults::yield_with_nested_task,
         _ => {
             println!("crash: unknown mode {mode}");
             return UNKNOWN_MODE;

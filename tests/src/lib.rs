@@ -102,6 +102,9 @@ pub mod crash {
     pub const YIELD_WITH_NESTED_TASK: u64 = 23;
     /// The exit status of a mode whose fault was let pass.
     pub const ALLOWED: u64 = 0;
+    /// The exit status of a mode whose fault the processor recorded but did
+    /// not raise (QEMU's TCG and SIMD exceptions).
+    pub const NOT_RAISED: u64 = 3;
 }
 
 /// Runs `program` in `mode` to its end; returns its status word, after

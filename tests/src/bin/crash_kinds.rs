@@ -10,11 +10,15 @@
 //! carried on. `sgdt` and `smsw` are refused only under UMIP, so they are
 //! expected killed when the kernel turned UMIP on, and to run through when it
 //! did not. Booted in QEMU (TCG, whose default processor is an AMD model:
-//! `sysenter` is invalid in long mode there) and in Bochs (an Intel model:
-//! `sysenter` is a #GP while its MSRs are unset, and `sysret` faults in ring 0
-//! on a non-canonical return address).
+//! `sysenter` is invalid in long mode there), through BIOS and through UEFI
+//! (whose firmware leaves SSE on and CR0.NE set), and in Bochs (an Intel
+//! model: `sysenter` is a #GP while its MSRs are unset, and `sysret` faults in
+//! ring 0 on a non-canonical return address). QEMU 7.2's TCG records an
+//! unmasked SSE division by zero in MXCSR but raises nothing, so that kind is
+//! checked only where the processor raises it.
 //! programs: crash
 //! run:
+//! run: --uefi
 //! run: --bochs
 #![no_std]
 #![no_main]
@@ -68,7 +72,11 @@ extern crate alloc;
 
 /// Runs `crash` in `mode` and checks it was killed.
 fn expect_killed(mode: u64, what: &str) {
-    let status = run_to_end("crash", mode);
+    assert_killed(run_to_end("crash", mode), what);
+}
+
+/// Checks `status` is the status word of a killed process.
+fn assert_killed(status: u64, what: &str) {
     assert_eq!(
         status,
         abi::KILLED,
@@ -154,7 +162,12 @@ fn sse_fault_is_killed() {
         status, 0,
         "a plain SSE instruction failed in ring 3 (status word {status:#x}): SSE is not enabled"
     );
-    expect_killed(SSE_DIVIDE_BY_ZERO, "an unmasked SSE division by zero");
+    match run_to_end("crash", SSE_DIVIDE_BY_ZERO) {
+        NOT_RAISED => {
+            println!("crash_kinds: the processor raised no SIMD exception (QEMU's TCG does not)")
+        }
+        status => assert_killed(status, "an unmasked SSE division by zero"),
+    }
 }
 
 /// Killed or run, as the kernel likes, but never a kernel fault.

@@ -18,6 +18,9 @@ user::entry!(main);
 
 /// Exit status of a mode whose fault the kernel let pass.
 pub const ALLOWED: i32 = 0;
+/// Exit status of a mode whose fault the processor recorded but did not
+/// raise (an emulator that does not implement it), so the kernel never saw it.
+pub const NOT_RAISED: i32 = 3;
 /// Exit status for a mode this program does not know.
 pub const UNKNOWN_MODE: i32 = 100;
 

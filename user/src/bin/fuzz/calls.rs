@@ -208,6 +208,9 @@ const PROTECTIONS: [u64; 11] = [
     u64::MAX,
 ];
 
+/// Protections the kernel accepts.
+const GOOD_PROTECTIONS: [u64; 4] = [0, PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_EXEC];
+
 /// `mmap` flags: private, shared, unknown bits.
 const FLAGS: [u64; 7] = [0, 0, abi::MAP_SHARED, abi::MAP_SHARED, 2, 0x80, (1 << 63) | 1];
 
@@ -253,7 +256,13 @@ pub fn generate(
         }
         abi::FORK | abi::WAIT => a[0] = written_pointer(random, targets, results),
         abi::SLEEP => a[0] = u64::from(random.one_in(16)),
+        abi::MMAP if random.one_in(2) => plausible_mmap(random, results, a),
         abi::MMAP => mmap(random, targets, results, a),
+        abi::MUNMAP | abi::MPROTECT | abi::ZAP if random.one_in(2) => {
+            a[0] = plausible_start(random, results);
+            a[1] = PAGE * (1 + random.below(16));
+            a[2] = random.pick(&GOOD_PROTECTIONS);
+        }
         abi::MUNMAP | abi::MPROTECT | abi::ZAP => {
             a[0] = range_start(random, targets, results);
             a[1] = length(random, a[0]);
@@ -369,6 +378,27 @@ fn handle(random: &mut Random, results: &Results) -> u64 {
     }
 }
 
+/// Arguments of an `mmap` the kernel may well grant: anywhere or at an
+/// unmapped address, a few pages, a good protection, private or shared
+/// through a handle this child was given, from its start or a page in.
+fn plausible_mmap(random: &mut Random, results: &Results, a: &mut [u64; 6]) {
+    a[0] = if random.one_in(2) { 0 } else { UNMAPPED + random.below(1 << 20) * PAGE };
+    a[1] = PAGE * (1 + random.below(16));
+    a[2] = random.pick(&GOOD_PROTECTIONS);
+    a[3] = if random.one_in(2) { 0 } else { abi::MAP_SHARED };
+    a[4] = random.pick(&results.handles);
+    a[5] = random.pick(&[0, 0, PAGE]);
+}
+
+/// A page of an earlier mapping (or of nothing, before there is one), where
+/// an unmap, protect or zap of a few pages may well be granted (the fuzzer's own pages come up in
+/// `range_start`; here they would only kill the child more often).
+fn plausible_start(random: &mut Random, results: &Results) -> u64 {
+    let mapping = random.pick(&results.mappings);
+    let base = if mapping == 0 { UNMAPPED } else { mapping };
+    base + random.below(4) * PAGE
+}
+
 /// Arguments of `mmap`: the hint, length, protection, flags, handle, offset.
 fn mmap(random: &mut Random, targets: &Targets, results: &Results, a: &mut [u64; 6]) {
     a[0] = match random.below(6) {
@@ -470,7 +500,7 @@ pub fn breach(call: &Call, returned: &Returned) -> Option<&'static str> {
 }
 
 /// A call's name, for reports.
-fn name(number: u64) -> &'static str {
+pub fn name(number: u64) -> &'static str {
     match number {
         abi::WRITE => "write",
         abi::EXIT => "exit",

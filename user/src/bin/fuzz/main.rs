@@ -32,9 +32,9 @@ mod progress;
 mod random;
 
 use calls::{Allowed, Call, PAGE, Results, SCRATCH_PAGES, TEXT, Targets};
-use progress::Progress;
+use progress::{COUNTED, Outcomes, Progress};
 use random::Random;
-use user::{Ended, Errno, PROT_READ, PROT_WRITE, abi, println};
+use user::{Ended, Errno, PROT_READ, PROT_WRITE, abi, print, println};
 
 user::entry!(main);
 
@@ -72,6 +72,29 @@ struct Tally {
     breaches: u64,
     /// Calls the children recorded as made (a killed child's last included).
     made: u64,
+    /// How many calls of each number succeeded and failed.
+    outcomes: Outcomes,
+}
+
+impl Tally {
+    /// Adds a child's outcomes.
+    fn add(&mut self, outcomes: &Outcomes) {
+        for slot in 0..COUNTED {
+            self.outcomes.succeeded[slot] += outcomes.succeeded[slot];
+            self.outcomes.failed[slot] += outcomes.failed[slot];
+        }
+    }
+
+    /// Prints how many calls of each number succeeded and failed.
+    fn print_outcomes(&self) {
+        print!("fuzz: succeeded/failed:");
+        for slot in 0..COUNTED {
+            let name = calls::name(slot as u64);
+            let (succeeded, failed) = (self.outcomes.succeeded[slot], self.outcomes.failed[slot]);
+            print!(" {name} {succeeded}/{failed}");
+        }
+        println!();
+    }
 }
 
 fn main(argument: u64) -> i32 {
@@ -103,6 +126,7 @@ fn main(argument: u64) -> i32 {
         let _ = user::set_page_table_cache(cache);
     }
     progress.close();
+    tally.print_outcomes();
     println!(
         "fuzz: seed {:#x}: {} calls made by {} children, {} killed, {} exited early, {} breaches, {} Mcycles",
         plan.seed,
@@ -174,6 +198,7 @@ fn supervise(plan: Plan, targets: &Targets, progress: &Progress) -> Tally {
         let (stopped, call, breaches) = progress.last().unwrap_or((start, Call::default(), 0));
         let stopped = stopped.clamp(start, plan.calls);
         tally.breaches += breaches;
+        tally.add(&progress.counted());
         tally.made += stopped - start + u64::from(stopped < plan.calls);
         if ended == Ended::Exited(0) && stopped == plan.calls {
             break;
@@ -199,6 +224,7 @@ fn fuzz(plan: Plan, start: u64, targets: &Targets, progress: &Progress) -> ! {
         let call = calls::generate(&mut random, targets, &results, plan.allowed);
         progress.record(index, &call);
         let returned = calls::issue(&call, &mut results);
+        progress.count_outcome(call.number, Errno::from_result(returned.result).is_none());
         let breach = calls::breach(&call, &returned);
         if let Some(why) = breach.filter(|_| progress.count_breach() < BREACHES_SHOWN) {
             println!("fuzz: call {index}: {call} -> {returned:x?}: {why}");

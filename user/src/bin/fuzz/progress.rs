@@ -1,6 +1,8 @@
 //! The page the fuzzing child shares with its parent: the call the child is
 //! about to make (its index, number, arguments and flags) and how many breaches it
-//! saw. When the child is killed, the parent reads where it stopped, starts
+//! saw, and how many calls of each number succeeded and failed (the parent
+//! adds those up, to show which calls got past the argument checks at all).
+//! When the child is killed, the parent reads where it stopped, starts
 //! the next child after that call, and can say which call it was.
 //!
 //! The child's own calls can unmap the page, protect it, or have the kernel
@@ -36,6 +38,19 @@ impl Record {
     }
 }
 
+/// Call numbers counted apart: the known ones, then one slot for the rest.
+pub const COUNTED: usize = 16;
+
+/// How many calls of each number succeeded and failed, after the record.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Outcomes {
+    /// Calls that returned a value, by number.
+    pub succeeded: [u64; COUNTED],
+    /// Calls that returned an error, by number.
+    pub failed: [u64; COUNTED],
+}
+
 /// The shared page, mapped in the parent (and so in every child it forks).
 pub struct Progress {
     handle: u64,
@@ -69,8 +84,36 @@ impl Progress {
         record.breaches - 1
     }
 
+    /// Counts a call of `number` that succeeded or failed.
+    pub fn count_outcome(&self, number: u64, succeeded: bool) {
+        let slot = (number as usize).min(COUNTED - 1);
+        let outcomes = self.outcomes();
+        // SAFETY: the word is in the shared page (see `read`).
+        unsafe {
+            let word = if succeeded {
+                &raw mut (*outcomes).succeeded[slot]
+            } else {
+                &raw mut (*outcomes).failed[slot]
+            };
+            write_volatile(word, read_volatile(word) + 1);
+        }
+    }
+
+    /// The outcomes counted since the last `reset`.
+    pub fn counted(&self) -> Outcomes {
+        // SAFETY: as in `count_outcome`, reading.
+        unsafe { read_volatile(self.outcomes()) }
+    }
+
+    /// Where the outcomes are: right after the record.
+    fn outcomes(&self) -> *mut Outcomes {
+        self.record.wrapping_add(1).cast()
+    }
+
     /// Sets up the page for a child that starts at call `index`.
     pub fn reset(&self, index: u64) {
+        // SAFETY: the outcomes are in the shared page (see `read`).
+        unsafe { write_volatile(self.outcomes(), Outcomes::default()) };
         let mut record =
             Record { index, number: 0, arguments: [0; 6], flags: 0, check: 0, breaches: 0 };
         record.check = record.checksum();

@@ -61,7 +61,8 @@ pub const MAP_SHARED: u64 = 1;
 pub const KILLED: u64 = 1 << 32;
 
 /// One past the highest address a process may map: the bottom half of a 48-bit
-/// space less its top page (see the kernel's `vm::USER_END`).
+/// space less its top page. The kernel's `vm::USER_END` is the same (a
+/// compile-time assertion there), so user programs take the edge from here.
 pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 
 /// How a process ended, as a status word says.

@@ -10,7 +10,9 @@
 //! time limit. A kernel's test lines (`test NAME ... ok|FAILED`) are counted, and
 //! a run that does not add up (see `report`) counts as one failure of its own; a
 //! test that ends its kernel by panicking as expected makes the run boot again,
-//! carrying on after it.
+//! carrying on after it. In `//!` lines, `${NAME}` and `${NAME:-DEFAULT}` stand
+//! for the environment variable NAME (or DEFAULT when it is unset), so that a
+//! soak can change a run without editing its source.
 //!
 //! Words on the command line choose test kernels by name, and the system checks
 //! by the word `system`; a word that chooses nothing is an error. Tools that the
@@ -287,6 +289,8 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
     let mut lines: Vec<String> = Vec::new();
     let mut programs: Vec<String> = Vec::new();
     for line in text.lines() {
+        let line = &expand_environment(line, |name| std::env::var(name).ok())
+            .map_err(|why| format!("{name}: {why}"))?;
         if let Some(names) = line.strip_prefix("//! programs:") {
             programs.extend(names.split_whitespace().map(String::from));
         } else if let Some(options) = line.strip_prefix("//! run:") {
@@ -319,6 +323,28 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
             }
         })
         .collect()
+}
+
+/// `line` with each `${NAME}` or `${NAME:-DEFAULT}` replaced by the value
+/// `lookup` gives for NAME (an environment variable), or by DEFAULT (nothing
+/// if none) when it gives none or an empty one.
+fn expand_environment(
+    line: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut expanded = String::new();
+    let mut rest = line;
+    while let Some(start) = rest.find("${") {
+        expanded.push_str(&rest[..start]);
+        let inside = &rest[start + 2..];
+        let end = inside.find('}').ok_or_else(|| format!("unclosed ${{ in {line:?}"))?;
+        let (name, default) = inside[..end].split_once(":-").unwrap_or((&inside[..end], ""));
+        let value = lookup(name).filter(|value| !value.is_empty());
+        expanded.push_str(value.as_deref().unwrap_or(default));
+        rest = &inside[end + 1..];
+    }
+    expanded.push_str(rest);
+    Ok(expanded)
 }
 
 /// Boots one test-kernel run and counts its tests: again after each test that
@@ -399,6 +425,16 @@ fn boot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_variables_are_expanded() {
+        let lookup = |name: &str| (name == "SET").then(|| "7".to_string());
+        let expand = |line| expand_environment(line, lookup);
+        assert_eq!(expand("a=${SET} b=${UNSET}").as_deref(), Ok("a=7 b="));
+        assert_eq!(expand("${SET:-1} ${UNSET:-20000}").as_deref(), Ok("7 20000"));
+        assert_eq!(expand("no variables").as_deref(), Ok("no variables"));
+        assert!(expand("${OPEN").is_err());
+    }
 
     #[test]
     fn cargo_result_lines_are_counted() {

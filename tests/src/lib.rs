@@ -72,6 +72,60 @@ pub mod probe {
     pub const SPIN: u64 = 8;
 }
 
+/// The `crash` program's modes (see `user/src/bin/crash/main.rs`): each does
+/// one forbidden thing, but `CALM` (exits with 0), and `SSE_USABLE` and
+/// `X87_USABLE`, which exit with 0 if a plain SSE or x87 instruction works.
+pub mod crash {
+    pub const CALM: u64 = 0;
+    pub const UNDEFINED_OPCODE: u64 = 1;
+    pub const BREAKPOINT: u64 = 2;
+    pub const INT_0X80: u64 = 3;
+    pub const SYSENTER: u64 = 4;
+    pub const PORT_IN: u64 = 5;
+    pub const PORT_OUT: u64 = 6;
+    pub const CLI: u64 = 7;
+    pub const HLT: u64 = 8;
+    pub const RDMSR: u64 = 9;
+    pub const IRETQ_TO_KERNEL: u64 = 10;
+    pub const JUMP_TO_NON_CANONICAL: u64 = 11;
+    pub const SSE_USABLE: u64 = 12;
+    pub const SSE_DIVIDE_BY_ZERO: u64 = 13;
+    pub const X87_USABLE: u64 = 14;
+    pub const X87_DIVIDE_BY_ZERO: u64 = 15;
+    pub const DIVIDE_BY_ZERO: u64 = 16;
+    pub const READ_CR0: u64 = 17;
+    pub const SGDT: u64 = 18;
+    pub const SMSW: u64 = 19;
+    pub const SYSCALL_AT_THE_TOP: u64 = 20;
+    pub const SYSCALL_WITH_THE_TRAP_FLAG: u64 = 21;
+    pub const SYSCALL_WITH_NESTED_TASK: u64 = 22;
+    pub const YIELD_WITH_NESTED_TASK: u64 = 23;
+    /// The exit status of a mode whose fault was let pass.
+    pub const ALLOWED: u64 = 0;
+    /// The exit status of a mode whose fault the processor recorded but did
+    /// not raise (QEMU's TCG and SIMD exceptions).
+    pub const NOT_RAISED: u64 = 3;
+}
+
+/// Runs `program` in `mode` to its end; returns its status word, after
+/// checking that every process was reaped and every frame came back.
+pub fn run_to_end(program: &'static str, argument: u64) -> u64 {
+    let baseline = accounted_free();
+    let pid = process::spawn(program, argument).expect("spawn");
+    let status = process::wait_for(pid).expect("the program vanished");
+    assert_all_reaped();
+    assert_eq!(accounted_free(), baseline, "frames leaked by {program} {argument:#x}");
+    status
+}
+
+/// Runs `program` once with `argument`, expecting status 0, so that
+/// page-table roots, the heap and a kernel stack exist before any baseline is
+/// taken.
+pub fn warm_up_with(program: &'static str, argument: u64) {
+    let pid = process::spawn(program, argument).expect("spawn");
+    assert_eq!(process::wait_for(pid), Some(0), "warm-up run of {program} failed");
+}
+
 /// Runs `probe` once, so that page-table roots, the heap and a kernel stack
 /// exist before any baseline is taken.
 pub fn warm_up_with_probe() {

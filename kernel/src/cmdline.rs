@@ -31,6 +31,10 @@ pub struct Options {
     pub skip_tests: usize,
 }
 
+/// Prefix of the words that are a test kernel's own parameters
+/// (`test.NAME=VALUE`): known to the parser, read by the test kernel.
+pub const TEST_PARAMETER: &str = "test.";
+
 /// Page-table cache size when the command line does not say.
 pub const DEFAULT_PT_CACHE: usize = 8;
 /// Chaos interval meant by a bare `chaos`.
@@ -83,6 +87,9 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
                 Ok(count) => options.skip_tests = count,
                 Err(_) => unknown(UnknownOption(word)),
             },
+            // A parameter of a test kernel, which reads it itself
+            // (`testing::parameter`).
+            (key, _) if key.starts_with(TEST_PARAMETER) => {}
             _ => unknown(UnknownOption(word)),
         }
     }

@@ -144,3 +144,12 @@ pub(crate) fn report_panic() {
         }
     }
 }
+
+/// The value of the test kernel's own command-line parameter
+/// `test.NAME=VALUE` (see `cmdline::TEST_PARAMETER`), if the line has it.
+pub fn parameter(name: &str) -> Option<&'static str> {
+    let line = crate::ramdisk::get().command_line();
+    line.split_ascii_whitespace().find_map(|word| {
+        word.strip_prefix(crate::cmdline::TEST_PARAMETER)?.strip_prefix(name)?.strip_prefix('=')
+    })
+}

@@ -54,3 +54,11 @@ fn skipped_tests_are_counted() {
     assert_eq!(options.skip_tests, 0);
     assert_eq!(unknown, ["skip_tests=some", "skip_tests"]);
 }
+
+#[test]
+fn test_parameters_are_known_words() {
+    let mut unknown = Vec::new();
+    let options = parse("test.fuzz_calls=5 test.flag pt_cahce=1", |word| unknown.push(word));
+    assert_eq!(unknown, vec![UnknownOption("pt_cahce=1")]);
+    assert_eq!(options, Options::default());
+}

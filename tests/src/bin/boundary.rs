@@ -44,7 +44,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     assert_eq!(process::wait_for(pid), Some(0), "warm-up run failed");
     testing::run(&kernel::tests![
         protections_are_on_where_the_processor_has_them,
-        nmi_machine_check_and_double_fault_have_guarded_stacks,
+        nmi_machine_check_debug_and_double_fault_have_guarded_stacks,
         nested_task_flag_does_not_reach_the_kernel,
         sysret_never_returns_to_a_non_canonical_address,
         zap_of_the_whole_user_half_returns,
@@ -82,13 +82,14 @@ fn protections_are_on_where_the_processor_has_them() {
     assert!(fpu::sse_enabled(), "SSE is not enabled for user mode");
 }
 
-fn nmi_machine_check_and_double_fault_have_guarded_stacks() {
-    let indices = [gdt::DOUBLE_FAULT_IST_INDEX, gdt::NMI_IST_INDEX, gdt::MACHINE_CHECK_IST_INDEX];
-    let tops = indices.map(gdt::interrupt_stack);
-    for (index, top) in indices.iter().zip(tops) {
+fn nmi_machine_check_debug_and_double_fault_have_guarded_stacks() {
+    let tops = gdt::IST_INDICES.map(gdt::interrupt_stack);
+    for (index, top) in gdt::IST_INDICES.iter().zip(tops) {
         assert!(stack::is_pool_stack_top(top), "IST {index} at {top:#x} has no guard page");
     }
-    assert!(tops[0] != tops[1] && tops[1] != tops[2] && tops[0] != tops[2], "shared: {tops:x?}");
+    for (first, top) in tops.iter().enumerate() {
+        assert!(!tops[first + 1..].contains(top), "two interrupt stacks share {top:#x}");
+    }
 }
 
 fn nested_task_flag_does_not_reach_the_kernel() {

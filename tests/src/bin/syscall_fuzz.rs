@@ -7,20 +7,18 @@
 //! cache keep its size. The program prints its seed and argument first; that
 //! argument replays the run.
 //!
-//! The command-line words `fuzz_calls=N` (at least 20,000 in the default runs)
-//! and `fuzz_seed=S` set the run; the runner fills them from the environment,
-//! so `FUZZ_CALLS=1000000 FUZZ_SEED=7 FUZZ_TIMEOUT=3600` soaks. `fuzz_huge_zaps=1`
-//! (`FUZZ_HUGE_ZAPS=1`) lets zap ranges exceed 64 MiB: off by default while a
-//! sparse zap range is walked page by page, which stalls the kernel.
-//! `fuzz_no_system_flags=1` (`FUZZ_NO_SYSTEM_FLAGS=1`) keeps the nested-task
-//! and trap flags out of RFLAGS at the calls: today's kernel does not clear
-//! the nested-task flag on entry, carries it into the next task switch, and
-//! an `iretq` then faults in ring 0, so the default runs fail now and then
-//! until it does. Booted with
-//! the default memory and at the smallest machine BIOS boots (21 MiB).
+//! The test parameters `test.fuzz_calls=N` (at least 20,000 in the default
+//! runs) and `test.fuzz_seed=S` set the run; the runner fills them from the
+//! environment, so `FUZZ_CALLS=1000000 FUZZ_SEED=7 FUZZ_TIMEOUT=3600` soaks.
+//! `test.fuzz_huge_zaps=0` (`FUZZ_HUGE_ZAPS=0`) keeps zap ranges under 64 MiB,
+//! and `test.fuzz_no_system_flags=1` (`FUZZ_NO_SYSTEM_FLAGS=1`) keeps the
+//! nested-task and trap flags out of RFLAGS at the calls; by default both are
+//! allowed (a sparse zap costs its regions, and `syscall` clears every flag).
+//! Booted with the default memory and at the smallest machine BIOS boots
+//! (21 MiB).
 //! programs: fuzz
-//! run: --kernel-arg fuzz_calls=${FUZZ_CALLS:-20000} --kernel-arg fuzz_seed=${FUZZ_SEED:-1} --kernel-arg fuzz_huge_zaps=${FUZZ_HUGE_ZAPS:-0} --kernel-arg fuzz_no_system_flags=${FUZZ_NO_SYSTEM_FLAGS:-0}
-//! run: --memory 21M --kernel-arg fuzz_calls=${FUZZ_CALLS:-20000} --kernel-arg fuzz_seed=${FUZZ_SEED:-2} --kernel-arg fuzz_huge_zaps=${FUZZ_HUGE_ZAPS:-0} --kernel-arg fuzz_no_system_flags=${FUZZ_NO_SYSTEM_FLAGS:-0}
+//! run: --kernel-arg test.fuzz_calls=${FUZZ_CALLS:-20000} --kernel-arg test.fuzz_seed=${FUZZ_SEED:-1} --kernel-arg test.fuzz_huge_zaps=${FUZZ_HUGE_ZAPS:-1} --kernel-arg test.fuzz_no_system_flags=${FUZZ_NO_SYSTEM_FLAGS:-0}
+//! run: --memory 21M --kernel-arg test.fuzz_calls=${FUZZ_CALLS:-20000} --kernel-arg test.fuzz_seed=${FUZZ_SEED:-2} --kernel-arg test.fuzz_huge_zaps=${FUZZ_HUGE_ZAPS:-1} --kernel-arg test.fuzz_no_system_flags=${FUZZ_NO_SYSTEM_FLAGS:-0}
 //! timeout: ${FUZZ_TIMEOUT:-300}
 #![no_std]
 #![no_main]
@@ -82,10 +80,7 @@ fn allowances() -> u64 {
 /// The value of the command-line word `key=VALUE`, if there is one and it
 /// is a number.
 fn option(key: &str) -> Option<u64> {
-    let line = kernel::ramdisk::get().command_line();
-    let value =
-        line.split_ascii_whitespace().find_map(|word| word.strip_prefix(key)?.strip_prefix('='))?;
-    value.parse().ok()
+    testing::parameter(key)?.parse().ok()
 }
 
 fn user_programs_and_the_kernel_agree_where_user_space_ends() {

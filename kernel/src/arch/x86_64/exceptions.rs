@@ -16,7 +16,7 @@ use x86_64::VirtAddr;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
-use super::gdt::{DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
+use super::gdt::{DEBUG_IST_INDEX, DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
 use crate::vm::USER_END;
 
 /// What an exception handler knows about the exception it is handling.
@@ -139,7 +139,6 @@ macro_rules! handler_with_error {
 }
 
 handler!(divide_error, 0, "DIVIDE ERROR");
-handler!(debug, 1, "DEBUG");
 handler!(overflow, 4, "OVERFLOW");
 handler!(bound_range_exceeded, 5, "BOUND RANGE EXCEEDED");
 handler!(invalid_opcode, 6, "INVALID OPCODE");
@@ -165,6 +164,21 @@ extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
         crate::process::kill_current(format_args!("{report}"));
     }
     log::info!("{report}");
+}
+
+/// `#DB`. From user mode (the trap flag set by the program) it kills the
+/// process. In the kernel, one case is expected: a `syscall` made with the trap
+/// flag set traps after the instruction, at the entry's first instruction, with
+/// the user's stack still loaded (this handler has its own stack for that);
+/// SFMASK has already cleared the flag, so the entry just carries on. Any other
+/// kernel debug exception is fatal.
+extern "x86-interrupt" fn debug(frame: InterruptStackFrame) {
+    let report = ExceptionReport::new(1, "DEBUG", &frame, None);
+    let entry = super::context::syscall_entry as *const () as u64;
+    if !report.from_user() && report.rip == entry {
+        return;
+    }
+    exception(&report);
 }
 
 /// An NMI is the machine's, not the interrupted code's: reported, never fatal
@@ -196,6 +210,13 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
     let address = Cr2::read_raw();
     let mut report = ExceptionReport::new(14, "PAGE FAULT", &frame, Some(code.bits()));
     report.cr2 = Some(address);
+    if report.from_user() && !code.contains(PageFaultErrorCode::USER_MODE) {
+        // A supervisor-mode access made on the program's behalf (QEMU's TCG,
+        // for one, pops an `iretq` frame that way, which SMAP then refuses on
+        // a user stack): mapping the page again cannot help, and returning
+        // would fault forever.
+        crate::process::kill_current(format_args!("{report}: supervisor access from user mode"));
+    }
     if !report.from_user() && address < USER_END && !super::user_memory::accessor_running() {
         // The kernel itself touched (or, under SMEP, ran) a user page: never
         // resolve it, or a user pointer followed by mistake would just work.
@@ -218,7 +239,9 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
 static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     let mut idt = InterruptDescriptorTable::new();
     idt.divide_error.set_handler_fn(divide_error);
-    idt.debug.set_handler_fn(debug);
+    let debug_entry = idt.debug.set_handler_fn(debug);
+    // SAFETY: a stack of its own, set by `gdt::init` before interrupts can occur.
+    unsafe { debug_entry.set_stack_index(DEBUG_IST_INDEX) };
     let nmi_entry = idt.non_maskable_interrupt.set_handler_fn(non_maskable_interrupt);
     // SAFETY: as for the double fault below: a stack of its own, set by
     // `gdt::init` before interrupts can occur.

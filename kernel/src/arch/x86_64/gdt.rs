@@ -2,11 +2,12 @@
 //!
 //! Long mode ignores most of segmentation, but it still needs code and data
 //! segments for each privilege level, and a TSS whose interrupt stack table gives
-//! three handlers a known-good stack of their own: the double fault (a kernel
+//! four handlers a known-good stack of their own: the double fault (a kernel
 //! stack overflow faults again on the same stack, and without a fresh one that
-//! becomes a triple fault), and the NMI and machine check, which can arrive at
-//! any instruction, including the first instructions of `syscall_entry` while
-//! the stack pointer is still the user's. At boot these are small stacks in
+//! becomes a triple fault), and the NMI, machine check and debug exception,
+//! which can arrive at the first instructions of `syscall_entry` while the
+//! stack pointer is still the user's (a `syscall` made with the trap flag set
+//! single-steps into the entry on Intel processors). At boot these are small stacks in
 //! `.bss`; once memory is up, [`use_guarded_stacks`] moves each to a kernel stack
 //! with an unmapped guard page below it (`stack`), so that an overflow of one
 //! faults instead of running into its neighbour.
@@ -26,8 +27,13 @@ pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
 pub const NMI_IST_INDEX: u16 = 1;
 /// Interrupt-stack-table slot used by the machine-check handler.
 pub const MACHINE_CHECK_IST_INDEX: u16 = 2;
+/// Interrupt-stack-table slot used by the debug-exception handler (a `syscall`
+/// made with the trap flag set traps at the entry's first instruction, on the
+/// user's stack).
+pub const DEBUG_IST_INDEX: u16 = 3;
 /// The slots above, each with a stack of its own.
-const IST_INDICES: [u16; 3] = [DOUBLE_FAULT_IST_INDEX, NMI_IST_INDEX, MACHINE_CHECK_IST_INDEX];
+pub const IST_INDICES: [u16; 4] =
+    [DOUBLE_FAULT_IST_INDEX, NMI_IST_INDEX, MACHINE_CHECK_IST_INDEX, DEBUG_IST_INDEX];
 
 /// Size of each boot-time interrupt stack.
 const BOOT_STACK_SIZE: usize = 8 * 1024;
@@ -37,7 +43,8 @@ const BOOT_STACK_SIZE: usize = 8 * 1024;
 #[repr(align(16))]
 #[allow(dead_code)] // only its address is used
 struct Stack([u8; BOOT_STACK_SIZE]);
-static mut BOOT_STACKS: [Stack; 3] = [const { Stack([0; BOOT_STACK_SIZE]) }; 3];
+static mut BOOT_STACKS: [Stack; IST_INDICES.len()] =
+    [const { Stack([0; BOOT_STACK_SIZE]) }; IST_INDICES.len()];
 
 /// The task state segment. Written only by [`tss`] (before the GDT refers to it)
 /// and by [`set_privilege_stack`] (one field, interrupts disabled).

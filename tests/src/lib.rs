@@ -107,7 +107,7 @@ pub mod crash {
     pub const NOT_RAISED: u64 = 3;
 }
 
-/// Runs `program` in `mode` to its end; returns its status word, after
+/// Runs `program` with `argument` to its end; returns its status word, after
 /// checking that every process was reaped and every frame came back.
 pub fn run_to_end(program: &'static str, argument: u64) -> u64 {
     let baseline = accounted_free();

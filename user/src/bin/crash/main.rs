@@ -6,7 +6,8 @@
 //! calm and "usable" modes exit with 0 when all went well, which lets a test
 //! tell "SSE does not work at all in user mode" from "an SSE fault does not
 //! kill". The modes that read system registers UMIP guards (`sgdt`, `smsw`)
-//! print what they read, since without UMIP they are allowed.
+//! print what they read, since without UMIP they are allowed. A fault the
+//! processor records without raising it exits with [`NOT_RAISED`].
 #![no_std]
 #![no_main]
 

@@ -100,6 +100,10 @@ pub mod crash {
     pub const SYSCALL_WITH_THE_TRAP_FLAG: u64 = 21;
     pub const SYSCALL_WITH_NESTED_TASK: u64 = 22;
     pub const YIELD_WITH_NESTED_TASK: u64 = 23;
+    pub const ICEBP: u64 = 24;
+    pub const SYSCALL_WITH_A_KERNEL_STACK: u64 = 25;
+    pub const SYSCALL_WITH_A_NON_CANONICAL_STACK: u64 = 26;
+    pub const UD2_WITH_A_NON_CANONICAL_STACK: u64 = 27;
     /// The exit status of a mode whose fault was let pass.
     pub const ALLOWED: u64 = 0;
     /// The exit status of a mode whose fault the processor recorded but did

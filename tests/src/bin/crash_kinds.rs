@@ -50,6 +50,10 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         reading_cr0_is_killed,
         sgdt_and_smsw_are_killed_under_umip,
         breakpoint_is_killed,
+        icebp_is_killed,
+        ud2_with_a_non_canonical_stack_pointer_is_killed,
+        syscall_with_a_kernel_stack_pointer_is_survived,
+        syscall_with_a_non_canonical_stack_pointer_is_survived,
         syscall_with_the_nested_task_flag_is_survived,
         yield_with_the_nested_task_flag_is_survived,
         syscall_at_the_top_of_user_space_is_killed,
@@ -148,6 +152,25 @@ fn sgdt_and_smsw_are_killed_under_umip() {
 
 fn breakpoint_is_killed() {
     expect_killed(BREAKPOINT, "int3");
+}
+
+fn icebp_is_killed() {
+    expect_killed(ICEBP, "int1 (icebp)");
+}
+
+fn ud2_with_a_non_canonical_stack_pointer_is_killed() {
+    expect_killed(UD2_WITH_A_NON_CANONICAL_STACK, "ud2 with a non-canonical stack pointer");
+}
+
+fn syscall_with_a_kernel_stack_pointer_is_survived() {
+    expect_survived(SYSCALL_WITH_A_KERNEL_STACK, "syscall with a kernel-half stack pointer");
+}
+
+fn syscall_with_a_non_canonical_stack_pointer_is_survived() {
+    expect_survived(
+        SYSCALL_WITH_A_NON_CANONICAL_STACK,
+        "syscall with a non-canonical stack pointer",
+    );
 }
 
 fn x87_fault_is_killed() {

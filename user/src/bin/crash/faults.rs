@@ -321,3 +321,54 @@ pub fn yield_with_nested_task() {
 const SPIN_CYCLES: u64 = 500_000_000;
 /// Yields `yield_with_nested_task` makes.
 const YIELDS: u32 = 200;
+
+/// An address in the kernel half, where the kernel's own mappings begin.
+const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+
+/// `int1` (`icebp`): a debug exception that, unlike `int3`, no gate's
+/// privilege level stops.
+pub fn icebp() {
+    // SAFETY: traps; nothing is changed if it returns.
+    unsafe { asm!(".byte 0xf1", options(nomem, nostack)) };
+}
+
+/// `syscall` (getpid) with the stack pointer at `stack`, back to the real one
+/// after: the kernel must not use the user's stack pointer in ring 0.
+fn syscall_with_stack(stack: u64) -> u64 {
+    let result: u64;
+    // SAFETY: keeps the stack pointer in r12 (preserved by the kernel) over
+    // the call and puts it back; nothing touches the stack in between.
+    unsafe {
+        asm!(
+            "mov r12, rsp",
+            "mov rsp, {stack}",
+            "syscall",
+            "mov rsp, r12",
+            stack = in(reg) stack,
+            out("r12") _,
+            inlateout("rax") abi::GETPID => result,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    result
+}
+
+/// `syscall` with the stack pointer in the kernel half.
+pub fn syscall_with_a_kernel_stack() {
+    let pid = syscall_with_stack(KERNEL_HALF + 0x1000);
+    println!("crash: getpid with the stack pointer in the kernel half gave {pid}");
+}
+
+/// `syscall` with a non-canonical stack pointer.
+pub fn syscall_with_a_non_canonical_stack() {
+    let pid = syscall_with_stack(NON_CANONICAL);
+    println!("crash: getpid with a non-canonical stack pointer gave {pid}");
+}
+
+/// `ud2` with a non-canonical stack pointer: the exception must come in on
+/// the kernel's stack (the TSS's), whatever the user's holds.
+pub fn undefined_opcode_with_a_non_canonical_stack() {
+    // SAFETY: traps at `ud2`; the stack pointer is never used again.
+    unsafe { asm!("mov rsp, {}", "ud2", in(reg) NON_CANONICAL, options(noreturn)) };
+}

@@ -26,9 +26,9 @@ pub const NOT_RAISED: i32 = 3;
 pub const UNKNOWN_MODE: i32 = 100;
 
 /// The modes that need not be killed: calm, the checks that SSE and the x87
-/// work at all, and system calls made with odd flags (which the kernel may
-/// refuse by killing, or run).
-const HARMLESS: [u64; 6] = [0, 12, 14, 21, 22, 23];
+/// work at all, and system calls made with odd flags or stack pointers (which
+/// the kernel may refuse by killing, or run).
+const HARMLESS: [u64; 8] = [0, 12, 14, 21, 22, 23, 25, 26];
 
 /// The argument is the mode; the numbers are shared with the test kernels
 /// (`tests/src/lib.rs`, module `crash`).
@@ -58,6 +58,10 @@ fn main(mode: u64) -> i32 {
         21 => faults::syscall_with_the_trap_flag,
         22 => faults::syscall_with_nested_task,
         23 => faults::yield_with_nested_task,
+        24 => faults::icebp,
+        25 => faults::syscall_with_a_kernel_stack,
+        26 => faults::syscall_with_a_non_canonical_stack,
+        27 => faults::undefined_opcode_with_a_non_canonical_stack,
         _ => {
             println!("crash: unknown mode {mode}");
             return UNKNOWN_MODE;

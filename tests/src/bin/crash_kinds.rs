@@ -4,7 +4,10 @@
 //! faults (integer, x87 and SSE, with their exceptions unmasked), and a
 //! `syscall` whose return address is the first non-canonical one. Two more
 //! make a `syscall` with odd flags (the trap flag, the nested-task flag),
-//! which the kernel may run or answer by killing, but must survive. Each test
+//! which the kernel may run or answer by killing, but must survive; so must
+//! a mapping cut into 131,072 regions (every other page write-protected),
+//! which at the smallest machine (21 MiB) the kernel's heap cannot hold.
+//! Each test
 //! runs the `crash` program in one mode and expects it killed (`abi::KILLED`),
 //! every process reaped and every frame back; the next test shows the kernel
 //! carried on. `sgdt` and `smsw` are refused only under UMIP, so they are
@@ -19,6 +22,7 @@
 //! programs: crash
 //! run:
 //! run: --uefi
+//! run: --memory 21M
 //! run: --bochs
 #![no_std]
 #![no_main]
@@ -55,6 +59,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         syscall_with_a_kernel_stack_pointer_is_survived,
         syscall_with_a_non_canonical_stack_pointer_is_survived,
         syscall_with_the_nested_task_flag_is_survived,
+        splitting_a_mapping_into_regions_is_survived,
         yield_with_the_nested_task_flag_is_survived,
         syscall_at_the_top_of_user_space_is_killed,
         syscall_with_the_trap_flag_is_survived,
@@ -216,6 +221,12 @@ fn syscall_with_the_nested_task_flag_is_survived() {
 
 fn yield_with_the_nested_task_flag_is_survived() {
     expect_survived(YIELD_WITH_NESTED_TASK, "yield with the nested-task flag beside a spinner");
+}
+
+/// 131,072 regions: at 21 MiB the kernel's heap cannot hold them, so the
+/// kernel must refuse the split with an error before it runs out.
+fn splitting_a_mapping_into_regions_is_survived() {
+    expect_survived(SPLIT_INTO_REGIONS, "write-protecting every other page of 1 GiB");
 }
 
 fn syscall_at_the_top_of_user_space_is_killed() {

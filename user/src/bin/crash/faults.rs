@@ -372,3 +372,30 @@ pub fn undefined_opcode_with_a_non_canonical_stack() {
     // SAFETY: traps at `ud2`; the stack pointer is never used again.
     unsafe { asm!("mov rsp, {}", "ud2", in(reg) NON_CANONICAL, options(noreturn)) };
 }
+
+/// Pages of the mapping `split_into_regions` cuts up.
+const SPLIT_PAGES: u64 = 1 << 18;
+
+/// Cuts one large mapping into as many regions as the kernel allows, by
+/// write-protecting every other page: each region costs the kernel memory,
+/// so there must be a limit that is an error, not the kernel's heap running
+/// out.
+pub fn split_into_regions() {
+    let Ok(base) = user::map_anonymous(SPLIT_PAGES * PAGE, PROT_READ | PROT_WRITE) else { return };
+    let mut protected = 0;
+    let mut refused = None;
+    for page in (0..SPLIT_PAGES).step_by(2) {
+        // SAFETY: nothing refers to the mapping.
+        match unsafe { user::protect(base + page * PAGE, PAGE, PROT_READ) } {
+            Ok(()) => protected += 1,
+            Err(errno) => {
+                refused = Some(errno);
+                break;
+            }
+        }
+    }
+    println!("crash: {protected} pages write-protected one by one, then {refused:?}");
+    // SAFETY: as above.
+    let unmapped = unsafe { user::unmap(base, SPLIT_PAGES * PAGE) };
+    println!("crash: unmapping the split mapping: {unmapped:?}");
+}

@@ -28,7 +28,7 @@ pub const UNKNOWN_MODE: i32 = 100;
 /// The modes that need not be killed: calm, the checks that SSE and the x87
 /// work at all, and system calls made with odd flags or stack pointers (which
 /// the kernel may refuse by killing, or run).
-const HARMLESS: [u64; 8] = [0, 12, 14, 21, 22, 23, 25, 26];
+const HARMLESS: [u64; 9] = [0, 12, 14, 21, 22, 23, 25, 26, 28];
 
 /// The argument is the mode; the numbers are shared with the test kernels
 /// (`tests/src/lib.rs`, module `crash`).
@@ -62,6 +62,7 @@ fn main(mode: u64) -> i32 {
         25 => faults::syscall_with_a_kernel_stack,
         26 => faults::syscall_with_a_non_canonical_stack,
         27 => faults::undefined_opcode_with_a_non_canonical_stack,
+        28 => faults::split_into_regions,
         _ => {
             println!("crash: unknown mode {mode}");
             return UNKNOWN_MODE;

@@ -105,6 +105,7 @@ pub mod crash {
     pub const SYSCALL_WITH_A_NON_CANONICAL_STACK: u64 = 26;
     pub const UD2_WITH_A_NON_CANONICAL_STACK: u64 = 27;
     pub const SPLIT_INTO_REGIONS: u64 = 28;
+    pub const TOUCH_FAR_APART: u64 = 29;
     /// The exit status of a mode whose fault was let pass.
     pub const ALLOWED: u64 = 0;
     /// The exit status of a mode whose fault the processor recorded but did

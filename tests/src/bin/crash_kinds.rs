@@ -6,7 +6,9 @@
 //! make a `syscall` with odd flags (the trap flag, the nested-task flag),
 //! which the kernel may run or answer by killing, but must survive; so must
 //! a mapping cut into 131,072 regions (every other page write-protected),
-//! which at the smallest machine (21 MiB) the kernel's heap cannot hold.
+//! which at the smallest machine (21 MiB) the kernel's heap cannot hold;
+//! and a process that runs the machine out of frames for its page tables
+//! (one page touched every GiB) is killed like any memory hog.
 //! Each test
 //! runs the `crash` program in one mode and expects it killed (`abi::KILLED`),
 //! every process reaped and every frame back; the next test shows the kernel
@@ -59,6 +61,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         syscall_with_a_kernel_stack_pointer_is_survived,
         syscall_with_a_non_canonical_stack_pointer_is_survived,
         syscall_with_the_nested_task_flag_is_survived,
+        running_out_of_frames_for_page_tables_is_killed,
         splitting_a_mapping_into_regions_is_survived,
         yield_with_the_nested_task_flag_is_survived,
         syscall_at_the_top_of_user_space_is_killed,
@@ -221,6 +224,12 @@ fn syscall_with_the_nested_task_flag_is_survived() {
 
 fn yield_with_the_nested_task_flag_is_survived() {
     expect_survived(YIELD_WITH_NESTED_TASK, "yield with the nested-task flag beside a spinner");
+}
+
+/// One page a GiB apart, two page tables each, until no frame is left: the
+/// page-table allocation fails for the process, which is killed.
+fn running_out_of_frames_for_page_tables_is_killed() {
+    expect_killed(TOUCH_FAR_APART, "touching pages a GiB apart until the frames run out");
 }
 
 /// 131,072 regions: at 21 MiB the kernel's heap cannot hold them, so the

@@ -399,3 +399,24 @@ pub fn split_into_regions() {
     let unmapped = unsafe { user::unmap(base, SPLIT_PAGES * PAGE) };
     println!("crash: unmapping the split mapping: {unmapped:?}");
 }
+
+/// Bytes between the pages `touch_far_apart` touches: a page directory and a
+/// page table for each.
+const GIB: u64 = 1 << 30;
+/// Bytes of the mapping `touch_far_apart` touches in.
+const FAR: u64 = 1 << 45;
+
+/// Touches one page every GiB of a 32 TiB mapping: few pages, but two page
+/// tables each, until the machine runs out of frames for tables. The kernel
+/// must kill the process, not fail its own allocation.
+pub fn touch_far_apart() {
+    let Ok(base) = user::map_anonymous(FAR, PROT_READ | PROT_WRITE) else {
+        println!("crash: no 32 TiB mapping");
+        return;
+    };
+    for offset in (0..FAR).step_by(GIB as usize) {
+        // SAFETY: a word of the mapping, which nothing else uses.
+        unsafe { core::ptr::write_volatile((base + offset) as *mut u64, offset) };
+    }
+    println!("crash: {} pages touched a GiB apart", FAR / GIB);
+}

@@ -63,6 +63,7 @@ fn main(mode: u64) -> i32 {
         26 => faults::syscall_with_a_non_canonical_stack,
         27 => faults::undefined_opcode_with_a_non_canonical_stack,
         28 => faults::split_into_regions,
+        29 => faults::touch_far_apart,
         _ => {
             println!("crash: unknown mode {mode}");
             return UNKNOWN_MODE;

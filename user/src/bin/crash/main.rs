@@ -11,11 +11,19 @@
 #![no_std]
 #![no_main]
 
+mod entries;
+mod exhaustion;
 mod faults;
+mod floating;
 
 use user::println;
 
 user::entry!(main);
+
+/// Bytes in a page.
+pub const PAGE: u64 = 4096;
+/// An address in neither half of the address space.
+pub const NON_CANONICAL: u64 = 0x1234_5678_9abc_def0;
 
 /// Exit status of a mode whose fault the kernel let pass.
 pub const ALLOWED: i32 = 0;
@@ -46,24 +54,24 @@ fn main(mode: u64) -> i32 {
         9 => faults::read_msr,
         10 => faults::iret_to_kernel,
         11 => faults::jump_to_non_canonical,
-        12 => faults::sse_usable,
-        13 => faults::sse_divide_by_zero,
-        14 => faults::x87_usable,
-        15 => faults::x87_divide_by_zero,
+        12 => floating::sse_usable,
+        13 => floating::sse_divide_by_zero,
+        14 => floating::x87_usable,
+        15 => floating::x87_divide_by_zero,
         16 => faults::divide_by_zero,
         17 => faults::read_cr0,
         18 => faults::store_gdt,
         19 => faults::store_machine_status,
-        20 => faults::syscall_at_the_top,
-        21 => faults::syscall_with_the_trap_flag,
-        22 => faults::syscall_with_nested_task,
-        23 => faults::yield_with_nested_task,
+        20 => entries::syscall_at_the_top,
+        21 => entries::syscall_with_the_trap_flag,
+        22 => entries::syscall_with_nested_task,
+        23 => entries::yield_with_nested_task,
         24 => faults::icebp,
-        25 => faults::syscall_with_a_kernel_stack,
-        26 => faults::syscall_with_a_non_canonical_stack,
+        25 => entries::syscall_with_a_kernel_stack,
+        26 => entries::syscall_with_a_non_canonical_stack,
         27 => faults::undefined_opcode_with_a_non_canonical_stack,
-        28 => faults::split_into_regions,
-        29 => faults::touch_far_apart,
+        28 => exhaustion::split_into_regions,
+        29 => exhaustion::touch_far_apart,
         _ => {
             println!("crash: unknown mode {mode}");
             return UNKNOWN_MODE;

@@ -9,12 +9,16 @@ use user::{PROT_EXEC, PROT_READ, PROT_WRITE, abi, println};
 
 use crate::{NON_CANONICAL, PAGE};
 
-/// A `syscall` in the last two bytes of user space: its return address is
-/// the first non-canonical address, which `sysret` must not be asked to go to
+/// The first non-canonical address of the lower half (user space ends there
+/// today; if it ends lower, the kernel refuses the mapping below it).
+const CANONICAL_END: u64 = 0x0000_8000_0000_0000;
+
+/// A `syscall` in the two bytes below the canonical edge (the last of user
+/// space today): its return address is the first non-canonical address, which `sysret` must not be asked to go to
 /// in ring 0 (on Intel processors it faults there, on the user's stack). If
 /// the kernel does not map that page, the jump there is a plain page fault.
 pub fn syscall_at_the_top() {
-    let page = abi::USER_END - PAGE;
+    let page = CANONICAL_END - PAGE;
     // SAFETY: an exact mapping where nothing is mapped.
     let mapped = unsafe { user::raw(abi::MMAP, [page, PAGE, PROT_READ | PROT_WRITE, 0, 0, 0]) };
     if mapped == page {
@@ -31,7 +35,7 @@ pub fn syscall_at_the_top() {
     unsafe {
         asm!(
             "jmp {target}",
-            target = in(reg) abi::USER_END - 2,
+            target = in(reg) CANONICAL_END - 2,
             in("rax") abi::GETPID,
             options(nomem, nostack),
         );

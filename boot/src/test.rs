@@ -288,7 +288,7 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
     let mut timeout = DEFAULT_TIMEOUT;
     let mut lines: Vec<String> = Vec::new();
     let mut programs: Vec<String> = Vec::new();
-    for line in text.lines() {
+    for line in text.lines().filter(|line| DIRECTIVES.iter().any(|key| line.starts_with(key))) {
         let line = &expand_environment(line, |name| std::env::var(name).ok())
             .map_err(|why| format!("{name}: {why}"))?;
         if let Some(names) = line.strip_prefix("//! programs:") {
@@ -324,6 +324,9 @@ fn kernel_runs(source: &Path) -> Result<Vec<KernelRun>, String> {
         })
         .collect()
 }
+
+/// The lines of a test kernel's source the runner reads.
+const DIRECTIVES: [&str; 3] = ["//! programs:", "//! run:", "//! timeout:"];
 
 /// `line` with each `${NAME}` or `${NAME:-DEFAULT}` replaced by the value
 /// `lookup` gives for NAME (an environment variable), or by DEFAULT (nothing

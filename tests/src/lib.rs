@@ -100,6 +100,12 @@ pub mod crash {
     pub const SYSCALL_WITH_THE_TRAP_FLAG: u64 = 21;
     pub const SYSCALL_WITH_NESTED_TASK: u64 = 22;
     pub const YIELD_WITH_NESTED_TASK: u64 = 23;
+    pub const ICEBP: u64 = 24;
+    pub const SYSCALL_WITH_A_KERNEL_STACK: u64 = 25;
+    pub const SYSCALL_WITH_A_NON_CANONICAL_STACK: u64 = 26;
+    pub const UD2_WITH_A_NON_CANONICAL_STACK: u64 = 27;
+    pub const SPLIT_INTO_REGIONS: u64 = 28;
+    pub const TOUCH_FAR_APART: u64 = 29;
     /// The exit status of a mode whose fault was let pass.
     pub const ALLOWED: u64 = 0;
     /// The exit status of a mode whose fault the processor recorded but did
@@ -107,7 +113,7 @@ pub mod crash {
     pub const NOT_RAISED: u64 = 3;
 }
 
-/// Runs `program` in `mode` to its end; returns its status word, after
+/// Runs `program` with `argument` to its end; returns its status word, after
 /// checking that every process was reaped and every frame came back.
 pub fn run_to_end(program: &'static str, argument: u64) -> u64 {
     let baseline = accounted_free();

@@ -4,7 +4,12 @@
 //! faults (integer, x87 and SSE, with their exceptions unmasked), and a
 //! `syscall` whose return address is the first non-canonical one. Two more
 //! make a `syscall` with odd flags (the trap flag, the nested-task flag),
-//! which the kernel may run or answer by killing, but must survive. Each test
+//! which the kernel may run or answer by killing, but must survive; so must
+//! a mapping cut into 131,072 regions (every other page write-protected),
+//! which at the smallest machine (21 MiB) the kernel's heap cannot hold;
+//! and a process that runs the machine out of frames for its page tables
+//! (one page touched every GiB) is killed like any memory hog.
+//! Each test
 //! runs the `crash` program in one mode and expects it killed (`abi::KILLED`),
 //! every process reaped and every frame back; the next test shows the kernel
 //! carried on. `sgdt` and `smsw` are refused only under UMIP, so they are
@@ -19,6 +24,7 @@
 //! programs: crash
 //! run:
 //! run: --uefi
+//! run: --memory 21M
 //! run: --bochs
 #![no_std]
 #![no_main]
@@ -27,7 +33,7 @@ use bootloader_api::{BootInfo, entry_point};
 use kernel::{println, testing};
 use kernel_tests::crash::*;
 use kernel_tests::{run_to_end, warm_up_with};
-use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -50,7 +56,13 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         reading_cr0_is_killed,
         sgdt_and_smsw_are_killed_under_umip,
         breakpoint_is_killed,
+        icebp_is_killed,
+        ud2_with_a_non_canonical_stack_pointer_is_killed,
+        syscall_with_a_kernel_stack_pointer_is_survived,
+        syscall_with_a_non_canonical_stack_pointer_is_survived,
         syscall_with_the_nested_task_flag_is_survived,
+        running_out_of_frames_for_page_tables_is_killed,
+        splitting_a_mapping_into_regions_is_survived,
         yield_with_the_nested_task_flag_is_survived,
         syscall_at_the_top_of_user_space_is_killed,
         syscall_with_the_trap_flag_is_survived,
@@ -150,10 +162,34 @@ fn breakpoint_is_killed() {
     expect_killed(BREAKPOINT, "int3");
 }
 
+fn icebp_is_killed() {
+    expect_killed(ICEBP, "int1 (icebp)");
+}
+
+fn ud2_with_a_non_canonical_stack_pointer_is_killed() {
+    expect_killed(UD2_WITH_A_NON_CANONICAL_STACK, "ud2 with a non-canonical stack pointer");
+}
+
+fn syscall_with_a_kernel_stack_pointer_is_survived() {
+    expect_survived(SYSCALL_WITH_A_KERNEL_STACK, "syscall with a kernel-half stack pointer");
+}
+
+fn syscall_with_a_non_canonical_stack_pointer_is_survived() {
+    expect_survived(
+        SYSCALL_WITH_A_NON_CANONICAL_STACK,
+        "syscall with a non-canonical stack pointer",
+    );
+}
+
 fn x87_fault_is_killed() {
     let status = run_to_end("crash", X87_USABLE);
     assert_eq!(status, 0, "a plain x87 instruction failed in ring 3 (status word {status:#x})");
-    expect_killed(X87_DIVIDE_BY_ZERO, "an unmasked x87 division by zero");
+    let what = if Cr0::read().contains(Cr0Flags::NUMERIC_ERROR) {
+        "an unmasked x87 division by zero"
+    } else {
+        "an unmasked x87 division by zero (CR0.NE is clear: x87 errors go to FERR#, not #MF)"
+    };
+    expect_killed(X87_DIVIDE_BY_ZERO, what);
 }
 
 fn sse_fault_is_killed() {
@@ -188,6 +224,18 @@ fn syscall_with_the_nested_task_flag_is_survived() {
 
 fn yield_with_the_nested_task_flag_is_survived() {
     expect_survived(YIELD_WITH_NESTED_TASK, "yield with the nested-task flag beside a spinner");
+}
+
+/// One page a GiB apart, two page tables each, until no frame is left: the
+/// page-table allocation fails for the process, which is killed.
+fn running_out_of_frames_for_page_tables_is_killed() {
+    expect_killed(TOUCH_FAR_APART, "touching pages a GiB apart until the frames run out");
+}
+
+/// 131,072 regions: at 21 MiB the kernel's heap cannot hold them, so the
+/// kernel must refuse the split with an error before it runs out.
+fn splitting_a_mapping_into_regions_is_survived() {
+    expect_survived(SPLIT_INTO_REGIONS, "write-protecting every other page of 1 GiB");
 }
 
 fn syscall_at_the_top_of_user_space_is_killed() {

@@ -6,15 +6,24 @@
 //! calm and "usable" modes exit with 0 when all went well, which lets a test
 //! tell "SSE does not work at all in user mode" from "an SSE fault does not
 //! kill". The modes that read system registers UMIP guards (`sgdt`, `smsw`)
-//! print what they read, since without UMIP they are allowed.
+//! print what they read, since without UMIP they are allowed. A fault the
+//! processor records without raising it exits with [`NOT_RAISED`].
 #![no_std]
 #![no_main]
 
+mod entries;
+mod exhaustion;
 mod faults;
+mod floating;
 
 use user::println;
 
 user::entry!(main);
+
+/// Bytes in a page.
+pub const PAGE: u64 = 4096;
+/// An address in neither half of the address space.
+pub const NON_CANONICAL: u64 = 0x1234_5678_9abc_def0;
 
 /// Exit status of a mode whose fault the kernel let pass.
 pub const ALLOWED: i32 = 0;
@@ -25,9 +34,9 @@ pub const NOT_RAISED: i32 = 3;
 pub const UNKNOWN_MODE: i32 = 100;
 
 /// The modes that need not be killed: calm, the checks that SSE and the x87
-/// work at all, and system calls made with odd flags (which the kernel may
-/// refuse by killing, or run).
-const HARMLESS: [u64; 6] = [0, 12, 14, 21, 22, 23];
+/// work at all, and system calls made with odd flags or stack pointers (which
+/// the kernel may refuse by killing, or run).
+const HARMLESS: [u64; 9] = [0, 12, 14, 21, 22, 23, 25, 26, 28];
 
 /// The argument is the mode; the numbers are shared with the test kernels
 /// (`tests/src/lib.rs`, module `crash`).
@@ -45,18 +54,24 @@ fn main(mode: u64) -> i32 {
         9 => faults::read_msr,
         10 => faults::iret_to_kernel,
         11 => faults::jump_to_non_canonical,
-        12 => faults::sse_usable,
-        13 => faults::sse_divide_by_zero,
-        14 => faults::x87_usable,
-        15 => faults::x87_divide_by_zero,
+        12 => floating::sse_usable,
+        13 => floating::sse_divide_by_zero,
+        14 => floating::x87_usable,
+        15 => floating::x87_divide_by_zero,
         16 => faults::divide_by_zero,
         17 => faults::read_cr0,
         18 => faults::store_gdt,
         19 => faults::store_machine_status,
-        20 => faults::syscall_at_the_top,
-        21 => faults::syscall_with_the_trap_flag,
-        22 => faults::syscall_with_nested_task,
-        23 => faults::yield_with_nested_task,
+        20 => entries::syscall_at_the_top,
+        21 => entries::syscall_with_the_trap_flag,
+        22 => entries::syscall_with_nested_task,
+        23 => entries::yield_with_nested_task,
+        24 => faults::icebp,
+        25 => entries::syscall_with_a_kernel_stack,
+        26 => entries::syscall_with_a_non_canonical_stack,
+        27 => faults::undefined_opcode_with_a_non_canonical_stack,
+        28 => exhaustion::split_into_regions,
+        29 => exhaustion::touch_far_apart,
         _ => {
             println!("crash: unknown mode {mode}");
             return UNKNOWN_MODE;

@@ -14,8 +14,10 @@
 //! records each call in a shared page before making it (see `progress`); when
 //! a child dies, the parent forks a new one that carries on after the call
 //! that killed its predecessor, until the count is reached. Call `i` draws its
-//! arguments from a generator seeded by the seed and `i` alone (see `random`),
-//! so where children die does not change the calls made after. `exit` is made
+//! random numbers from a generator seeded by the seed and `i` alone (see
+//! `random`), so a new child does not repeat its predecessor's draws, and a
+//! seed replays the same run: the same calls, the same deaths (as long as
+//! timing does not change what the kernel does). `exit` is made
 //! only at the end; a `fork`'s child exits at once and is waited for; `sleep`
 //! sleeps 0 or 1 tick. Each call is made with random flags in RFLAGS and
 //! checked to preserve the registers the abi says it preserves (see

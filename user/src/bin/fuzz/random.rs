@@ -1,7 +1,9 @@
 //! The fuzzer's random numbers: SplitMix64, seeded afresh for every call from
-//! the run's seed and the call's index. So call `i` of a seed is the same
-//! whichever child makes it, and a child started at `i` (after its predecessor
-//! was killed) carries on the very sequence a run without deaths would make.
+//! the run's seed and the call's index. So call `i` of a seed draws the same
+//! numbers whichever child makes it, and a child started at `i` (after its
+//! predecessor was killed) carries on the sequence of draws rather than
+//! starting it over; only what the draws pick from (the mappings and handles
+//! the child was given) starts afresh with each child.
 
 /// A SplitMix64 generator (Steele, Lea and Flood): tiny, fast, and good enough
 /// to spread arguments over the pools.

@@ -18,6 +18,7 @@ use kernel::arch::{self, cpu, fpu, gdt, stack};
 use kernel::process;
 use kernel::testing;
 use kernel_tests::{accounted_free, assert_all_reaped, heap_in_use, run_program};
+use x86_64::registers::control::{Cr0, Cr0Flags};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -80,6 +81,8 @@ fn protections_are_on_where_the_processor_has_them() {
         assert!(on.smap && on.umip, "QEMU's default processor has SMAP and UMIP: {on:?}");
     }
     assert!(fpu::sse_enabled(), "SSE is not enabled for user mode");
+    let caches_off = Cr0Flags::CACHE_DISABLE | Cr0Flags::NOT_WRITE_THROUGH;
+    assert!(!Cr0::read().intersects(caches_off), "the caches are off: {:?}", Cr0::read());
 }
 
 fn nmi_machine_check_debug_and_double_fault_have_guarded_stacks() {

@@ -20,7 +20,7 @@
 //! `-cpu qemu64,+smep,+smap,+umip`); Bochs's Haswell model has SMEP only.
 
 use core::sync::atomic::{AtomicBool, Ordering};
-use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 
 /// CPUID leaf 7, EBX: SMEP.
 const LEAF7_EBX_SMEP: u32 = 1 << 7;
@@ -70,6 +70,24 @@ pub fn harden() -> Protections {
     unsafe { Cr4::update(|cr4| cr4.insert(flags)) };
     SMAP.store(offered.smap, Ordering::SeqCst);
     enabled()
+}
+
+/// Turns the caches on if the firmware left them off: BIOS boot can hand over
+/// with CR0.CD and CR0.NW set (seen under Bochs), which on a real PC makes
+/// every memory access uncached.
+pub fn enable_caches() {
+    let cr0 = Cr0::read();
+    let off = Cr0Flags::CACHE_DISABLE | Cr0Flags::NOT_WRITE_THROUGH;
+    if cr0.intersects(off) {
+        // SAFETY: clearing CD and NW only re-enables normal write-back caching
+        // (the paging attributes still decide per page); the caches are
+        // written back and invalidated first, as the manuals ask when the
+        // cache mode changes.
+        unsafe {
+            core::arch::asm!("wbinvd", options(nostack));
+            Cr0::write(cr0 - off);
+        }
+    }
 }
 
 /// The protections CR4 has on now.

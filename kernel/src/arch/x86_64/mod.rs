@@ -32,6 +32,7 @@ pub fn init_cpu() {
     serial::init();
     gdt::init();
     exceptions::init();
+    cpu::enable_caches();
     fpu::init();
     cpu::harden();
 }

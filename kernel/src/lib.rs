@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod collections;
 pub mod monitor;
 pub mod process;
 pub mod ramdisk;

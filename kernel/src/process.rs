@@ -49,6 +49,9 @@ pub use table::{MAX_PROCESSES, Pid, RESERVED_PROCESSES, State, Summary, processe
 pub fn init() {
     crate::arch::context::init(syscall::handle);
     crate::memory::with_vm(|vm| vm.set_region_limit(syscall::MAX_REGIONS));
+    // The ready queue's whole size now, so that it never grows later (the
+    // kernel heap's bytes in use then depend only on what is alive).
+    table::with_table(|table| table.ready.reserve(table::MAX_PROCESSES));
 }
 
 /// Frames held by processes' kernel stacks (kept for reuse, like the heap's).

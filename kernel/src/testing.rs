@@ -44,6 +44,38 @@ macro_rules! tests {
     };
 }
 
+/// What every test must leave as it found it: the frames not held by anything
+/// but the kernel's own caches (free, heap, kernel-stack pool, page-table
+/// cache), the kernel heap's bytes in use, and kernel stacks handed out. A test
+/// that leaks a process, a space, a region tree or a stack changes one of them.
+/// Heap bytes are not compared under `tlb_check`, whose shadow TLB keeps what
+/// each PCID may still cache, on the heap, by design.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Books {
+    frames: usize,
+    heap_bytes: Option<usize>,
+    stacks: usize,
+}
+
+impl Books {
+    /// The books now, checking the frame allocator's own first.
+    fn now() -> Books {
+        let (free, tables, shadow) = crate::memory::with_vm(|vm| {
+            if let Err(error) = vm.frames().check() {
+                panic!("the frame allocator's books do not balance: {error:?}");
+            }
+            let mmu = vm.mmu();
+            let tables = mmu.statistics().table_pages as usize;
+            (vm.frames().counters().free, tables, mmu.tlb_checks().is_some())
+        });
+        Books {
+            frames: free + arch::heap_frames() + arch::stack::stack_frames() + tables,
+            heap_bytes: (!shadow).then(|| crate::heap::usage().1),
+            stacks: arch::stack::stacks_in_use(),
+        }
+    }
+}
+
 /// What the harness knows about the test running now.
 struct Running {
     name: &'static str,
@@ -88,10 +120,16 @@ pub fn run(tests: &[Test]) -> ! {
         panic!("skip_tests={skip}, but this kernel has only {} tests", tests.len());
     };
     for test in to_run {
+        let before = Books::now();
         *RUNNING.lock() = Some(Running { name: test.name, expected_panic: None });
         (test.run)();
         if let Some(Running { expected_panic: Some(text), .. }) = RUNNING.lock().take() {
             println!("test {} ... FAILED (expected a panic containing {text:?})", test.name);
+            arch::power_off(ExitCode::Failure);
+        }
+        let after = Books::now();
+        if after != before {
+            println!("test {} ... FAILED (leaked: before {before:?}, after {after:?})", test.name);
             arch::power_off(ExitCode::Failure);
         }
         println!("test {} ... ok", test.name);

@@ -184,7 +184,12 @@ fn terminate(pid: Pid, status: u64) {
 pub fn reap(pid: Pid) -> Option<u64> {
     let process = with_table(|table| {
         let zombie = matches!(table.processes.get(&pid)?.state, State::Zombie(_));
-        if zombie && table.current != Some(pid) { table.processes.remove(&pid) } else { None }
+        if !zombie || table.current == Some(pid) {
+            return None;
+        }
+        let process = table.processes.remove(&pid);
+        crate::collections::release_if_empty(&mut table.processes);
+        process
     })?;
     let State::Zombie(status) = process.state else { unreachable!("reap: not a zombie") };
     stack::release(process.stack);

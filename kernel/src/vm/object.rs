@@ -258,6 +258,7 @@ impl ObjectTable {
     fn free_if_unreferenced(&mut self, frames: &mut FrameAllocator<'_>, id: ObjectId) {
         if self.objects.get(&id).is_some_and(SharedObject::is_unreferenced) {
             let object = self.objects.remove(&id).expect("ObjectTable: object vanished");
+            crate::collections::release_if_empty(&mut self.objects);
             object.release(frames);
         }
     }

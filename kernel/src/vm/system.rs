@@ -361,6 +361,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// Destroys a space (process exit), returning every frame it held.
     pub fn destroy(&mut self, space: SpaceId) -> Result<(), VmError> {
         let mut target = self.spaces.remove(&space).ok_or(VmError::InvalidArgument)?;
+        crate::collections::release_if_empty(&mut self.spaces);
         self.mmu.destroy(&mut self.frames, space);
         for region in target.take_all() {
             self.release_region(region);

@@ -69,6 +69,12 @@ pub fn is_pool_stack_top(top: u64) -> bool {
         && (top - REGION_START) / SLOT_BYTES <= MAX_STACKS as u64
 }
 
+/// Stacks handed out and not given back.
+pub fn stacks_in_use() -> usize {
+    let pool = POOL.lock();
+    pool.made - pool.free.len()
+}
+
 /// Frames held by kernel stacks and the page tables that map them.
 pub fn stack_frames() -> usize {
     FRAMES.load(Ordering::Relaxed)
@@ -84,7 +90,9 @@ pub fn allocate() -> Result<KernelStack, VmError> {
         return Err(VmError::OutOfMemory);
     }
     let slot = pool.made;
-    pool.free.reserve(slot + 1);
+    // Room for every stack there can be, once: the list never grows later, so
+    // the heap's bytes in use do not depend on how many stacks were made.
+    pool.free.reserve(MAX_STACKS);
     memory::with_vm(|vm| map_slot(slot, vm.frames_mut()))?;
     pool.made += 1;
     Ok(KernelStack { slot })

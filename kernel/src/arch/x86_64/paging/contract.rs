@@ -59,6 +59,7 @@ impl X86Mmu {
             record.pinned.retain(|address, _| !(start..end).contains(address));
             if record.slot.is_none() && record.pinned.is_empty() {
                 self.spaces.remove(&space);
+                crate::collections::release_if_empty(&mut self.spaces);
             }
         }
     }
@@ -163,6 +164,7 @@ unsafe impl Mmu for X86Mmu {
             self.release_slot(frames, index);
         }
         self.spaces.remove(&space);
+        crate::collections::release_if_empty(&mut self.spaces);
     }
 
     fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError> {

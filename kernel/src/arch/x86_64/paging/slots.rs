@@ -177,6 +177,7 @@ impl X86Mmu {
             }
             if record.slot.is_none() && record.pinned.is_empty() {
                 self.spaces.remove(&owner);
+                crate::collections::release_if_empty(&mut self.spaces);
             }
         }
     }

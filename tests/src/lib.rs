@@ -70,6 +70,7 @@ pub mod probe {
     pub const CRASHES: u64 = 6;
     pub const FORK_UNTIL_OUT_OF_MEMORY: u64 = 7;
     pub const SPIN: u64 = 8;
+    pub const WAIT_ON_SPINNER: u64 = 9;
 }
 
 /// The `crash` program's modes (see `user/src/bin/crash/main.rs`): each does

@@ -102,7 +102,9 @@ fn current_space() -> SpaceId {
 }
 
 /// Prints up to [`MAX_WRITE`] user bytes to the console, in chunks; non-ASCII
-/// bytes print as `?`. Returns how many were printed.
+/// bytes print as `?`. Returns how many were printed: a buffer that runs into
+/// memory the process cannot read ends the write there (a short count), and is
+/// `Fault` only if nothing could be printed.
 fn write(address: u64, length: u64) -> Result<u64, Errno> {
     super::usercopy::check_range(address, length)?;
     let length = length.min(MAX_WRITE);
@@ -110,7 +112,9 @@ fn write(address: u64, length: u64) -> Result<u64, Errno> {
     let mut done = 0;
     while done < length {
         let size = (length - done).min(chunk.len() as u64) as usize;
-        copy_from_user(address + done, &mut chunk[..size])?;
+        if let Err(error) = copy_from_user(address + done, &mut chunk[..size]) {
+            return if done == 0 { Err(error) } else { Ok(done) };
+        }
         for byte in chunk[..size].iter_mut().filter(|byte| !byte.is_ascii()) {
             *byte = b'?';
         }

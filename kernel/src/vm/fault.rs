@@ -45,6 +45,14 @@ impl<'a, M: Mmu> Vm<'a, M> {
         result
     }
 
+    /// Counts a fault refused before the VM was asked because the kernel had
+    /// no memory to resolve it with (no heap for its page tree); the error.
+    pub fn refuse_fault_for_memory(&mut self) -> VmError {
+        self.statistics.faults += 1;
+        self.statistics.out_of_memory_faults += 1;
+        VmError::OutOfMemory
+    }
+
     /// Faults the page at `address` in for `access` and returns its frame, for
     /// kernel copies through physical memory (copy-in/out). After a write access
     /// the frame is this space's alone, so the kernel may write it.

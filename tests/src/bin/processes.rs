@@ -23,9 +23,9 @@ extern crate alloc;
 
 use bootloader_api::{BootInfo, entry_point};
 use kernel::memory::with_vm;
-use kernel::process::{self, Pid};
+use kernel::process;
 use kernel::testing;
-use kernel_tests::probe::{BAD_ARGUMENTS, CRASHES, FORK, HOG, MANY, SHARED, SPIN};
+use kernel_tests::probe::{BAD_ARGUMENTS, CRASHES, FORK, HOG, MANY, SHARED, SPIN, WAIT_ON_SPINNER};
 use kernel_tests::{accounted_free, assert_all_reaped, run_probe, warm_up_with_probe};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
@@ -42,6 +42,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         faulting_programs_are_killed,
         a_spinning_process_is_preempted,
         a_memory_hog_is_killed_and_others_continue,
+        a_waiting_parent_and_its_orphan_can_be_killed,
     ])
 }
 
@@ -87,12 +88,35 @@ fn a_spinning_process_is_preempted() {
     assert_eq!(accounted_free(), baseline, "frames leaked");
 }
 
+/// Kills a process blocked in `wait` on a spinning child, then the child, now
+/// an orphan: both end, are reaped, and every frame comes back.
+fn a_waiting_parent_and_its_orphan_can_be_killed() {
+    let baseline = accounted_free();
+    let parent = process::spawn("probe", WAIT_ON_SPINNER).expect("spawn probe");
+    let deadline = kernel::arch::ticks() + 10 * kernel::arch::interrupts::TICK_HZ;
+    let state = |pid| process::processes().into_iter().find(|p| p.pid == pid).map(|p| p.state);
+    while state(parent) != Some(process::State::Waiting) {
+        assert!(kernel::arch::ticks() < deadline, "the parent never waited");
+        process::idle();
+    }
+    let child = process::processes().into_iter().find(|p| p.pid != parent).expect("the child").pid;
+    assert!(process::kill(parent), "the waiting parent could not be killed");
+    assert_eq!(process::wait_for(parent), Some(abi_killed()));
+    assert!(process::kill(child), "the orphan could not be killed");
+    assert_all_reaped();
+    assert_eq!(accounted_free(), baseline, "frames leaked");
+}
+
 /// The status word of a killed process.
 fn abi_killed() -> u64 {
     1 << 32
 }
 
+/// The hog must die of running out of memory (a fault the VM refused for
+/// want of frames), not of anything else a `Killed` could hide.
 fn a_memory_hog_is_killed_and_others_continue() {
+    let before = with_vm(|vm| vm.statistics().out_of_memory_faults);
     run_probe(HOG);
-    let _ = Pid(0);
+    let after = with_vm(|vm| vm.statistics().out_of_memory_faults);
+    assert!(after > before, "the hog was killed, but not by running out of memory");
 }

@@ -68,7 +68,7 @@ pub fn resolve(address: u64, code: PageFaultErrorCode) -> Result<(), Unresolved>
         // kernel lives) rather than let the heap run dry inside the VM.
         super::memory::ensure_heap_free(vm.frames_mut(), FAULT_HEAP);
         if crate::heap::free_bytes() < FAULT_HEAP {
-            return Err(Unresolved::Refused(VmError::OutOfMemory));
+            return Err(Unresolved::Refused(vm.refuse_fault_for_memory()));
         }
         if vm.mmu_mut().chaos_due() {
             vm.discard(space).map_err(Unresolved::Refused)?;

@@ -267,8 +267,35 @@ fn bad_pointers(valid: u64) -> bool {
     passed &= refused("statistics to null", statistics(0), Errno::Fault);
     passed &= refused("statistics to kernel", statistics(kernel), Errno::Fault);
     passed &= refused("statistics to read-only", statistics(valid), Errno::Fault);
-    passed &= refused("wait to kernel", raw(abi::WAIT, [kernel, 0, 0, 0, 0, 0]), Errno::NoChild);
-    passed
+    passed &= refused("wait without a child", raw(abi::WAIT, [0, 0, 0, 0, 0, 0]), Errno::NoChild);
+    // With a child to wait for, so that the status pointer is what is refused.
+    passed &= expect("fork", spawn(|| true).is_ok(), true);
+    passed &= refused("wait to kernel", raw(abi::WAIT, [kernel, 0, 0, 0, 0, 0]), Errno::Fault);
+    passed &= refused("wait to read-only", raw(abi::WAIT, [valid, 0, 0, 0, 0, 0]), Errno::Fault);
+    passed &= expect("the child, reaped after all", reap(), Ended::Exited(0));
+    passed & write_faulting_part_way()
+}
+
+/// A `write` whose buffer runs into an unmapped page prints what lies before
+/// it and says how much (a short count); one that starts there is `Fault`.
+fn write_faulting_part_way() -> bool {
+    let Ok(base) = user::map_anonymous(2 * PAGE, READ_WRITE) else { return false };
+    // SAFETY: nothing refers to the second page.
+    let second = unsafe { user::unmap(base + PAGE, PAGE) };
+    let mut passed = expect("unmap the second page", second, Ok(()));
+    let start = base + PAGE - 256;
+    for offset in (0..256).step_by(8) {
+        // SAFETY: inside the first page, mapped read-write.
+        unsafe { write_volatile((start + offset) as *mut u64, u64::from_le_bytes(*b"partial\n")) };
+    }
+    passed &= expect("write into the hole", raw(abi::WRITE, [start, 512, 0, 0, 0, 0]), Ok(256));
+    passed &= refused(
+        "write from the hole",
+        raw(abi::WRITE, [base + PAGE, 16, 0, 0, 0, 0]),
+        Errno::Fault,
+    );
+    // SAFETY: nothing refers to the first page any more.
+    passed & expect("unmap", unsafe { user::unmap(base, PAGE) }, Ok(()))
 }
 
 /// Bad mapping requests and handles; `valid` is a read-only user address.
@@ -324,14 +351,32 @@ fn limits() -> bool {
         passed &= expect("close", user::shared_close(handle), Ok(()));
     }
     let base = 0x2000_0000_0000u64;
+    let at = |index: u64| base + index * 2 * PAGE;
     let mut mapped = 0;
-    while raw(abi::MMAP, [base + mapped * 2 * PAGE, PAGE, PROT_READ, 0, 0, 0]).is_ok() {
-        mapped += 1;
-        if mapped > 300 {
-            break;
+    let refusal = loop {
+        match raw(abi::MMAP, [at(mapped), PAGE, PROT_READ, 0, 0, 0]) {
+            Ok(_) => mapped += 1,
+            Err(errno) => break errno,
         }
-    }
+        if mapped > 300 {
+            break Errno::Invalid;
+        }
+    };
+    passed &= expect("the region limit's answer", refusal, Errno::NoMemory);
     passed &= expect("regions below the limit", (200..256).contains(&mapped), true);
+    // Exactly at the limit: one region less makes room for exactly one.
+    // SAFETY: nothing refers to these pages.
+    passed &= expect("unmap one", unsafe { user::unmap(at(mapped - 1), PAGE) }, Ok(()));
+    passed &= expect(
+        "map one again",
+        raw(abi::MMAP, [at(mapped - 1), PAGE, PROT_READ, 0, 0, 0]).map(|_| ()),
+        Ok(()),
+    );
+    passed &= refused(
+        "and no more",
+        raw(abi::MMAP, [at(mapped), PAGE, PROT_READ, 0, 0, 0]),
+        Errno::NoMemory,
+    );
     // SAFETY: nothing refers to these pages.
     passed &= expect("unmap", unsafe { user::unmap(base, mapped * 2 * PAGE) }, Ok(()));
     passed

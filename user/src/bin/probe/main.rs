@@ -27,6 +27,7 @@ fn main(argument: u64) -> i32 {
         6 => checks::crashes_are_killed(),
         7 => checks::fork_until_out_of_memory(),
         8 => spin_forever(),
+        9 => wait_on_a_spinner(),
         _ => {
             println!("probe: unknown mode {mode}");
             false
@@ -40,6 +41,17 @@ fn spin_forever() -> bool {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Forks a child that spins forever and waits for it (the kernel's test kills
+/// this process while it waits, then the orphaned child).
+fn wait_on_a_spinner() -> bool {
+    if spawn(spin_forever).is_err() {
+        return false;
+    }
+    let _ = user::wait();
+    println!("probe: the spinner ended");
+    false
 }
 
 /// Fails the check with a message if `result` is not `expected`.

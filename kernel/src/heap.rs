@@ -1,106 +1,275 @@
-//! The kernel heap.
+//! The kernel heap: first-fit arenas that are mapped on demand and given back.
 //!
-//! A first-fit heap from `linked_list_allocator` over a virtual region that the
-//! architecture reserves for it. Memory set-up maps a first chunk and installs a
-//! grow hook; when an allocation does not fit, the hook maps fresh frames at the
-//! heap's top and the allocation is retried. Running out of frames makes the
-//! allocation fail (null), never panic inside the allocator.
+//! The heap's virtual region is cut into [`ARENA_BYTES`] slots. An *arena* is a
+//! `linked_list_allocator` heap over one slot (or, for an allocation too large
+//! for one, over as many consecutive slots as it needs), mapped from its start
+//! in steps as it grows. Allocation tries the arenas in address order, so memory
+//! in use gathers at the bottom of the region; then grows an arena that has
+//! unmapped room; then starts a new arena in the lowest free slots. Mapping goes
+//! through a hook the machine layer installs (it takes frames from the frame
+//! allocator, or from a reserve while the VM lock is held).
+//!
+//! Frames go back: [`trim`], which the machine layer calls whenever it holds the
+//! frame allocator, unmaps every arena with nothing allocated in it (from the
+//! top down, the first arena excepted) as long as the heap keeps the free room
+//! asked for. So after a program that made the kernel heap grow has ended, its
+//! arenas empty out and their frames return to the frame allocator.
+//!
+//! Running out of frames makes an allocation fail (null), never panic inside
+//! the allocator.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 use linked_list_allocator::Heap;
 use spin::Mutex;
 
-/// Extends the heap's memory: given the heap's current top and the bytes wanted,
-/// makes at least that many bytes at `top` usable and returns how many it added.
-pub type GrowHook = fn(top: usize, wanted: usize) -> Option<usize>;
+/// Virtual bytes of one arena slot.
+pub const ARENA_BYTES: usize = 512 * 1024;
+/// Slots in the heap region (1 GiB).
+const SLOTS: usize = 2048;
+/// Smallest step by which an arena's mapping grows.
+const STEP: usize = 64 * 1024;
+/// Marks a slot that belongs to no arena.
+const NO_ARENA: u16 = u16::MAX;
+
+/// Maps fresh memory over `[start, start + length)` of the heap region (both
+/// page-aligned); false if it could not (nothing is then mapped).
+pub type MapHook = fn(start: usize, length: usize) -> bool;
+
+/// Every arena, by slot.
+struct Arenas {
+    /// Where slot 0 starts (0 until `init`).
+    base: usize,
+    /// The heap of the arena starting at each slot (empty elsewhere).
+    heaps: [Heap; SLOTS],
+    /// Slots spanned by the arena starting at each slot (0 elsewhere).
+    span: [u16; SLOTS],
+    /// The first slot of the arena each slot belongs to, or [`NO_ARENA`].
+    owner: [u16; SLOTS],
+    /// One past the highest slot in use.
+    high: usize,
+    /// How the heap maps memory.
+    map: Option<MapHook>,
+}
 
 struct KernelHeap {
-    heap: Mutex<Heap>,
-    grow: Mutex<Option<GrowHook>>,
+    arenas: Mutex<Arenas>,
 }
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap { heap: Mutex::new(Heap::empty()), grow: Mutex::new(None) };
+static HEAP: KernelHeap = KernelHeap {
+    arenas: Mutex::new(Arenas {
+        base: 0,
+        heaps: [const { Heap::empty() }; SLOTS],
+        span: [0; SLOTS],
+        owner: [NO_ARENA; SLOTS],
+        high: 0,
+        map: None,
+    }),
+};
 
-/// Starts the heap on `size` mapped bytes at `start`, growing through `grow`.
+/// Starts the heap on `size` mapped bytes at `start`, the beginning of a
+/// region of `SLOTS * ARENA_BYTES` bytes that only the heap uses, growing
+/// through `map`.
 ///
 /// # Safety
-/// `start..start + size` must be mapped, writable, unused by anything else for the
-/// kernel's lifetime, and followed by virtual space that only `grow` maps.
-pub unsafe fn init(start: *mut u8, size: usize, grow: GrowHook) {
-    let mut heap = HEAP.heap.lock();
-    assert!(heap.size() == 0, "heap::init: called twice");
-    // SAFETY: the caller hands over exclusive use of the mapped region.
-    unsafe { heap.init(start, size) };
-    *HEAP.grow.lock() = Some(grow);
+/// `start..start + size` must be mapped, writable and unused by anything else
+/// for the kernel's lifetime, `size` at most [`ARENA_BYTES`], and the rest of
+/// the region mapped only by `map`, at the heap's request.
+pub unsafe fn init(start: *mut u8, size: usize, map: MapHook) {
+    let mut arenas = HEAP.arenas.lock();
+    assert!(arenas.base == 0, "heap::init: called twice");
+    assert!(size <= ARENA_BYTES, "heap::init: first arena too large");
+    arenas.base = start as usize;
+    arenas.map = Some(map);
+    // SAFETY: the caller hands over exclusive use of the mapped range.
+    unsafe { arenas.heaps[0].init(start, size) };
+    arenas.claim(0, 1);
 }
 
 /// Grows the heap, if less than `headroom` bytes of it are free, through
-/// `map(top, wanted)`, which maps at least `wanted` bytes at the heap's top and
-/// returns how many it mapped.
-pub fn ensure_headroom(headroom: usize, map: impl FnOnce(usize, usize) -> Option<usize>) {
-    let mut heap = HEAP.heap.lock();
-    let free = heap.size() - heap.used();
-    if free >= headroom {
-        return;
+/// `map(start, length)`, which maps exactly that range and says whether it did.
+pub fn ensure_headroom(headroom: usize, mut map: impl FnMut(usize, usize) -> bool) {
+    let mut arenas = HEAP.arenas.lock();
+    while arenas.free() < headroom {
+        let wanted = headroom - arenas.free();
+        if !arenas.grow(wanted.min(ARENA_BYTES / 2), &mut map) {
+            return;
+        }
     }
-    if let Some(added) = map(heap.top() as usize, headroom - free) {
-        // SAFETY: `map` promises `added` usable bytes at the heap's top, mapped
-        // and owned by nobody else.
-        unsafe { heap.extend(added) };
+}
+
+/// Unmaps empty arenas, highest first, while more than `keep` bytes would stay
+/// free, through `unmap(start, length)`, which unmaps that range and gives its
+/// frames back. Returns the bytes given back.
+pub fn trim(keep: usize, mut unmap: impl FnMut(usize, usize)) -> usize {
+    let mut arenas = HEAP.arenas.lock();
+    let mut given = 0;
+    for slot in (1..arenas.high).rev() {
+        let size = arenas.heaps[slot].size();
+        let empty = arenas.span[slot] > 0 && arenas.heaps[slot].used() == 0;
+        if empty && arenas.free() >= keep + size {
+            let start = arenas.heaps[slot].bottom() as usize;
+            arenas.release(slot);
+            unmap(start, size);
+            given += size;
+        }
     }
+    given
 }
 
 /// Bytes of the heap free now (without growing it).
 pub fn free_bytes() -> usize {
-    let heap = HEAP.heap.lock();
-    heap.size() - heap.used()
+    HEAP.arenas.lock().free()
 }
 
-/// Bytes the heap manages, and bytes in use.
+/// Bytes the heap has mapped, and bytes in use.
 pub fn usage() -> (usize, usize) {
-    let heap = HEAP.heap.lock();
-    (heap.size(), heap.used())
+    let arenas = HEAP.arenas.lock();
+    (arenas.size(), arenas.used())
 }
 
-impl KernelHeap {
-    /// Asks the grow hook for room for `layout`, then extends the heap.
-    fn grow(&self, heap: &mut Heap, layout: Layout) -> bool {
-        let Some(hook) = *self.grow.lock() else {
+impl Arenas {
+    /// The arenas' first slots, in address order.
+    fn starts(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.high).filter(|&slot| self.span[slot] > 0)
+    }
+
+    /// Bytes mapped.
+    fn size(&self) -> usize {
+        self.starts().map(|slot| self.heaps[slot].size()).sum()
+    }
+
+    /// Bytes in use.
+    fn used(&self) -> usize {
+        self.starts().map(|slot| self.heaps[slot].used()).sum()
+    }
+
+    /// Bytes free.
+    fn free(&self) -> usize {
+        self.size() - self.used()
+    }
+
+    /// The address where `slot` begins.
+    fn slot_start(&self, slot: usize) -> usize {
+        self.base + slot * ARENA_BYTES
+    }
+
+    /// Marks `slots` slots from `first` as one arena's.
+    fn claim(&mut self, first: usize, slots: usize) {
+        self.span[first] = slots as u16;
+        for owner in &mut self.owner[first..first + slots] {
+            *owner = first as u16;
+        }
+        self.high = self.high.max(first + slots);
+    }
+
+    /// Forgets the (empty) arena starting at `first`.
+    fn release(&mut self, first: usize) {
+        let slots = usize::from(self.span[first]);
+        self.heaps[first] = Heap::empty();
+        self.span[first] = 0;
+        for owner in &mut self.owner[first..first + slots] {
+            *owner = NO_ARENA;
+        }
+        while self.high > 0 && self.owner[self.high - 1] == NO_ARENA {
+            self.high -= 1;
+        }
+    }
+
+    /// Allocates from the arenas there are, lowest first.
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        let high = self.high;
+        (0..high)
+            .filter(|&slot| self.span[slot] > 0)
+            .find_map(|slot| self.heaps[slot].allocate_first_fit(layout).ok())
+    }
+
+    /// Makes room for at least `bytes` more in one piece: grows an arena with
+    /// unmapped room left, or starts a new one. False if mapping failed or the
+    /// region is full.
+    fn grow(&mut self, bytes: usize, map: &mut impl FnMut(usize, usize) -> bool) -> bool {
+        let length = bytes.next_multiple_of(STEP);
+        let growable = self.starts().find(|&slot| {
+            let end = self.slot_start(slot) + usize::from(self.span[slot]) * ARENA_BYTES;
+            self.heaps[slot].top() as usize + length <= end
+        });
+        if let Some(slot) = growable {
+            let top = self.heaps[slot].top() as usize;
+            if !map(top, length) {
+                return false;
+            }
+            // SAFETY: `map` just mapped `length` bytes at the arena's top, inside
+            // its slots, which nothing but this arena uses.
+            unsafe { self.heaps[slot].extend(length) };
+            return true;
+        }
+        self.start_arena(length, map)
+    }
+
+    /// Starts an arena in the lowest free slots that hold `length` bytes,
+    /// mapping them. False if there are none or mapping failed.
+    fn start_arena(&mut self, length: usize, map: &mut impl FnMut(usize, usize) -> bool) -> bool {
+        let length = length.next_multiple_of(STEP);
+        let slots = length.div_ceil(ARENA_BYTES);
+        let Some(first) = (0..=SLOTS - slots)
+            .find(|&first| self.owner[first..first + slots].iter().all(|&o| o == NO_ARENA))
+        else {
             return false;
         };
-        let wanted = layout.size() + layout.align();
-        let Some(added) = hook(heap.top() as usize, wanted) else {
+        let start = self.slot_start(first);
+        if !map(start, length) {
             return false;
-        };
-        // SAFETY: the hook promises `added` usable bytes starting at `top`, mapped
-        // and owned by nobody else.
-        unsafe { heap.extend(added) };
+        }
+        // SAFETY: `map` just mapped `length` bytes at `start`, the beginning of
+        // free slots that only this new arena will use.
+        unsafe { self.heaps[first].init(start as *mut u8, length) };
+        self.claim(first, slots);
         true
+    }
+
+    /// Gives a block back to the arena it came from.
+    ///
+    /// # Safety
+    /// `block` came from [`Arenas::allocate`] with `layout`.
+    unsafe fn deallocate(&mut self, block: NonNull<u8>, layout: Layout) {
+        let slot = (block.as_ptr() as usize - self.base) / ARENA_BYTES;
+        let first = usize::from(self.owner[slot]);
+        // SAFETY: the block came from this arena's heap with this layout (the
+        // caller's promise, and the arena owning its slot is the one that gave
+        // it out).
+        unsafe { self.heaps[first].deallocate(block, layout) };
     }
 }
 
-// SAFETY: all state is behind locks; allocations come from `Heap`, which hands out
-// disjoint, correctly aligned blocks of memory it owns.
+// SAFETY: all state is behind the lock; blocks come from the arenas' heaps,
+// which hand out disjoint, correctly aligned blocks of memory they own, and
+// each block goes back to the arena that owns its address.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let mut heap = self.heap.lock();
-        loop {
-            if let Ok(block) = heap.allocate_first_fit(layout) {
-                return block.as_ptr();
-            }
-            if !self.grow(&mut heap, layout) {
-                return ptr::null_mut();
-            }
+        let mut arenas = self.arenas.lock();
+        if let Some(block) = arenas.allocate(layout) {
+            return block.as_ptr();
         }
+        let Some(map) = arenas.map else { return ptr::null_mut() };
+        // Room for the block, its alignment and the allocator's bookkeeping.
+        let wanted = layout.size() + layout.align() + 64;
+        let grown = if wanted > ARENA_BYTES / 2 {
+            arenas.start_arena(wanted, &mut |start, length| map(start, length))
+        } else {
+            arenas.grow(wanted, &mut |start, length| map(start, length))
+        };
+        if !grown {
+            return ptr::null_mut();
+        }
+        arenas.allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         if let Some(block) = NonNull::new(block) {
             // SAFETY: the caller passes a block this allocator returned with
             // `layout`, as `GlobalAlloc::dealloc` requires.
-            unsafe { self.heap.lock().deallocate(block, layout) };
+            unsafe { self.arenas.lock().deallocate(block, layout) };
         }
     }
 }

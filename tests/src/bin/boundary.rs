@@ -13,6 +13,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::{self, cpu, fpu, gdt, stack};
 use kernel::process;
@@ -55,6 +57,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         zombies_that_are_never_waited_for_fill_only_their_share,
         page_table_cache_size_is_not_for_forked_children,
         a_huge_write_is_cut_short,
+        the_kernel_heap_gives_its_frames_back,
     ])
 }
 
@@ -149,4 +152,27 @@ fn page_table_cache_size_is_not_for_forked_children() {
 
 fn a_huge_write_is_cut_short() {
     run_program("hostile", hostile::HUGE_WRITE);
+}
+
+/// Heap that grew for a burst of kernel allocations goes back to the frame
+/// allocator once they are freed: what may stay is the page-table pages that
+/// mapped it (one per 2 MiB of heap region) and at most one emptied arena that
+/// the heap keeps for its free room.
+fn the_kernel_heap_gives_its_frames_back() {
+    let before = arch::heap_frames();
+    // All the heap has free, and 2 MiB more.
+    let (size, used) = kernel::heap::usage();
+    let blocks = (size - used + (2 << 20)) / (64 * 1024);
+    let burst: alloc::vec::Vec<alloc::vec::Vec<u8>> =
+        (0..blocks).map(|_| alloc::vec![5u8; 64 * 1024]).collect();
+    let grown = arch::heap_frames();
+    assert!(grown >= before + 512, "the burst did not grow the heap: {before} -> {grown}");
+    assert!(burst.iter().all(|block| block.iter().all(|&byte| byte == 5)));
+    drop(burst);
+    // The next release of the VM lock trims the heap.
+    kernel::memory::with_vm(|_| ());
+    let after = arch::heap_frames();
+    let kept = (grown - before) * 4096 / (2 << 20) + 2 + kernel::heap::ARENA_BYTES / 4096;
+    kernel::println!("heap frames: {before} before, {grown} at the burst, {after} after");
+    assert!(after <= before + kept, "heap frames {before} -> {grown} -> {after}");
 }

@@ -17,14 +17,20 @@
 //! operation) it uses a small reserve of frames set aside for exactly this, and
 //! the reserve is refilled every time VM work releases the lock
 //! ([`refill_heap_reserve`]). The reserve holds [`HEAP_RESERVE_FRAMES`] frames,
-//! several heap steps; besides, the same refill keeps as much heap free as is in
-//! use, since VM work may need heap in proportion to what the VM holds. A VM
-//! operation that needs more than both in one go fails its allocation instead
-//! of deadlocking.
+//! several heap steps; besides, the same refill keeps [`HEAP_HEADROOM`] of the
+//! heap free. VM work that may need more (a fork copies its parent's page
+//! lists) first asks for its room with the lock free (`memory::with_vm_room`),
+//! and is refused (`OutOfMemory`) if the heap cannot have it; a fault refuses
+//! itself likewise when the heap is short (`page_fault`).
 //!
 //! The heap lives in one P4 slot of the kernel half that exists from the first
 //! heap mapping on, so heap growth never adds a P4 entry and every address-space
 //! root (which copies the kernel half at creation) sees it.
+//!
+//! The heap gives frames back too: the same refill trims arenas that have
+//! emptied (`heap::trim`) while the heap keeps the free room it wants. Their pages are
+//! unmapped and every processor context's TLB flushed (a kernel translation
+//! may be cached under any PCID) before the frames go back to the allocator.
 
 use bootloader_api::info::{BootInfo, MemoryRegionKind};
 use x86_64::structures::paging::{
@@ -50,8 +56,6 @@ const MAX_RANGES: usize = 128;
 const HEAP_INITIAL: u64 = 256 * 1024;
 /// Most the heap may grow to.
 const HEAP_LIMIT: u64 = 1 << 30;
-/// Smallest step by which the heap grows.
-const HEAP_STEP: u64 = 64 * 1024;
 /// Frames kept aside for heap growth while the VM lock is held.
 pub const HEAP_RESERVE_FRAMES: usize = 64;
 
@@ -98,36 +102,69 @@ pub fn init_memory(boot_info: &'static BootInfo) {
 }
 
 /// Frames the heap holds: mapped into it, its page tables, and its reserve.
-/// The heap never shrinks, so this only grows.
 pub fn heap_frames() -> usize {
     HEAP_FRAMES.load(Ordering::Relaxed)
 }
 
-/// Least free heap kept ahead of VM work, besides the reserve.
-const HEAP_HEADROOM_MIN: usize = 256 * 1024;
+/// Free heap kept ahead of VM work, besides the reserve. Work that may need
+/// more (a fork, in proportion to its parent's pages) asks for its room first
+/// (`memory::with_vm_room`).
+const HEAP_HEADROOM: usize = 256 * 1024;
 
-/// Tops the heap's frame reserve up from `frames`, and grows the heap so that
-/// as much of it is free as is in use (at least [`HEAP_HEADROOM_MIN`]): VM work
-/// under the lock may need heap in proportion to what the VM already holds (a
-/// fork copies its parent's page lists), far more than the reserve. Called
-/// whenever VM work is about to release the VM lock.
+/// Tops the heap's frame reserve up from `frames`, grows the heap so that
+/// [`HEAP_HEADROOM`] of it is free, and gives back arenas that have emptied
+/// while that much stays free (so the two never undo each other: what growth
+/// maps is never more than trimming leaves). Called whenever VM work is about to release the
+/// VM lock.
 pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) {
-    let (_, used) = crate::heap::usage();
-    crate::heap::ensure_headroom(used.max(HEAP_HEADROOM_MIN), |top, wanted| {
-        let (top, len) = heap_step(top, wanted)?;
-        map_heap_from(top, len, &mut HeapFrames::Allocator(frames))?;
-        Some(len as usize)
+    let headroom = HEAP_HEADROOM;
+    ensure_heap_free(frames, headroom);
+    let mut unmapped = false;
+    crate::heap::trim(headroom, |start, length| {
+        unmap_heap(start as u64, length as u64, frames);
+        unmapped = true;
     });
+    if unmapped {
+        flush_every_context();
+    }
     fill_reserve(frames);
 }
 
 /// Grows the heap from `frames` until `bytes` of it are free, if frames allow.
 pub fn ensure_heap_free(frames: &mut FrameAllocator<'_>, bytes: usize) {
-    crate::heap::ensure_headroom(bytes, |top, wanted| {
-        let (top, len) = heap_step(top, wanted)?;
-        map_heap_from(top, len, &mut HeapFrames::Allocator(frames))?;
-        Some(len as usize)
+    crate::heap::ensure_headroom(bytes, |start, length| {
+        map_heap_from(start as u64, length as u64, &mut HeapFrames::Allocator(frames)).is_some()
     });
+}
+
+/// Unmaps `start..start + len` of the heap region and frees its frames. The
+/// caller flushes every TLB context before anything else can reuse them
+/// (nothing can before it returns: the frames go back under the VM lock, which
+/// the caller holds).
+fn unmap_heap(start: u64, len: u64, frames: &mut FrameAllocator<'_>) {
+    let mut mapper = kernel_mapper();
+    for address in (start..start + len).step_by(PAGE_SIZE as usize) {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        let (frame, flush) = mapper.unmap(page).expect("unmap_heap: a heap page was not mapped");
+        // Flushed with every context below.
+        flush.ignore();
+        let pfn = Pfn::from_addr(frame.start_address().as_u64());
+        frames.free(pfn).expect("unmap_heap: heap frame not freeable");
+        HEAP_FRAMES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Invalidates every TLB entry of every PCID, global ones included: a change
+/// of CR4.PGE does that (Intel SDM 4.10.4.1), so it is toggled twice.
+fn flush_every_context() {
+    use x86_64::registers::control::{Cr4, Cr4Flags};
+    let cr4 = Cr4::read();
+    // SAFETY: only PGE changes, and it is put back as it was; the flush is the
+    // point, and nothing else about translation changes.
+    unsafe {
+        Cr4::write(cr4 ^ Cr4Flags::PAGE_GLOBAL);
+        Cr4::write(cr4);
+    }
 }
 
 /// Tops the heap's frame reserve up from `frames`.
@@ -246,41 +283,56 @@ fn map_heap(start: u64, len: u64) -> Option<()> {
     map_heap_from(start, len, &mut HeapFrames::Reserve(&mut reserve))
 }
 
-/// [`map_heap`] with its frame source chosen.
+/// [`map_heap`] with its frame source chosen. On failure nothing stays mapped
+/// (page-table pages made on the way stay, counted as the heap's).
 fn map_heap_from(start: u64, len: u64, source: &mut HeapFrames<'_, '_>) -> Option<()> {
+    let end = start.checked_add(len).filter(|end| *end <= HEAP_REGION_START + HEAP_LIMIT)?;
     let mut mapper = kernel_mapper();
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-    for address in (start..start + len).step_by(PAGE_SIZE as usize) {
+    for address in (start..end).step_by(PAGE_SIZE as usize) {
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
-        let pfn = source.take()?;
-        // SAFETY: the heap region belongs to the heap alone and `page` is not
-        // mapped yet; the frame is fresh from the allocator.
-        let flush = unsafe { mapper.map_to(page, frame_of(pfn), flags, &mut TableFrames(source)) };
-        match flush {
-            Ok(flush) => flush.flush(),
-            Err(_) => {
-                source.give_back(pfn);
-                return None;
+        let mapped = source.take().and_then(|pfn| {
+            // SAFETY: the heap region belongs to the heap alone and `page` is
+            // not mapped yet; the frame is fresh from the allocator.
+            let flush =
+                unsafe { mapper.map_to(page, frame_of(pfn), flags, &mut TableFrames(source)) };
+            match flush {
+                Ok(flush) => Some(flush.flush()),
+                Err(_) => {
+                    source.give_back(pfn);
+                    None
+                }
             }
+        });
+        if mapped.is_none() {
+            unmap_partial(&mut mapper, start, address, source);
+            return None;
         }
     }
     Some(())
 }
 
-/// The heap's grow hook: maps at least `wanted` bytes at `top`.
-fn grow_heap(top: usize, wanted: usize) -> Option<usize> {
-    let (top, len) = heap_step(top, wanted)?;
-    debug_assert!(top_level_present(boot_root(), top), "grow_heap: heap P4 slot missing");
-    map_heap(top, len)?;
-    Some(len as usize)
+/// Undoes a failed [`map_heap_from`]: unmaps `start..end` (mapped, never used)
+/// and gives the frames back where they came from.
+fn unmap_partial(
+    mapper: &mut OffsetPageTable<'static>,
+    start: u64,
+    end: u64,
+    source: &mut HeapFrames<'_, '_>,
+) {
+    for address in (start..end).step_by(PAGE_SIZE as usize) {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        let (frame, flush) = mapper.unmap(page).expect("unmap_partial: page not mapped");
+        // Only ever loaded on this processor, by nothing: the invlpg suffices.
+        flush.flush();
+        source.give_back(Pfn::from_addr(frame.start_address().as_u64()));
+    }
 }
 
-/// The range a heap growth of at least `wanted` bytes at `top` maps, if the
-/// heap region has room for it.
-fn heap_step(top: usize, wanted: usize) -> Option<(u64, u64)> {
-    let len = (wanted as u64).next_multiple_of(HEAP_STEP);
-    let top = top as u64;
-    (top + len <= HEAP_REGION_START + HEAP_LIMIT).then_some((top, len))
+/// The heap's map hook: maps `start..start + length` of the heap region.
+fn grow_heap(start: usize, length: usize) -> bool {
+    debug_assert!(top_level_present(boot_root(), start as u64), "grow_heap: heap P4 slot missing");
+    map_heap(start as u64, length as u64).is_some()
 }
 
 fn start_heap() {

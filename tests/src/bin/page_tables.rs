@@ -23,6 +23,7 @@
 
 extern crate alloc;
 
+use alloc::format;
 use alloc::vec::Vec;
 use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::{self, user_memory};
@@ -464,12 +465,14 @@ fn pressure_frees_idle_page_tables() {
 }
 
 /// Last: a kernel touching an unmapped user address outside an accessor is a
-/// kernel bug, reported with the fault and the VM's verdict.
+/// kernel bug, reported with the fault (its address and kind) and the verdict;
+/// the expected text names the address, so a fault anywhere else fails.
 fn unresolved_kernel_fault_panics_with_report() {
     let space = space_with(BASE, 1);
     activate(space);
-    testing::expect_panic("[not-present read kernel]");
-    let pointer = (2 * BASE) as *const u64;
+    let unmapped = 2 * BASE;
+    testing::expect_panic(format!("cr2={unmapped:#x} [not-present read kernel]").leak());
+    let pointer = unmapped as *const u64;
     // SAFETY: deliberately unsound: the read must fault, and the fault handler
     // never returns to this code.
     let value = unsafe { pointer.read_volatile() };

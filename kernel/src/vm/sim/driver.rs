@@ -58,6 +58,7 @@ impl Driver {
         let chaos = rng.pick(&[0, 0, 5, 30, 150]);
         let mut vm = simulated_vm(frames, rng.next_u64(), chaos);
         vm.mmu_mut().single_table = rng.chance(1, 3);
+        vm.mmu_mut().activation_refusals = rng.pick(&[0, 0, 30, 200]);
         Driver {
             seed,
             rng,
@@ -193,7 +194,9 @@ impl Driver {
                 self.model.destroy(space);
                 self.spaces.retain(|live| *live != space);
             }
-            Op::Switch { space } => self.vm.activate(space).expect("activate"),
+            Op::Switch { space } => {
+                self.switch(space);
+            }
             Op::Discard { space } => self.vm.discard(space).expect("discard"),
             Op::Harvest { space } => self.harvest(space),
             _ => unreachable!("apply_to_space: {op:?}"),
@@ -293,8 +296,46 @@ impl Driver {
             return space;
         }
         let space = self.rng.pick(&self.spaces);
-        self.vm.activate(space).expect("activate");
+        self.switch_until_done(space);
         space
+    }
+
+    /// Activates `space`, returning whether it worked. A refused activation
+    /// must change nothing: the space active before stays active, in the VM
+    /// and in the machine, every page keeps its frame, and a read by the space
+    /// still active still agrees with the model.
+    fn switch(&mut self, space: SpaceId) -> bool {
+        let previous = self.vm.active();
+        let before = self.snapshot();
+        match self.vm.activate(space) {
+            Ok(()) => return true,
+            Err(VmError::OutOfMemory) => {}
+            Err(error) => panic!("activate failed: {error:?}"),
+        }
+        assert_eq!(self.vm.active(), previous, "a refused activation changed the active space");
+        assert_eq!(self.vm.mmu().active(), previous, "a refused activation changed the machine's");
+        assert!(self.snapshot() == before, "a refused activation changed the VM");
+        if let Some(previous) = previous {
+            let readable = self
+                .model
+                .mapped(previous)
+                .into_iter()
+                .find(|(_, protection)| protection.allows(Access::Read));
+            if let Some((page, _)) = readable {
+                self.read(page, 8, Access::Read);
+            }
+        }
+        false
+    }
+
+    /// Activates `space`, trying again while the machine refuses.
+    fn switch_until_done(&mut self, space: SpaceId) {
+        for _ in 0..100 {
+            if self.switch(space) {
+                return;
+            }
+        }
+        panic!("activation of {space:?} refused 100 times");
     }
 
     /// An access through the simulated processor: translate, fault, retry.
@@ -391,7 +432,7 @@ impl Driver {
     /// Reads back every readable page of every space and compares it whole.
     fn sweep(&mut self) {
         for space in self.spaces.clone() {
-            self.vm.activate(space).expect("activate");
+            self.switch_until_done(space);
             for (page, protection) in self.model.mapped(space) {
                 if !protection.allows(Access::Read) {
                     continue;

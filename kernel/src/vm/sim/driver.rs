@@ -2,7 +2,7 @@
 //! simulated MMU) and to the reference model, with every answer compared and the
 //! invariants checked after every step.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::format;
 use std::string::String;
 use std::vec::Vec;
@@ -47,6 +47,8 @@ pub struct Driver {
     history: VecDeque<String>,
     /// Operations that failed for lack of memory.
     pub out_of_memory: u64,
+    /// Operations issued, by kind ([`Op::kind`]).
+    pub operations: BTreeMap<&'static str, u64>,
 }
 
 impl Driver {
@@ -70,12 +72,18 @@ impl Driver {
             hogs: Vec::new(),
             history: VecDeque::new(),
             out_of_memory: 0,
+            operations: BTreeMap::new(),
         }
     }
 
     /// The VM's statistics so far.
     pub fn vm_statistics(&self) -> crate::vm::system::VmStatistics {
         self.vm.statistics()
+    }
+
+    /// Activations the simulated MMU refused.
+    pub fn refused_activations(&self) -> u64 {
+        self.vm.mmu().refused_activations
     }
 
     /// Translations the simulated MMU forgot on its own (chaos and pressure).
@@ -89,6 +97,7 @@ impl Driver {
         for step in 0..operations {
             let op = generate(self);
             self.record(format!("{step}: {op:?}"));
+            *self.operations.entry(op.kind()).or_default() += 1;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.apply(&op);
                 if let Err(problem) = invariants::check(&self.vm, &self.hogs) {

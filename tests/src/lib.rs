@@ -7,6 +7,7 @@ use kernel::arch::{self, user_memory};
 use kernel::memory::with_vm;
 use kernel::process;
 use kernel::vm::{PAGE_SIZE, Pfn, Placement, Protection, SpaceId, VirtAddr};
+use x86_64::structures::paging::PageTableFlags;
 
 /// Read and write.
 pub const READ_WRITE: Protection = Protection::READ.union(Protection::WRITE);
@@ -50,14 +51,62 @@ pub fn write(address: VirtAddr, value: u64) {
         .unwrap_or_else(|error| panic!("write {address:?}: {error}"));
 }
 
-/// Clears the leaf for `address` under `root` behind the page-table layer's
-/// back: no `invlpg`, no stale mark, as a bug in that layer would. For the
-/// tests that the shadow TLB (`tlb_check`) catches such a bug.
-pub fn unmap_behind_the_layers_back(root: Pfn, address: VirtAddr) {
+/// Replaces the leaf for `address` under `root` (which must be present) with
+/// what `change` makes of it, behind the page-table layer's back: no `invlpg`,
+/// no stale mark, as a bug in that layer would. For the tests that the shadow
+/// TLB (`tlb_check`) catches such a bug.
+pub fn change_behind_the_layers_back(
+    root: Pfn,
+    address: VirtAddr,
+    change: impl FnOnce(u64) -> u64,
+) {
     with_vm(|_| {
+        let leaf = table::lookup(root, address.value());
+        assert!(table::is_present(leaf), "no present leaf at {address:?} to change");
         let mut no_tables = || unreachable!("the page's tables exist");
-        table::install(root, address.value(), 0, &mut no_tables).expect("unmap behind its back")
+        table::install(root, address.value(), change(leaf), &mut no_tables)
+            .expect("change behind its back")
     });
+}
+
+/// Clears the leaf for `address` under `root` behind the page-table layer's
+/// back (see [`change_behind_the_layers_back`]).
+pub fn unmap_behind_the_layers_back(root: Pfn, address: VirtAddr) {
+    change_behind_the_layers_back(root, address, |_| 0);
+}
+
+/// Takes write away from the leaf for `address` under `root` behind the
+/// page-table layer's back, as a copy-on-write that forgot its flush would.
+pub fn write_protect_behind_the_layers_back(root: Pfn, address: VirtAddr) {
+    change_behind_the_layers_back(root, address, |leaf| {
+        table::restrict(leaf, Protection::READ | Protection::EXECUTE | Protection::USER)
+    });
+}
+
+/// Points the leaf for `address` under `root` at another frame (a fresh one,
+/// never freed), keeping its rights and usage bits, behind the page-table
+/// layer's back, as a page replaced without a flush would be.
+pub fn move_behind_the_layers_back(root: Pfn, address: VirtAddr) {
+    let other = with_vm(|vm| vm.frames_mut().alloc()).expect("a frame to point at");
+    change_behind_the_layers_back(root, address, |leaf| {
+        // The frame's address bits are exactly the leaf's address field.
+        leaf ^ table::frame_of(leaf).addr() ^ other.addr()
+    });
+}
+
+/// Clears the dirty bit of the leaf for `address` under `root` behind the
+/// page-table layer's back, as a harvest that forgot its flush would: a
+/// processor holding the translation as dirty would not set the bit again.
+pub fn clean_behind_the_layers_back(root: Pfn, address: VirtAddr) {
+    change_behind_the_layers_back(root, address, |leaf| leaf & !PageTableFlags::DIRTY.bits());
+}
+
+/// Clears the accessed bit of the leaf for `address` under `root` behind the
+/// page-table layer's back, as an ageing scan that forgot its flush would: a
+/// processor holding the translation would not set the bit again, and the
+/// next use would go unnoticed.
+pub fn age_behind_the_layers_back(root: Pfn, address: VirtAddr) {
+    change_behind_the_layers_back(root, address, |leaf| leaf & !PageTableFlags::ACCESSED.bits());
 }
 
 /// The `probe` program's modes (see `user/src/bin/probe/main.rs`).

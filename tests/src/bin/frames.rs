@@ -16,7 +16,7 @@ use kernel::arch;
 use kernel::memory::with_frames;
 use kernel::testing;
 use kernel::vm::VmError;
-use kernel::vm::frame::MAX_ORDER;
+use kernel::vm::frame::{FrameAllocator, MAX_ORDER};
 use kernel::vm::page::{PAGE_SIZE, Pfn};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
@@ -61,18 +61,34 @@ fn exhaustion_is_an_error_and_every_frame_comes_back() {
     log::info!("exhausted and returned {baseline} frames");
 }
 
+/// A block of frames as allocated: first frame, one past the last, order.
+type Block = (u64, u64, u32);
+
+/// Takes every free frame as contiguous blocks, largest order first, then
+/// carves one block of the largest order into one block of every smaller order;
+/// every block must be aligned to its size and disjoint from the others, and
+/// every frame must come back. No allocation may fail but as its order running
+/// out (see [`exhaust`]), and none of the carving may fail at all.
 fn contiguous_blocks_are_aligned_and_disjoint() {
-    let mut blocks: Vec<(u64, u64, u32)> = Vec::with_capacity(256);
+    // Room for one block per free frame (the worst case), taken before the
+    // baseline is read.
+    let mut blocks: Vec<Block> = Vec::with_capacity(checked_free_count() + 64);
     let baseline = checked_free_count();
-    for round in 0..200u32 {
-        let order = round % (MAX_ORDER + 1);
-        let Ok(first) = with_frames(|frames| frames.alloc_contiguous(order)) else {
-            continue;
-        };
-        assert_eq!(first.0 % (1 << order), 0, "order-{order} block at {first:?} misaligned");
-        blocks.push((first.0, first.0 + (1 << order), order));
+    with_frames(|frames| exhaust(frames, &mut blocks));
+    assert_eq!(checked_free_count(), 0, "frames left free after order 0 ran out");
+    let taken: u64 = blocks.iter().map(|&(first, end, _)| end - first).sum();
+    assert_eq!(taken, baseline as u64, "the blocks do not hold every frame that was free");
+    blocks.sort_unstable();
+    for pair in blocks.windows(2) {
+        assert!(!buddies(pair[0], pair[1]), "blocks {:?} and {:?} are buddies", pair[0], pair[1]);
     }
-    assert!(!blocks.is_empty(), "no contiguous block could be allocated");
+    let largest = blocks.iter().filter(|block| block.2 == MAX_ORDER).count();
+    assert!(largest > 0, "no block of order {MAX_ORDER}");
+    with_frames(|frames| carve(frames, &mut blocks));
+    assert_eq!(checked_free_count(), 0, "carving left frames free");
+    for &(first, _, order) in &blocks {
+        assert_eq!(first % (1 << order), 0, "order-{order} block at {first:#x} misaligned");
+    }
     blocks.sort_unstable();
     for pair in blocks.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "blocks {:?} and {:?} overlap", pair[0], pair[1]);
@@ -83,6 +99,48 @@ fn contiguous_blocks_are_aligned_and_disjoint() {
         }
     });
     assert_eq!(checked_free_count(), baseline);
+    log::info!("{baseline} frames in {} blocks, {largest} of order {MAX_ORDER}", blocks.len());
+}
+
+/// Allocates blocks of each order, largest first, until that order fails; the
+/// failure must be `OutOfMemory`, and is proven to be the order running out by
+/// the caller: nothing is left free at the end, and no two blocks of one order
+/// are buddies (had both halves been free, the order above would have had them
+/// whole, as frames are only taken meanwhile, never freed).
+fn exhaust(frames: &mut FrameAllocator<'_>, blocks: &mut Vec<Block>) {
+    for order in (0..=MAX_ORDER).rev() {
+        let error = loop {
+            match frames.alloc_contiguous(order) {
+                Ok(first) => blocks.push((first.0, first.0 + (1 << order), order)),
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(error, VmError::OutOfMemory, "order-{order} allocation failed");
+    }
+}
+
+/// Frees one block of the largest order, the only free memory then, and takes
+/// it back as one block of each smaller order and a last single frame: each
+/// must succeed, inside it.
+fn carve(frames: &mut FrameAllocator<'_>, blocks: &mut Vec<Block>) {
+    let index = blocks.iter().position(|block| block.2 == MAX_ORDER).expect("a largest block");
+    let (start, end, _) = blocks.swap_remove(index);
+    frames.free_contiguous(Pfn(start), MAX_ORDER).expect("free the largest block");
+    for order in (0..MAX_ORDER).rev().chain([0]) {
+        let first = frames.alloc_contiguous(order).unwrap_or_else(|error| {
+            panic!("order-{order} allocation failed with a free block to carve: {error:?}")
+        });
+        let block = (first.0, first.0 + (1 << order), order);
+        assert!(start <= block.0 && block.1 <= end, "{block:?} is not in the block carved");
+        blocks.push(block);
+    }
+}
+
+/// Whether two blocks, `low` just below `high`, are the two halves of one
+/// block of the order above.
+fn buddies(low: Block, high: Block) -> bool {
+    let (first, end, order) = low;
+    order < MAX_ORDER && high.2 == order && high.0 == end && first % (2 << order) == 0
 }
 
 fn zeroed_frames_are_zero() {

@@ -4,7 +4,8 @@
 //! flush the page-table layer forgot. Here a workload that changes retained
 //! spaces while others run passes the check, and a change made to a retained
 //! root behind the layer's back (so that no flush is owed for it) is caught when
-//! the root is loaded again. Bochs only: QEMU's TCG has no PCIDs, and without
+//! the root is loaded again: a page unmapped, write-protected, pointed at
+//! another frame, or cleaned (its dirty bit cleared). Bochs only: QEMU's TCG has no PCIDs, and without
 //! them every load flushes, so nothing stale can survive one.
 //! run: --bochs --kernel-arg pt_cache=4 --kernel-arg tlb_check
 #![no_std]
@@ -18,9 +19,10 @@ use kernel::arch::paging::tlb::Tlb;
 use kernel::arch::user_memory;
 use kernel::memory::with_vm;
 use kernel::testing;
-use kernel::vm::{PAGE_SIZE, Placement, Protection, SpaceId, VirtAddr};
+use kernel::vm::{PAGE_SIZE, Pfn, Placement, Protection, SpaceId, VirtAddr};
 use kernel_tests::{
-    READ_WRITE, activate, destroy, space_with, unmap_behind_the_layers_back, write,
+    READ_WRITE, activate, clean_behind_the_layers_back, destroy, move_behind_the_layers_back,
+    space_with, unmap_behind_the_layers_back, write, write_protect_behind_the_layers_back,
 };
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
@@ -31,6 +33,9 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         the_check_is_on_with_pcids,
         changes_to_retained_spaces_pass_the_check,
         a_lost_flush_is_caught,
+        a_lost_flush_after_write_protect_is_caught,
+        a_lost_flush_after_a_frame_change_is_caught,
+        a_lost_flush_after_cleaning_is_caught,
     ])
 }
 
@@ -87,19 +92,40 @@ fn changes_to_retained_spaces_pass_the_check() {
     destroy(&spaces);
 }
 
-/// A page of a retained space is unmapped while another runs, behind the
+/// A page of a retained space is changed while another runs, behind the
 /// page-table layer's back, so that its slot is not marked for a flush: the
-/// shadow TLB sees that the translation the PCID may still hold is gone from
-/// the tables when the space is loaded again without one.
-fn a_lost_flush_is_caught() {
+/// shadow TLB sees that the translation the PCID may still hold no longer
+/// agrees with the tables when the space is loaded again without one.
+fn caught_when_loaded_again(change: fn(Pfn, VirtAddr)) -> ! {
     let (running, retained) = (space_with(BASE, 1), space_with(BASE, 1));
     activate(retained);
     write(at(0), 1);
     let root = Tlb::current_root();
     activate(running);
     write(at(0), 2);
-    unmap_behind_the_layers_back(root, at(0));
+    change(root, at(0));
     testing::expect_panic("loaded without a flush: a stale translation");
     activate(retained);
     panic!("the lost flush went unnoticed");
+}
+
+/// The page is unmapped.
+fn a_lost_flush_is_caught() {
+    caught_when_loaded_again(unmap_behind_the_layers_back)
+}
+
+/// The page loses write, as a copy-on-write of a retained space (a fork of a
+/// space that is not running) that forgot its flush would leave it.
+fn a_lost_flush_after_write_protect_is_caught() {
+    caught_when_loaded_again(write_protect_behind_the_layers_back)
+}
+
+/// The page is pointed at another frame.
+fn a_lost_flush_after_a_frame_change_is_caught() {
+    caught_when_loaded_again(move_behind_the_layers_back)
+}
+
+/// The page's dirty bit is cleared.
+fn a_lost_flush_after_cleaning_is_caught() {
+    caught_when_loaded_again(clean_behind_the_layers_back)
 }

@@ -2,7 +2,7 @@
 //! simulated MMU) and to the reference model, with every answer compared and the
 //! invariants checked after every step.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::format;
 use std::string::String;
 use std::vec::Vec;
@@ -47,6 +47,8 @@ pub struct Driver {
     history: VecDeque<String>,
     /// Operations that failed for lack of memory.
     pub out_of_memory: u64,
+    /// Operations issued, by kind ([`Op::kind`]).
+    pub operations: BTreeMap<&'static str, u64>,
 }
 
 impl Driver {
@@ -58,6 +60,7 @@ impl Driver {
         let chaos = rng.pick(&[0, 0, 5, 30, 150]);
         let mut vm = simulated_vm(frames, rng.next_u64(), chaos);
         vm.mmu_mut().single_table = rng.chance(1, 3);
+        vm.mmu_mut().activation_refusals = rng.pick(&[0, 0, 30, 200]);
         Driver {
             seed,
             rng,
@@ -69,12 +72,18 @@ impl Driver {
             hogs: Vec::new(),
             history: VecDeque::new(),
             out_of_memory: 0,
+            operations: BTreeMap::new(),
         }
     }
 
     /// The VM's statistics so far.
     pub fn vm_statistics(&self) -> crate::vm::system::VmStatistics {
         self.vm.statistics()
+    }
+
+    /// Activations the simulated MMU refused.
+    pub fn refused_activations(&self) -> u64 {
+        self.vm.mmu().refused_activations
     }
 
     /// Translations the simulated MMU forgot on its own (chaos and pressure).
@@ -88,6 +97,7 @@ impl Driver {
         for step in 0..operations {
             let op = generate(self);
             self.record(format!("{step}: {op:?}"));
+            *self.operations.entry(op.kind()).or_default() += 1;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.apply(&op);
                 if let Err(problem) = invariants::check(&self.vm, &self.hogs) {
@@ -193,7 +203,9 @@ impl Driver {
                 self.model.destroy(space);
                 self.spaces.retain(|live| *live != space);
             }
-            Op::Switch { space } => self.vm.activate(space).expect("activate"),
+            Op::Switch { space } => {
+                self.switch(space);
+            }
             Op::Discard { space } => self.vm.discard(space).expect("discard"),
             Op::Harvest { space } => self.harvest(space),
             _ => unreachable!("apply_to_space: {op:?}"),
@@ -293,8 +305,46 @@ impl Driver {
             return space;
         }
         let space = self.rng.pick(&self.spaces);
-        self.vm.activate(space).expect("activate");
+        self.switch_until_done(space);
         space
+    }
+
+    /// Activates `space`, returning whether it worked. A refused activation
+    /// must change nothing: the space active before stays active, in the VM
+    /// and in the machine, every page keeps its frame, and a read by the space
+    /// still active still agrees with the model.
+    fn switch(&mut self, space: SpaceId) -> bool {
+        let previous = self.vm.active();
+        let before = self.snapshot();
+        match self.vm.activate(space) {
+            Ok(()) => return true,
+            Err(VmError::OutOfMemory) => {}
+            Err(error) => panic!("activate failed: {error:?}"),
+        }
+        assert_eq!(self.vm.active(), previous, "a refused activation changed the active space");
+        assert_eq!(self.vm.mmu().active(), previous, "a refused activation changed the machine's");
+        assert!(self.snapshot() == before, "a refused activation changed the VM");
+        if let Some(previous) = previous {
+            let readable = self
+                .model
+                .mapped(previous)
+                .into_iter()
+                .find(|(_, protection)| protection.allows(Access::Read));
+            if let Some((page, _)) = readable {
+                self.read(page, 8, Access::Read);
+            }
+        }
+        false
+    }
+
+    /// Activates `space`, trying again while the machine refuses.
+    fn switch_until_done(&mut self, space: SpaceId) {
+        for _ in 0..100 {
+            if self.switch(space) {
+                return;
+            }
+        }
+        panic!("activation of {space:?} refused 100 times");
     }
 
     /// An access through the simulated processor: translate, fault, retry.
@@ -391,7 +441,7 @@ impl Driver {
     /// Reads back every readable page of every space and compares it whole.
     fn sweep(&mut self) {
         for space in self.spaces.clone() {
-            self.vm.activate(space).expect("activate");
+            self.switch_until_done(space);
             for (page, protection) in self.model.mapped(space) {
                 if !protection.allows(Access::Read) {
                     continue;

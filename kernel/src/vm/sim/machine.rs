@@ -4,8 +4,10 @@
 //! misbehaves everywhere the contract allows so that the VM cannot get away with
 //! relying on more: page-table pages are real frames taken from the allocator
 //! (so `map` can run out of memory); under pressure it discards other spaces'
-//! tables and retries; a chaos knob forgets unpinned translations at random; and
-//! its TLB keeps serving stale entries until `flush`. User accesses go through the
+//! tables and retries; a chaos knob forgets unpinned translations at random;
+//! another refuses activations at random, as a machine that needs frames to
+//! switch (a root, tables for pinned translations) may; and its TLB keeps
+//! serving stale entries until `flush`. User accesses go through the
 //! TLB and the tables like a processor's do.
 
 use std::collections::{BTreeMap, HashMap};
@@ -73,6 +75,11 @@ pub struct SimMmu {
     /// Behave like a page-table cache of one slot: every switch discards the
     /// unpinned translations of every other space.
     pub single_table: bool,
+    /// Chance in a thousand, per `activate`, of refusing it with `OutOfMemory`
+    /// (having changed nothing, as the contract asks).
+    pub activation_refusals: u64,
+    /// Activations refused so far.
+    pub refused_activations: u64,
     /// `unmap` calls so far (to show an operation's cost is in regions).
     unmap_calls: u64,
 }
@@ -94,8 +101,15 @@ impl SimMmu {
             chaos,
             spontaneous_discards: 0,
             single_table: false,
+            activation_refusals: 0,
+            refused_activations: 0,
             unmap_calls: 0,
         }
+    }
+
+    /// The space user accesses are translated by, if any.
+    pub fn active(&self) -> Option<SpaceId> {
+        self.active
     }
 
     /// Every translation in the tables, as (space, page, entry).
@@ -364,6 +378,10 @@ unsafe impl Mmu for SimMmu {
     }
 
     fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError> {
+        if self.activation_refusals > 0 && self.rng.chance(self.activation_refusals, 1000) {
+            self.refused_activations += 1;
+            return Err(VmError::OutOfMemory);
+        }
         if self.single_table && self.active.is_some_and(|previous| previous != space) {
             let others: Vec<SpaceId> =
                 self.spaces.keys().copied().filter(|other| *other != space).collect();

@@ -72,6 +72,58 @@ pub enum Op {
     Harvest { space: SpaceId },
 }
 
+impl Op {
+    /// The name of every kind of operation, as [`Op::kind`] gives it.
+    pub const KINDS: [&'static str; 20] = [
+        "CreateSpace",
+        "MapAnonymous",
+        "CreateShared",
+        "CloseShared",
+        "MapShared",
+        "Unmap",
+        "Protect",
+        "Fork",
+        "Exit",
+        "Switch",
+        "Write",
+        "Read",
+        "Discard",
+        "Zap",
+        "Pin",
+        "Unpin",
+        "Hog",
+        "Unhog",
+        "ZapObject",
+        "Harvest",
+    ];
+
+    /// The name of this operation's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::CreateSpace => "CreateSpace",
+            Op::MapAnonymous { .. } => "MapAnonymous",
+            Op::CreateShared { .. } => "CreateShared",
+            Op::CloseShared { .. } => "CloseShared",
+            Op::MapShared { .. } => "MapShared",
+            Op::Unmap { .. } => "Unmap",
+            Op::Protect { .. } => "Protect",
+            Op::Fork { .. } => "Fork",
+            Op::Exit { .. } => "Exit",
+            Op::Switch { .. } => "Switch",
+            Op::Write { .. } => "Write",
+            Op::Read { .. } => "Read",
+            Op::Discard { .. } => "Discard",
+            Op::Zap { .. } => "Zap",
+            Op::Pin { .. } => "Pin",
+            Op::Unpin { .. } => "Unpin",
+            Op::Hog { .. } => "Hog",
+            Op::Unhog { .. } => "Unhog",
+            Op::ZapObject { .. } => "ZapObject",
+            Op::Harvest { .. } => "Harvest",
+        }
+    }
+}
+
 /// Picks the next operation for the driver's current state.
 pub fn generate(driver: &mut Driver) -> Op {
     if driver.spaces.is_empty() {

@@ -83,3 +83,18 @@ fn pressure_reclaims_other_spaces_tables() {
     let far = VirtAddr(PAGE.0 + TABLE_PAGES * PAGE_SIZE);
     assert_eq!(mmu.map(&mut frames, SPACE, far, pfn, READ, false), Err(VmError::OutOfMemory));
 }
+
+#[test]
+fn a_refused_activation_leaves_the_previous_space_active() {
+    let mut frames = frames(8);
+    let mut mmu = machine(&mut frames);
+    let pfn = frames.alloc().unwrap();
+    mmu.map(&mut frames, SPACE, PAGE, pfn, READ, false).unwrap();
+    mmu.activation_refusals = 1000;
+    assert_eq!(mmu.activate(&mut frames, SpaceId(2)), Err(VmError::OutOfMemory));
+    assert_eq!((mmu.active(), mmu.refused_activations), (Some(SPACE), 1));
+    assert_eq!(mmu.translate(PAGE, Access::Read), Some(pfn));
+    mmu.activation_refusals = 0;
+    mmu.activate(&mut frames, SpaceId(2)).unwrap();
+    assert_eq!(mmu.translate(PAGE, Access::Read), None);
+}

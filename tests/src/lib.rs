@@ -13,7 +13,8 @@ use x86_64::structures::paging::PageTableFlags;
 pub const READ_WRITE: Protection = Protection::READ.union(Protection::WRITE);
 
 /// Free frames after checking the allocator's books, plus what the heap and the
-/// kernel-stack pool took meanwhile (both only grow, and are not the tests').
+/// kernel-stack pool took meanwhile (both are the kernel's caches, not the
+/// tests').
 pub fn accounted_free() -> usize {
     let free = with_vm(|vm| {
         vm.frames().check().expect("frame accounting check failed");

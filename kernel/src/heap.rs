@@ -104,14 +104,16 @@ pub fn ensure_headroom(headroom: usize, mut map: impl FnMut(usize, usize) -> boo
 /// frames back. Returns the bytes given back.
 pub fn trim(keep: usize, mut unmap: impl FnMut(usize, usize)) -> usize {
     let mut arenas = HEAP.arenas.lock();
+    let mut free = arenas.free();
     let mut given = 0;
     for slot in (1..arenas.high).rev() {
         let size = arenas.heaps[slot].size();
         let empty = arenas.span[slot] > 0 && arenas.heaps[slot].used() == 0;
-        if empty && arenas.free() >= keep + size {
+        if empty && free >= keep + size {
             let start = arenas.heaps[slot].bottom() as usize;
             arenas.release(slot);
             unmap(start, size);
+            free -= size;
             given += size;
         }
     }

@@ -297,7 +297,10 @@ fn map_heap_from(start: u64, len: u64, source: &mut HeapFrames<'_, '_>) -> Optio
             let flush =
                 unsafe { mapper.map_to(page, frame_of(pfn), flags, &mut TableFrames(source)) };
             match flush {
-                Ok(flush) => Some(flush.flush()),
+                Ok(flush) => {
+                    flush.flush();
+                    Some(())
+                }
                 Err(_) => {
                     source.give_back(pfn);
                     None

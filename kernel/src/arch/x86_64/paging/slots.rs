@@ -9,6 +9,9 @@ use super::{Slot, X86Mmu};
 use crate::arch::x86_64::memory::fill_frame;
 use crate::vm::{FrameAllocator, PageFlags, Pfn, SpaceId, USER_END, VirtAddr, VmError};
 
+/// Most page-table pages one walk unlinks and frees (4 KiB of list).
+pub const EMPTIED_BATCH: usize = 512;
+
 /// Pages of the loaded root invalidated one by one in a single change; past
 /// this the whole PCID is flushed instead.
 const INVALIDATE_LIMIT: u64 = 32;
@@ -95,21 +98,25 @@ impl X86Mmu {
     }
 
     /// Forgets the leaves of slot `index` in `[start, end)` (except pinned ones
-    /// if `keep_pinned`), folding their usage bits, and frees emptied tables.
+    /// if `keep_pinned`), folding their usage bits, and frees emptied tables,
+    /// at most [`EMPTIED_BATCH`] of them (the list of tables to free is sized
+    /// before the walk, so a walk needs no more heap however many tables it
+    /// empties; the others stay linked, empty, until a later walk). Returns how
+    /// many it freed.
     pub(super) fn forget(
         &mut self,
         frames: &mut FrameAllocator<'_>,
         index: usize,
         range: (u64, u64),
         keep_pinned: bool,
-    ) {
+    ) -> usize {
         let loaded = self.loaded == Some(index);
         let mut invalidation = if range == (0, USER_END) {
             Invalidation::bulk(loaded)
         } else {
             Invalidation::new(loaded)
         };
-        let mut emptied = Vec::new();
+        let mut emptied = Vec::with_capacity(EMPTIED_BATCH);
         let (tlb, shadow) = (&self.tlb, &mut self.shadow);
         let mut visit = |address: u64, entry: u64| {
             if keep_pinned && table::is_pinned(entry) {
@@ -122,7 +129,9 @@ impl X86Mmu {
         let mut walker = Walker { visit: &mut visit, emptied: Some(&mut emptied) };
         table::walk(self.slots[index].root, range.0, range.1, &mut walker);
         self.settle(index, invalidation, !emptied.is_empty());
+        let freed = emptied.len();
         self.free_tables(frames, index, emptied);
+        freed
     }
 
     /// Returns page-table pages no TLB can reach any more to the allocator.
@@ -167,9 +176,10 @@ impl X86Mmu {
         }
     }
 
-    /// Takes slot `index` from its owner: every leaf forgotten, tables freed.
+    /// Takes slot `index` from its owner: every leaf forgotten, tables freed
+    /// (in batches of [`EMPTIED_BATCH`]: each walk frees at most that many).
     pub(super) fn release_slot(&mut self, frames: &mut FrameAllocator<'_>, index: usize) {
-        self.forget(frames, index, (0, USER_END), false);
+        while self.forget(frames, index, (0, USER_END), false) == EMPTIED_BATCH {}
         if let Some(owner) = self.slots[index].owner.take() {
             let record = self.spaces.get_mut(&owner).expect("release_slot: owner unknown");
             if record.slot == Some(index) {

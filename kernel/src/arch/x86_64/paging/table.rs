@@ -221,8 +221,10 @@ pub struct Walker<'a> {
     /// Called with (address, entry) for every used leaf in the range; returns the
     /// entry to store (0 forgets the translation).
     pub visit: &'a mut dyn FnMut(u64, u64) -> u64,
-    /// When set, lower tables left empty are unlinked and pushed here; the
-    /// caller frees them once no TLB can still reach them.
+    /// When set, lower tables left empty are unlinked and pushed here, as
+    /// many as its capacity allows (the rest stay linked, empty, for a later
+    /// walk: the caller may not be able to grow the list); the caller frees
+    /// them once no TLB can still reach them.
     pub emptied: Option<&'a mut Vec<Pfn>>,
 }
 
@@ -275,7 +277,7 @@ fn walk_table(
         let child = frame_of(entry);
         let child_empty = walk_table(child, level - 1, address, range, walker);
         match walker.emptied.as_deref_mut() {
-            Some(emptied) if child_empty => {
+            Some(emptied) if child_empty && emptied.len() < emptied.capacity() => {
                 entry_cell.store(0, Ordering::Release);
                 emptied.push(child);
             }

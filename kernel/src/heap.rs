@@ -48,6 +48,10 @@ struct Arenas {
     owner: [u16; SLOTS],
     /// One past the highest slot in use.
     high: usize,
+    /// Bytes mapped, over every arena.
+    mapped: usize,
+    /// Bytes in use, over every arena.
+    in_use: usize,
     /// How the heap maps memory.
     map: Option<MapHook>,
 }
@@ -64,6 +68,8 @@ static HEAP: KernelHeap = KernelHeap {
         span: [0; SLOTS],
         owner: [NO_ARENA; SLOTS],
         high: 0,
+        mapped: 0,
+        in_use: 0,
         map: None,
     }),
 };
@@ -84,6 +90,7 @@ pub unsafe fn init(start: *mut u8, size: usize, map: MapHook) {
     arenas.map = Some(map);
     // SAFETY: the caller hands over exclusive use of the mapped range.
     unsafe { arenas.heaps[0].init(start, size) };
+    arenas.mapped = size;
     arenas.claim(0, 1);
 }
 
@@ -106,6 +113,9 @@ pub fn trim(keep: usize, mut unmap: impl FnMut(usize, usize)) -> usize {
     let mut arenas = HEAP.arenas.lock();
     let mut free = arenas.free();
     let mut given = 0;
+    if free <= keep {
+        return 0;
+    }
     for slot in (1..arenas.high).rev() {
         let size = arenas.heaps[slot].size();
         let empty = arenas.span[slot] > 0 && arenas.heaps[slot].used() == 0;
@@ -139,12 +149,12 @@ impl Arenas {
 
     /// Bytes mapped.
     fn size(&self) -> usize {
-        self.starts().map(|slot| self.heaps[slot].size()).sum()
+        self.mapped
     }
 
     /// Bytes in use.
     fn used(&self) -> usize {
-        self.starts().map(|slot| self.heaps[slot].used()).sum()
+        self.in_use
     }
 
     /// Bytes free.
@@ -169,6 +179,7 @@ impl Arenas {
     /// Forgets the (empty) arena starting at `first`.
     fn release(&mut self, first: usize) {
         let slots = usize::from(self.span[first]);
+        self.mapped -= self.heaps[first].size();
         self.heaps[first] = Heap::empty();
         self.span[first] = 0;
         for owner in &mut self.owner[first..first + slots] {
@@ -181,10 +192,18 @@ impl Arenas {
 
     /// Allocates from the arenas there are, lowest first.
     fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        let high = self.high;
-        (0..high)
-            .filter(|&slot| self.span[slot] > 0)
-            .find_map(|slot| self.heaps[slot].allocate_first_fit(layout).ok())
+        for slot in 0..self.high {
+            if self.span[slot] == 0 {
+                continue;
+            }
+            let heap = &mut self.heaps[slot];
+            let before = heap.used();
+            if let Ok(block) = heap.allocate_first_fit(layout) {
+                self.in_use += heap.used() - before;
+                return Some(block);
+            }
+        }
+        None
     }
 
     /// Makes room for at least `bytes` more in one piece: grows an arena with
@@ -204,6 +223,7 @@ impl Arenas {
             // SAFETY: `map` just mapped `length` bytes at the arena's top, inside
             // its slots, which nothing but this arena uses.
             unsafe { self.heaps[slot].extend(length) };
+            self.mapped += length;
             return true;
         }
         self.start_arena(length, map)
@@ -226,6 +246,7 @@ impl Arenas {
         // SAFETY: `map` just mapped `length` bytes at `start`, the beginning of
         // free slots that only this new arena will use.
         unsafe { self.heaps[first].init(start as *mut u8, length) };
+        self.mapped += length;
         self.claim(first, slots);
         true
     }
@@ -237,10 +258,13 @@ impl Arenas {
     unsafe fn deallocate(&mut self, block: NonNull<u8>, layout: Layout) {
         let slot = (block.as_ptr() as usize - self.base) / ARENA_BYTES;
         let first = usize::from(self.owner[slot]);
+        let heap = &mut self.heaps[first];
+        let before = heap.used();
         // SAFETY: the block came from this arena's heap with this layout (the
         // caller's promise, and the arena owning its slot is the one that gave
         // it out).
-        unsafe { self.heaps[first].deallocate(block, layout) };
+        unsafe { heap.deallocate(block, layout) };
+        self.in_use -= before - heap.used();
     }
 }
 

@@ -76,4 +76,31 @@ pub fn run() {
         spaces.iter().for_each(|&space| vm.destroy(space).expect("destroy"));
         vm.mmu_mut().set_capacity(capacity);
     });
+    zap_sparse_user_half();
+}
+
+/// `vm_zap_sparse_user_half`: the VM's and the page-table layer's part of a
+/// `zap` of the whole user half, for a space with one resident page at each
+/// end, with the two rebuild faults of reading them again (the `bench`
+/// program's row of the same name adds the system call and its own pages).
+fn zap_sparse_user_half() {
+    use crate::vm::{USER_END, USER_START};
+    let top = USER_END - PAGE_SIZE;
+    let space = with_vm(|vm| {
+        let space = vm.create_space();
+        let protection = Protection::READ | Protection::WRITE;
+        for start in [BASE, top] {
+            let placement = Placement::Exact(VirtAddr(start));
+            vm.map_anonymous(space, placement, PAGE_SIZE, protection).expect("map");
+        }
+        vm.activate(space).expect("activate");
+        space
+    });
+    measure("vm_zap_sparse_user_half", 2_000, || {
+        for address in [BASE, top] {
+            core::hint::black_box(user_memory::read_u64(VirtAddr(address)).expect("read"));
+        }
+        with_vm(|vm| vm.zap(space, VirtAddr(USER_START), USER_END - USER_START)).expect("zap");
+    });
+    with_vm(|vm| vm.destroy(space)).expect("destroy");
 }

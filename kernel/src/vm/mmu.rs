@@ -207,6 +207,21 @@ pub unsafe trait Mmu {
         end: VirtAddr,
     );
 
+    /// Forgets the unpinned translations in `[start, end)`, a range that stays
+    /// mapped (a zap): their next accesses fault and rebuild them, so an
+    /// implementation may keep whatever held them (page-table pages) for that.
+    /// Pinned translations stay. The default is [`Mmu::unmap`] of the range,
+    /// which the VM only asks for ranges without pinned pages.
+    fn zap(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        self.unmap(frames, space, start, end);
+    }
+
     /// Restricts every translation in `[start, end)` to at most `protection`
     /// (pmap_protect): rights are only ever removed here, never added.
     fn protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr, protection: Protection);

@@ -382,22 +382,15 @@ impl<'a, M: Mmu> Vm<'a, M> {
     }
 
     /// Forgets the translations of the unpinned regions in `[start, start +
-    /// length)`; the pages stay and come back by faulting. Costs the pinned
-    /// regions met and the page tables present, never the pages of the range.
+    /// length)`; the pages stay and come back by faulting. Costs the regions
+    /// met, never the pages of the range (holes are skipped whole).
     pub fn zap(&mut self, space: SpaceId, start: VirtAddr, length: u64) -> Result<(), VmError> {
         let end = check_range(start, length)?;
         let target = self.spaces.get(&space).ok_or(VmError::InvalidArgument)?;
-        // Holes have no translations, so everything between pinned regions
-        // goes in one request to the MMU (whose walk skips absent tables).
-        let mut from = start;
-        for pinned in target.regions_overlapping(start, end).filter(|region| region.pinned()) {
-            if from < pinned.start() {
-                self.mmu.unmap(&mut self.frames, space, from, pinned.start());
-            }
-            from = pinned.end();
-        }
-        if from < end {
-            self.mmu.unmap(&mut self.frames, space, from, end);
+        // One request per unpinned region met: holes have no translations.
+        for region in target.regions_overlapping(start, end).filter(|region| !region.pinned()) {
+            let (from, to) = (region.start().max(start), region.end().min(end));
+            self.mmu.zap(&mut self.frames, space, from, to);
         }
         self.mmu.flush(space);
         Ok(())
@@ -411,7 +404,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             let mut zapped = false;
             for region in space.regions().filter(|region| !region.pinned()) {
                 if region.object_index(region.start()).is_some_and(|(mapped, _)| mapped == object) {
-                    self.mmu.unmap(&mut self.frames, *id, region.start(), region.end());
+                    self.mmu.zap(&mut self.frames, *id, region.start(), region.end());
                     zapped = true;
                 }
             }

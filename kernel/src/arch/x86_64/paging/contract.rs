@@ -126,6 +126,25 @@ unsafe impl Mmu for X86Mmu {
         self.unrecord_pins(space, start, end);
     }
 
+    fn zap(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        // The page-table pages stay: the range is still mapped, and its next
+        // faults would only make them again.
+        let mut forget = |entry| {
+            if table::is_pinned(entry) {
+                return entry;
+            }
+            fold(frames, entry);
+            0
+        };
+        self.change_leaves(space, (start.value(), end.value()), &mut forget);
+    }
+
     fn protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr, protection: Protection) {
         if let Some(record) = self.spaces.get_mut(&space) {
             for (_, (_, pinned)) in record.pinned.range_mut(start..end) {

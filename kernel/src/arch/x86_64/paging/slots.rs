@@ -98,25 +98,31 @@ impl X86Mmu {
     }
 
     /// Forgets the leaves of slot `index` in `[start, end)` (except pinned ones
-    /// if `keep_pinned`), folding their usage bits, and frees emptied tables,
-    /// at most [`EMPTIED_BATCH`] of them (the list of tables to free is sized
-    /// before the walk, so a walk needs no more heap however many tables it
-    /// empties; the others stay linked, empty, until a later walk). Returns how
-    /// many it freed.
+    /// if `keep_pinned`), folding their usage bits, and frees emptied tables.
+    /// The list of tables to free is sized before the walk, for every table of
+    /// the slot, or for [`EMPTIED_BATCH`] if the heap cannot have that: a walk
+    /// never needs more heap however many tables it empties, and the tables
+    /// the list has no room for stay linked, empty, until a later walk.
+    /// Returns whether the list was full (tables may be left).
     pub(super) fn forget(
         &mut self,
         frames: &mut FrameAllocator<'_>,
         index: usize,
         range: (u64, u64),
         keep_pinned: bool,
-    ) -> usize {
+    ) -> bool {
         let loaded = self.loaded == Some(index);
         let mut invalidation = if range == (0, USER_END) {
             Invalidation::bulk(loaded)
         } else {
             Invalidation::new(loaded)
         };
-        let mut emptied = Vec::with_capacity(EMPTIED_BATCH);
+        // Room for every table the slot holds if the heap has it (one walk
+        // then frees them all), else for a batch.
+        let mut emptied = Vec::new();
+        if emptied.try_reserve_exact(self.slots[index].tables as usize).is_err() {
+            emptied = Vec::with_capacity(EMPTIED_BATCH);
+        }
         let (tlb, shadow) = (&self.tlb, &mut self.shadow);
         let mut visit = |address: u64, entry: u64| {
             if keep_pinned && table::is_pinned(entry) {
@@ -129,9 +135,9 @@ impl X86Mmu {
         let mut walker = Walker { visit: &mut visit, emptied: Some(&mut emptied) };
         table::walk(self.slots[index].root, range.0, range.1, &mut walker);
         self.settle(index, invalidation, !emptied.is_empty());
-        let freed = emptied.len();
+        let full = !emptied.is_empty() && emptied.len() == emptied.capacity();
         self.free_tables(frames, index, emptied);
-        freed
+        full
     }
 
     /// Returns page-table pages no TLB can reach any more to the allocator.
@@ -179,7 +185,7 @@ impl X86Mmu {
     /// Takes slot `index` from its owner: every leaf forgotten, tables freed
     /// (in batches of [`EMPTIED_BATCH`]: each walk frees at most that many).
     pub(super) fn release_slot(&mut self, frames: &mut FrameAllocator<'_>, index: usize) {
-        while self.forget(frames, index, (0, USER_END), false) == EMPTIED_BATCH {}
+        while self.forget(frames, index, (0, USER_END), false) {}
         if let Some(owner) = self.slots[index].owner.take() {
             let record = self.spaces.get_mut(&owner).expect("release_slot: owner unknown");
             if record.slot == Some(index) {

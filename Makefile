@@ -4,9 +4,14 @@
 TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 KERNEL_TARGET := x86_64-unknown-none
 
-.PHONY: all toolchain run test clippy fmt check image bench usb
+.PHONY: all setup toolchain run test clippy fmt check image bench usb
 
 all: image
+
+## Install whatever is missing: the pinned toolchain, QEMU, OVMF, Bochs
+## (apt-get, with sudo when not root; otherwise it names what to install).
+setup:
+	@bash .ci/setup
 
 ## Install the pinned toolchain with everything the build needs.
 toolchain:
@@ -14,7 +19,7 @@ toolchain:
 		--component rust-src,llvm-tools-preview,rustfmt,clippy --target $(KERNEL_TARGET)
 
 ## Boot the kernel in QEMU (pass options with ARGS="--uefi --headless").
-run:
+run: setup
 	cargo run -- $(ARGS)
 
 ## Build bios.img and uefi.img (target/images/kernel/).
@@ -22,7 +27,7 @@ image:
 	cargo run -q -- image $(ARGS)
 
 ## Every test: host unit and property tests, then every test kernel in QEMU.
-test:
+test: setup
 	cargo run -q -- test $(ARGS)
 
 ## Lints, warnings denied: host crates, then the kernel and test kernels.

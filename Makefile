@@ -4,7 +4,7 @@
 TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 KERNEL_TARGET := x86_64-unknown-none
 
-.PHONY: all setup toolchain run test clippy fmt check image bench usb
+.PHONY: all setup toolchain run test gdb clippy fmt check image bench usb
 
 all: image
 
@@ -25,6 +25,11 @@ run: setup
 ## Build bios.img and uefi.img (target/images/kernel/).
 image:
 	cargo run -q -- image $(ARGS)
+
+## Debug in GDB: QEMU paused (serial in target/gdb-serial.log), GDB attached
+## with the kernel's symbols, stopped at kernel_main (ARGS="--uefi" etc.).
+gdb: setup
+	cargo run -q -- gdb $(ARGS)
 
 ## Every test: host unit and property tests, then every test kernel in QEMU.
 test: setup

@@ -58,6 +58,11 @@ pub fn cargo_build(args: &[&str], release: bool) -> Result<PathBuf, String> {
     Ok(kernel_output_dir(release))
 }
 
+/// The kernel ELF (with symbols) that the last build of `release` made.
+pub fn kernel_binary(release: bool) -> PathBuf {
+    kernel_output_dir(release).join("kernel")
+}
+
 /// Builds the kernel binary and its images for `run`.
 pub fn kernel_images(run: &Run) -> Result<Images, String> {
     kernel_images_in(run, &target_dir().join("images").join("kernel"))

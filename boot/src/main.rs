@@ -9,6 +9,7 @@ mod bench;
 mod bochs;
 mod build;
 mod checks;
+mod gdb;
 mod options;
 mod programs;
 mod qemu;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::Test(test) => test::run_all(&test),
         Command::Bench(run) => bench::run(run),
         Command::Usb(device, uefi) => usb::flash(std::path::Path::new(&device), uefi),
+        Command::Gdb(run) => gdb::debug(&run),
         Command::Image(run) => build::kernel_images(&run).map(|images| {
             println!("BIOS image: {}", images.bios.display());
             println!("UEFI image: {}", images.uefi.display());

@@ -15,6 +15,8 @@ pub enum Command {
     Bench(Run),
     /// Write an image to a USB stick (device path, UEFI image?).
     Usb(String, bool),
+    /// Boot paused under QEMU and debug the kernel in GDB.
+    Gdb(Run),
 }
 
 /// How to build and boot a kernel.
@@ -81,6 +83,7 @@ usage: cargo run -- [OPTIONS] [-- QEMU-ARGS...]      build the kernel and boot i
        cargo run -- test [--kernels-only] [WORD...]   run the tests (`test --help` for more)
        cargo run -- bench [OPTIONS]                   boot the release kernel and print benchmarks
        cargo run -- usb DEVICE [--uefi]               write the BIOS (or UEFI) image to a USB stick
+       cargo run -- gdb [OPTIONS]                     boot paused and debug the kernel in GDB
 
 options:
   --uefi             boot through UEFI (OVMF, from the `ovmf` package) instead of BIOS
@@ -88,7 +91,7 @@ options:
   --once             the kernel powers QEMU off when its start-up work is done
   --memory SIZE      guest memory, e.g. 16M, 512M, 2G (default 128M)
   --usb              attach the image as a USB stick (xHCI) instead of an IDE disk
-  --gdb              start paused, waiting for gdb on localhost:1234 (see README)
+  --gdb              start paused, waiting for GDB on localhost:1234 (says how to attach)
   --accel NAME       QEMU accelerator: tcg (default) or kvm
   --release          build the kernel with the release profile
   --kernel-arg WORD  add WORD to the kernel command line (e.g. log=debug)
@@ -124,6 +127,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         Some(&"image") => "image",
         Some(&"run") => "run",
         Some(&"bench") => "bench",
+        Some(&"gdb") => "gdb",
         _ => "",
     };
     if !mode.is_empty() {
@@ -167,13 +171,14 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         if let Some(why) = crate::bochs::unsupported(&run) {
             return Err(why.into());
         }
-        if mode == "bench" {
-            return Err("the benchmarks run under QEMU only".into());
+        if mode == "bench" || mode == "gdb" {
+            return Err(format!("`{mode}` runs under QEMU only"));
         }
     }
     Ok(match mode {
         "image" => Command::Image(run),
         "bench" => Command::Bench(run),
+        "gdb" => Command::Gdb(Run { gdb: true, headless: true, ..run }),
         _ => Command::Run(run),
     })
 }

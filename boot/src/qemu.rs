@@ -133,7 +133,10 @@ pub fn spawn_error(error: std::io::Error) -> String {
 /// Boots `image` with the terminal attached; returns how QEMU ended.
 pub fn run_interactive(image: &Path, run: &Run) -> Result<Outcome, String> {
     if run.gdb {
-        eprintln!("boot: waiting for gdb on localhost:1234 (see README: Debugging)");
+        let elf = crate::build::kernel_binary(run.release);
+        let command = crate::gdb::arguments(&elf).join("' '");
+        eprintln!("boot: QEMU is paused, waiting for GDB on localhost:1234; attach with");
+        eprintln!("  gdb '{command}'");
     }
     if !run.headless && !has_display() {
         eprintln!(

@@ -95,7 +95,10 @@ pub fn make_images(
     let stripped = out.join("kernel.stripped");
     strip(elf, &stripped)?;
     let ramdisk = out.join("ramdisk");
-    let archive = crate::programs::ramdisk(command_line, programs)?;
+    let bytes = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+    let symbols = crate::symbols::table(&bytes)?;
+    let symbols = crate::programs::File { name: crate::symbols::FILE.into(), content: symbols };
+    let archive = crate::programs::ramdisk(command_line, programs, vec![symbols])?;
     std::fs::write(&ramdisk, archive).map_err(|e| format!("cannot write ramdisk: {e}"))?;
 
     let mut config = BootConfig::default();

@@ -16,6 +16,7 @@ mod qemu;
 mod report;
 mod screenshot;
 mod session;
+mod symbols;
 mod test;
 mod tools;
 mod usb;

@@ -44,10 +44,10 @@ pub fn archive(command_line: &str, files: &[File]) -> Vec<u8> {
 }
 
 /// The ramdisk for `command_line` with the user programs named in `names`
-/// (building them only if there are any).
-pub fn ramdisk(command_line: &str, names: &[&str]) -> Result<Vec<u8>, String> {
+/// (building them only if there are any) and the `extra` files.
+pub fn ramdisk(command_line: &str, names: &[&str], extra: Vec<File>) -> Result<Vec<u8>, String> {
     if names.is_empty() {
-        return Ok(archive(command_line, &[]));
+        return Ok(archive(command_line, &extra));
     }
     let programs = user_programs()?;
     let mut chosen = Vec::new();
@@ -55,10 +55,11 @@ pub fn ramdisk(command_line: &str, names: &[&str]) -> Result<Vec<u8>, String> {
         let program = programs.iter().find(|program| program.name == *name);
         chosen.push(program.ok_or_else(|| format!("no user program called {name:?}"))?);
     }
-    let files: Vec<File> = chosen
+    let mut files: Vec<File> = chosen
         .iter()
         .map(|file| File { name: file.name.clone(), content: file.content.clone() })
         .collect();
+    files.extend(extra);
     Ok(archive(command_line, &files))
 }
 

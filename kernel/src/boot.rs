@@ -42,6 +42,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     let framebuffer = boot_info.framebuffer.take();
     let line = arch::boot_command_line(boot_info);
     crate::ramdisk::set(arch::boot_ramdisk(boot_info));
+    crate::symbols::set(crate::ramdisk::get().file("symbols"), boot_info.kernel_image_offset);
     let mut unknown_words = 0;
     let options = cmdline::parse(line, |word| {
         unknown_words += 1;

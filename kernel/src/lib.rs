@@ -17,6 +17,7 @@ pub mod monitor;
 pub mod process;
 pub mod ramdisk;
 pub mod screen;
+pub mod symbols;
 pub mod vm;
 
 #[cfg(target_os = "none")]

@@ -80,6 +80,7 @@ impl Books {
 struct Running {
     name: &'static str,
     expected_panic: Option<&'static str>,
+    expected_frames: &'static [&'static str],
     expected_leak: bool,
 }
 
@@ -122,8 +123,12 @@ pub fn run(tests: &[Test]) -> ! {
     };
     for test in to_run {
         let before = Books::now();
-        *RUNNING.lock() =
-            Some(Running { name: test.name, expected_panic: None, expected_leak: false });
+        *RUNNING.lock() = Some(Running {
+            name: test.name,
+            expected_panic: None,
+            expected_frames: &[],
+            expected_leak: false,
+        });
         (test.run)();
         let running = RUNNING.lock().take();
         if let Some(Running { expected_panic: Some(text), .. }) = running {
@@ -162,19 +167,27 @@ pub fn expect_leak() {
 
 /// Declares that the running test must panic with a message containing `text`.
 pub fn expect_panic(text: &'static str) {
+    expect_panic_through(text, &[]);
+}
+
+/// Like [`expect_panic`], and the panic's backtrace must name each of
+/// `frames` (function names, or parts of them).
+pub fn expect_panic_through(text: &'static str, frames: &'static [&'static str]) {
     if let Some(running) = RUNNING.lock().as_mut() {
         running.expected_panic = Some(text);
+        running.expected_frames = frames;
     }
 }
 
 /// Called by the panic handler: true (after printing the pass) if the running
 /// test expected this panic.
-pub(crate) fn panic_was_expected(message: &str) -> bool {
+pub(crate) fn panic_was_expected(message: &str, backtrace: &str) -> bool {
     let Some(running) = RUNNING.try_lock().and_then(|mut running| running.take()) else {
         return false;
     };
+    let frames_named = running.expected_frames.iter().all(|frame| backtrace.contains(frame));
     match running.expected_panic {
-        Some(text) if message.contains(text) => {
+        Some(text) if message.contains(text) && frames_named => {
             crate::console::write_fmt_panicking(format_args!(
                 "test {} ... ok (panicked: {message})\n",
                 running.name
@@ -194,8 +207,9 @@ pub(crate) fn report_panic() {
     if let Some(running) = RUNNING.try_lock().and_then(|mut running| running.take()) {
         match running.expected_panic {
             Some(text) => crate::console::write_fmt_panicking(format_args!(
-                "test {} ... FAILED (panic did not contain {text:?})\n",
-                running.name
+                "test {} ... FAILED (panic did not contain {text:?}, or its backtrace \
+                 did not name {:?})\n",
+                running.name, running.expected_frames
             )),
             None => crate::console::write_fmt_panicking(format_args!(
                 "test {} ... FAILED\n",

@@ -4,6 +4,7 @@
 //! page-table formats lives below this module. The rest of the kernel calls only
 //! the functions re-exported by `crate::arch`.
 
+pub mod backtrace;
 pub mod boot_info;
 pub mod context;
 pub mod cpu;

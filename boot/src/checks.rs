@@ -1,7 +1,8 @@
 //! Whole-system checks: the real kernel image, driven like a user would.
 //!
 //! The kernel binary (not a test kernel) is booted and its monitor is used over
-//! the serial line: every command is typed and its answer checked, a screenshot
+//! the serial line: every command is typed and its answer checked (programs are
+//! started, listed, killed and seen to end through it), a screenshot
 //! must show text, a command typed on the PS/2 keyboard must be answered, and
 //! `poweroff` must end QEMU with success. Then both images
 //! boot as a USB stick, through BIOS and through UEFI, to the monitor prompt.
@@ -47,7 +48,17 @@ const SCRIPT: &[(&str, &str)] = &[
     ("uptime", " ticks)"),
     ("frobnicate", "unknown command"),
     ("ptcache 0", "expected a number"),
+    ("programs", "probe"),
+    ("run nosuch", "error: run: no program"),
+    ("run probe 0xz", "error: run: the argument must be a number"),
+    ("kill 0", "error: kill: 0 is the kernel"),
+    ("kill 9999", "error: kill: no process 9999"),
 ];
+
+/// `probe`'s mode that spins until it is killed.
+const SPINNER: &str = "run probe 8";
+/// `probe`'s mode that forks, checks and exits with status 0 (a short run).
+const SHORT_PROGRAM: &str = "run probe 1";
 
 /// The boot over the serial line.
 fn monitor_run() -> Run {
@@ -156,6 +167,8 @@ fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<()
         });
         tally.record(&format!("system::monitor `{command}`"), result);
     }
+    tally.record("system::monitor_runs_and_kills_a_spinner", run_and_kill_a_spinner(&mut session));
+    tally.record("system::monitor_reports_a_program_ending", run_to_the_end(&mut session));
     let typed = session.type_on_keyboard("uptime").and_then(|()| {
         let text = session.expect(PROMPT, COMMAND_LIMIT)?;
         match answer_of(&text).contains(" ticks)") {
@@ -167,6 +180,68 @@ fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<()
     tally.record("system::screen_shows_the_console", screenshot(&mut session, out));
     session.send("poweroff")?;
     power_off_verdict(session.finish(COMMAND_LIMIT))
+}
+
+/// Types `command` and returns its answer (see [`answer_of`]), without the
+/// prompt that follows it.
+fn ask(session: &mut Session, command: &str) -> Result<String, String> {
+    session.send(command)?;
+    let text = session.expect(PROMPT, COMMAND_LIMIT)?;
+    let answer = answer_of(&text);
+    Ok(answer.strip_suffix(PROMPT).unwrap_or(answer).to_string())
+}
+
+/// Starts the spinner with `run`, sees it in `ps`, kills it, and sees it gone
+/// from `ps` (the monitor reaps what it kills) and not killable twice.
+fn run_and_kill_a_spinner(session: &mut Session) -> Result<(), String> {
+    let answer = ask(session, SPINNER)?;
+    let pid = started_pid(&answer).ok_or_else(|| format!("`{SPINNER}` gave {answer:?}"))?;
+    let listing = ask(session, "ps")?;
+    match ps_state(&listing, pid) {
+        Some(state) if state.starts_with("probe ") && !state.contains("zombie") => {}
+        _ => return Err(format!("`ps` does not show process {pid} alive: {listing:?}")),
+    }
+    let answer = ask(session, &format!("kill {pid}"))?;
+    if !answer.contains(&format!("killed process {pid} (probe)")) {
+        return Err(format!("`kill {pid}` gave {answer:?}"));
+    }
+    let listing = ask(session, "ps")?;
+    if let Some(state) = ps_state(&listing, pid) {
+        return Err(format!("process {pid} is still listed after `kill`: {state:?}"));
+    }
+    let answer = ask(session, &format!("kill {pid}"))?;
+    match answer.trim_end().lines().collect::<Vec<_>>()[..] {
+        [line] if line.starts_with("error: kill:") => Ok(()),
+        _ => Err(format!("a second `kill {pid}` gave {answer:?}")),
+    }
+}
+
+/// Starts a short program with `run` and waits for the monitor to say that it
+/// exited with status 0.
+fn run_to_the_end(session: &mut Session) -> Result<(), String> {
+    let answer = ask(session, SHORT_PROGRAM)?;
+    let pid = started_pid(&answer).ok_or_else(|| format!("`{SHORT_PROGRAM}` gave {answer:?}"))?;
+    session.expect(&format!("process {pid} (probe) "), COMMAND_LIMIT)?;
+    let report = session.expect(PROMPT, COMMAND_LIMIT)?;
+    match report.starts_with("exited with status 0") {
+        true => Ok(()),
+        false => Err(format!("process {pid} (probe) ended: {report:?}")),
+    }
+}
+
+/// The process id in `run`'s answer `started process N (NAME)...`.
+fn started_pid(answer: &str) -> Option<u64> {
+    let rest = &answer[answer.find("started process ")? + "started process ".len()..];
+    rest.split(' ').next()?.parse().ok()
+}
+
+/// The rest of `ps`'s line for process `pid` (program and state), if listed.
+fn ps_state(listing: &str, pid: u64) -> Option<&str> {
+    listing.lines().find_map(|line| {
+        let (id, rest) = line.trim_start().split_once(' ')?;
+        // The last line, `N processes`, is the count, not process N.
+        (id == pid.to_string() && rest.trim() != "processes").then(|| rest.trim())
+    })
 }
 
 /// What the monitor printed for a command: the text after the echo of the
@@ -215,6 +290,16 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn run_and_ps_answers_are_read() {
+        assert_eq!(started_pid("started process 12 (probe); `kill 12` ends it\r\n"), Some(12));
+        assert_eq!(started_pid("error: run: no program \"x\"\r\n"), None);
+        let listing = "  pid  program    state\r\n    1  init       zombie (exited with status 0)\r\n   12  probe      ready\r\n2 processes\r\n";
+        assert_eq!(ps_state(listing, 12), Some("probe      ready"));
+        assert_eq!(ps_state(listing, 2), None);
+        assert_eq!(ps_state(listing, 1).map(|state| state.contains("zombie")), Some(true));
+    }
 
     #[test]
     fn only_the_kernels_success_code_is_a_power_off() {

@@ -40,9 +40,9 @@ mod usercopy;
 #[cfg(target_os = "none")]
 pub use loader::{SpawnError, spawn};
 #[cfg(target_os = "none")]
-pub use scheduler::{idle, kill, kill_current, preempt, run_until_settled, wait_for};
+pub use scheduler::{idle, kill, kill_current, preempt, reap, run_until_settled, wait_for};
 #[cfg(target_os = "none")]
-pub use table::{MAX_PROCESSES, Pid, RESERVED_PROCESSES, State, Summary, processes};
+pub use table::{MAX_PROCESSES, Pid, RESERVED_PROCESSES, State, Summary, processes, summary};
 
 /// Turns on system calls. Runs once at start-up, after the GDT.
 #[cfg(target_os = "none")]

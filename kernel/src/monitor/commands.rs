@@ -1,18 +1,36 @@
 //! Running monitor commands, and the monitor's input loop.
+//!
+//! Programs started with `run` are the kernel's children, and nobody else waits
+//! for them: the input loop looks at them between reading characters, reaps
+//! each one that has ended and says how it ended, so that they run in the
+//! background while the monitor keeps answering.
+
+use alloc::vec::Vec;
 
 use crate::arch::{self, ExitCode};
 use crate::memory::with_vm;
 use crate::monitor::{Command, Edit, HELP, LineEditor, PROMPT, parse};
+use crate::process::{self, Pid, State};
 use crate::vm::page::{PAGE_SIZE, VM_PAGE_BYTES};
 use crate::{print, println};
+
+/// A program started with `run`, which the monitor reaps.
+struct Started {
+    /// Its process.
+    pid: Pid,
+    /// Its program.
+    name: &'static str,
+}
 
 /// Reads commands from the keyboard and the serial line forever.
 pub fn run() -> ! {
     let mut editor = LineEditor::default();
+    let mut started = Vec::new();
     print!("{PROMPT}");
     loop {
+        report_ended(&mut started, editor.line());
         let Some(character) = arch::read_input() else {
-            crate::process::idle();
+            process::idle();
             continue;
         };
         match editor.type_char(character) {
@@ -22,7 +40,7 @@ pub fn run() -> ! {
             Edit::Submit(line) => {
                 println!();
                 match parse(&line) {
-                    Ok(Some(command)) => execute(command),
+                    Ok(Some(command)) => execute(command, &mut started),
                     Ok(None) => {}
                     Err(message) => println!("error: {message}"),
                 }
@@ -32,8 +50,8 @@ pub fn run() -> ! {
     }
 }
 
-/// Runs one command, printing its answer.
-pub fn execute(command: Command) {
+/// Runs one command, printing its answer; programs it starts join `started`.
+fn execute(command: Command, started: &mut Vec<Started>) {
     match command {
         Command::Help => {
             for (usage, what) in HELP {
@@ -62,6 +80,9 @@ pub fn execute(command: Command) {
             println!("uptime {}.{:02} s ({ticks} ticks)", ticks / hz, ticks % hz * 100 / hz);
         }
         Command::Processes => processes(),
+        Command::Programs => programs(),
+        Command::Run(name, argument) => run_program(name, argument, started),
+        Command::Kill(pid) => kill(Pid(pid), started),
         Command::Reboot => arch::reboot(),
         Command::PowerOff => {
             println!("powering off");
@@ -119,10 +140,105 @@ fn vm() {
 
 /// One line per process: id, program, state.
 fn processes() {
-    let list = crate::process::processes();
+    let list = process::processes();
     println!("{:>5}  {:<10} state", "pid", "program");
     for process in &list {
-        println!("{:>5}  {:<10} {:?}", process.pid.0, process.name, process.state);
+        println!("{:>5}  {:<10} {}", process.pid.0, process.name, Described(process.state));
     }
     println!("{} processes", list.len());
+}
+
+/// A process state in words.
+struct Described(State);
+
+impl core::fmt::Display for Described {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            State::Ready => f.write_str("ready"),
+            State::Running => f.write_str("running"),
+            State::Sleeping(until) => write!(f, "sleeping until tick {until}"),
+            State::Waiting => f.write_str("waiting for a child"),
+            State::Zombie(status) => write!(f, "zombie ({})", Ending(status)),
+        }
+    }
+}
+
+/// How a process ended, from its status word.
+struct Ending(u64);
+
+impl core::fmt::Display for Ending {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match abi::ended(self.0) {
+            abi::Ended::Exited(status) => write!(f, "exited with status {status}"),
+            abi::Ended::Killed => f.write_str("killed"),
+        }
+    }
+}
+
+/// One line per file of the ramdisk: name and size.
+fn programs() {
+    let mut count = 0;
+    for file in crate::ramdisk::get().files() {
+        match file {
+            Ok(file) => {
+                println!("  {:<10} {:>8} bytes", file.name, file.content.len());
+                count += 1;
+            }
+            Err(error) => println!("  (the rest of the ramdisk is unreadable: {error:?})"),
+        }
+    }
+    println!("{count} programs");
+}
+
+/// Starts program `name` with `argument` in the background.
+fn run_program(name: &str, argument: u64, started: &mut Vec<Started>) {
+    // The process keeps its name for good: take the ramdisk's copy.
+    let files = crate::ramdisk::get().files().map_while(Result::ok);
+    let Some(name) = files.map(|file| file.name).find(|file| *file == name) else {
+        println!("error: run: no program {name:?} in the ramdisk (see `programs`)");
+        return;
+    };
+    match process::spawn(name, argument) {
+        Ok(pid) => {
+            started.push(Started { pid, name });
+            println!("started process {pid} ({name}); `kill {pid}` ends it");
+        }
+        Err(error) => println!("error: run: {name}: {error}"),
+    }
+}
+
+/// Ends process `pid`; one that `run` started is reaped at once.
+fn kill(pid: Pid, started: &mut Vec<Started>) {
+    let Some(summary) = process::summary(pid) else {
+        println!("error: kill: no process {pid} (see `ps`)");
+        return;
+    };
+    if matches!(summary.state, State::Zombie(_)) || !process::kill(pid) {
+        println!("error: kill: process {pid} ({}) has already ended", summary.name);
+        return;
+    }
+    if let Some(index) = started.iter().position(|process| process.pid == pid) {
+        started.remove(index);
+        process::reap(pid);
+    }
+    println!("killed process {pid} ({})", summary.name);
+}
+
+/// Reaps the programs of `started` that have ended and says how each ended,
+/// then shows the prompt and the line being typed again.
+fn report_ended(started: &mut Vec<Started>, line: &str) {
+    let mut reported = false;
+    started.retain(|process| match process::reap(process.pid) {
+        Some(status) => {
+            println!();
+            print!("process {} ({}) {}", process.pid, process.name, Ending(status));
+            reported = true;
+            false
+        }
+        // Not a zombie yet, or (never, as nobody else reaps it) gone.
+        None => process::summary(process.pid).is_some(),
+    });
+    if reported {
+        print!("\n{PROMPT}{line}");
+    }
 }

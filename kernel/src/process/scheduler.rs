@@ -134,14 +134,15 @@ pub fn kill_current(why: fmt::Arguments) -> ! {
 }
 
 /// Kills process `pid`, which must not be the running one; false if no such
-/// process is alive.
+/// process is alive. Logged at debug level only: the caller (the monitor, a
+/// test) says what it killed.
 pub fn kill(pid: Pid) -> bool {
     let alive = with_table(|table| {
         table.current != Some(pid)
             && table.processes.get(&pid).is_some_and(|p| !matches!(p.state, State::Zombie(_)))
     });
     if alive {
-        log::info!("process {pid} killed by the kernel");
+        log::debug!("process {pid} killed by the kernel");
         arch::without_interrupts(|| terminate(pid, abi::KILLED));
     }
     alive

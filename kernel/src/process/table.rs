@@ -144,3 +144,11 @@ pub fn processes() -> Vec<Summary> {
             .collect()
     })
 }
+
+/// Process `pid` now, if it is in the table (zombies included).
+pub fn summary(pid: Pid) -> Option<Summary> {
+    with_table(|table| {
+        let process = table.processes.get(&pid)?;
+        Some(Summary { pid, name: process.name, state: process.state })
+    })
+}

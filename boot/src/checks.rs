@@ -78,7 +78,12 @@ fn bochs_run() -> Run {
 
 /// Every boot the checks make, for the tools they need.
 pub fn runs() -> Vec<Run> {
-    vec![monitor_run(), usb_run(false), usb_run(true), bochs_run()]
+    vec![monitor_run(), usb_run(false), usb_run(true), bochs_run(), gdb_run()]
+}
+
+/// The boot `make gdb` makes: paused, with the GDB stub.
+fn gdb_run() -> Run {
+    Run { headless: true, gdb: true, ..Run::default() }
 }
 
 /// Runs every system check, adding results to `tally`; a check that needs a
@@ -92,6 +97,52 @@ pub fn run(missing: &Missing, tally: &mut Tally) {
     match missing.blocking(&bochs_run()) {
         Some(tool) => tally.skip(name, tool),
         None => tally.record(name, boots_in_bochs()),
+    }
+    let name = "system::gdb_stops_at_kernel_main_with_symbols";
+    match missing.blocking(&gdb_run()) {
+        Some(tool) => tally.skip(name, tool),
+        None => tally.record(name, gdb_stops_at_kernel_main()),
+    }
+}
+
+/// What `make gdb` does, with GDB in batch mode: QEMU paused, GDB attached with
+/// the kernel's symbols at its load address, the breakpoint on `kernel_main`
+/// hit with its source line, a backtrace, and QEMU ended from GDB.
+fn gdb_stops_at_kernel_main() -> Result<(), String> {
+    let run = gdb_run();
+    let images = build::kernel_images(&run)?;
+    let mut qemu = crate::qemu::command(&images.bios, &run)?
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(crate::qemu::spawn_error)?;
+    let mut arguments = vec!["-batch".to_string()];
+    arguments.extend(crate::gdb::arguments(&build::kernel_binary(false)));
+    arguments.extend(["-ex".into(), "bt 1".into(), "-ex".into(), "kill".into()]);
+    let gdb = std::process::Command::new("gdb")
+        .args(&arguments)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut text = String::new();
+    let ended = gdb.map_err(|e| format!("cannot start gdb: {e}")).and_then(|mut gdb| {
+        crate::watch::watch(&mut gdb, Duration::from_secs(60), |line| {
+            text.push_str(line);
+            text.push('\n');
+        })
+    });
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    if ended? == crate::watch::Ended::TimedOut {
+        return Err(format!("GDB did not finish within 60 s:\n{text}"));
+    }
+    let stopped = text.contains("Breakpoint 1, kernel::kernel_main")
+        && text.contains("kernel/src/main.rs")
+        && text.contains("#0  kernel::kernel_main");
+    match stopped {
+        true => Ok(()),
+        false => Err(format!("GDB did not stop at kernel_main with symbols:\n{text}")),
     }
 }
 
@@ -319,6 +370,8 @@ mod tests {
         let names: Vec<String> = missing.failures().map(|(name, _)| name).collect();
         assert!(names.contains(&format!("tool::{}", Tool::Ovmf.name())));
         assert!(names.contains(&format!("tool::{}", Tool::Bochs.name())));
+        assert!(names.contains(&format!("tool::{}", Tool::Gdb.name())));
         assert_eq!(missing.blocking(&usb_run(true)), Some(Tool::Qemu));
+        assert_eq!(missing.blocking(&gdb_run()), Some(Tool::Qemu));
     }
 }

@@ -28,6 +28,8 @@ pub enum Tool {
     VgaBios,
     /// Bochs's text-terminal display plugin.
     BochsDisplay,
+    /// GDB, for the check that `make gdb` stops at the kernel's entry.
+    Gdb,
 }
 
 /// Bochs's text-terminal display plugin, from Debian's `bochs-term`.
@@ -49,6 +51,7 @@ impl Tool {
             Tool::BochsBios => "bochs_bios",
             Tool::VgaBios => "vga_bios",
             Tool::BochsDisplay => "bochs_term_display",
+            Tool::Gdb => "gdb",
         }
     }
 
@@ -61,18 +64,23 @@ impl Tool {
             Tool::BochsBios => "apt-get install bochsbios",
             Tool::VgaBios => "apt-get install vgabios",
             Tool::BochsDisplay => "apt-get install bochs-term",
+            Tool::Gdb => "apt-get install gdb",
         }
     }
 
     /// The tools a boot with `run` needs.
     pub fn needed_by(run: &Run) -> Vec<Tool> {
-        if run.bochs {
+        let mut tools = if run.bochs {
             vec![Tool::Bochs, Tool::BochsBios, Tool::VgaBios, Tool::BochsDisplay]
         } else if run.uefi {
             vec![Tool::Qemu, Tool::Ovmf]
         } else {
             vec![Tool::Qemu]
+        };
+        if run.gdb {
+            tools.push(Tool::Gdb);
         }
+        tools
     }
 }
 
@@ -112,6 +120,7 @@ impl Host {
             Tool::Bochs => self.has_program("bochs"),
             Tool::BochsBios => self.has_any([PathBuf::from(crate::bochs::BIOS)]),
             Tool::VgaBios => self.has_any([PathBuf::from(crate::bochs::VGA_BIOS)]),
+            Tool::Gdb => self.has_program("gdb"),
             Tool::BochsDisplay => {
                 let listed = self.plugin_path.iter().flat_map(std::env::split_paths);
                 let dirs = listed.chain(BOCHS_PLUGIN_DIRS.iter().map(PathBuf::from));

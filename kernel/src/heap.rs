@@ -96,14 +96,16 @@ pub unsafe fn init(start: *mut u8, size: usize, map: MapHook) {
 
 /// Grows the heap, if less than `headroom` bytes of it are free, through
 /// `map(start, length)`, which maps exactly that range and says whether it did.
-pub fn ensure_headroom(headroom: usize, mut map: impl FnMut(usize, usize) -> bool) {
+/// Returns whether `headroom` bytes are free.
+pub fn ensure_headroom(headroom: usize, mut map: impl FnMut(usize, usize) -> bool) -> bool {
     let mut arenas = HEAP.arenas.lock();
     while arenas.free() < headroom {
         let wanted = headroom - arenas.free();
         if !arenas.grow(wanted.min(ARENA_BYTES / 2), &mut map) {
-            return;
+            return false;
         }
     }
+    true
 }
 
 /// Unmaps empty arenas, highest first, while more than `keep` bytes would stay
@@ -128,11 +130,6 @@ pub fn trim(keep: usize, mut unmap: impl FnMut(usize, usize)) -> usize {
         }
     }
     given
-}
-
-/// Bytes of the heap free now (without growing it).
-pub fn free_bytes() -> usize {
-    HEAP.arenas.lock().free()
 }
 
 /// Bytes the heap has mapped, and bytes in use.

@@ -66,10 +66,8 @@ pub fn with_vm_room<R>(
     let mut vm = VM.lock();
     let vm = vm.as_mut().expect("with_vm_room: memory not initialised");
     arch::refill_heap_reserve(vm.frames_mut());
-    arch::ensure_heap_free(vm.frames_mut(), heap);
-    let free = crate::heap::free_bytes();
-    if free < heap {
-        log::warn!("kernel heap: {free} bytes free, {heap} needed: refused");
+    if !arch::ensure_heap_free(vm.frames_mut(), heap) {
+        log::warn!("kernel heap: {heap} bytes needed, not to be had: refused");
         return Err(VmError::OutOfMemory);
     }
     let result = f(vm);

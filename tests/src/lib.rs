@@ -186,30 +186,29 @@ pub fn warm_up_with(program: &'static str, argument: u64) {
 /// Runs `probe` once, so that page-table roots, the heap and a kernel stack
 /// exist before any baseline is taken.
 pub fn warm_up_with_probe() {
-    let pid = process::spawn("probe", probe::SHARED).expect("spawn");
-    assert_eq!(process::wait_for(pid), Some(0), "warm-up run failed");
+    warm_up_with("probe", probe::SHARED);
 }
 
 /// Runs `probe` in `mode` to its end and checks it exited with 0, that nothing
 /// is left of it, and that every frame came back.
 pub fn run_probe(mode: u64) {
-    let baseline = accounted_free();
-    let pid = process::spawn("probe", mode).expect("spawn probe");
-    let status = process::wait_for(pid).expect("probe vanished");
-    assert_eq!(status, 0, "probe mode {mode} failed (status word {status:#x})");
-    assert_all_reaped();
-    assert_eq!(accounted_free(), baseline, "frames leaked by probe mode {mode}");
+    run_program("probe", mode);
 }
 
 /// Runs user program `name` in `mode` to its end and checks it exited with 0,
 /// that nothing is left of it, and that every frame came back.
 pub fn run_program(name: &'static str, mode: u64) {
-    let baseline = accounted_free();
-    let pid = process::spawn(name, mode).expect("spawn");
-    let status = process::wait_for(pid).expect("program vanished");
+    let status = run_to_end(name, mode);
     assert_eq!(status, 0, "{name} mode {mode} failed (status word {status:#x})");
-    assert_all_reaped();
-    assert_eq!(accounted_free(), baseline, "frames leaked by {name} mode {mode}");
+}
+
+/// Runs processes until `done`, failing with `what` after `seconds`.
+pub fn run_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = arch::ticks() + seconds * arch::interrupts::TICK_HZ;
+    while !done() {
+        assert!(arch::ticks() < deadline, "{what} within {seconds} s");
+        process::idle();
+    }
 }
 
 /// Kernel heap bytes in use now.

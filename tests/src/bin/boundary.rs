@@ -19,7 +19,9 @@ use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::{self, cpu, fpu, gdt, stack};
 use kernel::process;
 use kernel::testing;
-use kernel_tests::{accounted_free, assert_all_reaped, heap_in_use, run_program};
+use kernel_tests::{
+    accounted_free, assert_all_reaped, heap_in_use, run_program, run_until, warm_up_with,
+};
 use x86_64::registers::control::{Cr0, Cr0Flags};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
@@ -43,8 +45,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     testing::start();
     // A first run, so that roots, heap and kernel stacks exist before any
     // baseline is taken.
-    let pid = process::spawn("hostile", hostile::NOTHING).expect("spawn");
-    assert_eq!(process::wait_for(pid), Some(0), "warm-up run failed");
+    warm_up_with("hostile", hostile::NOTHING);
     testing::run(&kernel::tests![
         protections_are_on_where_the_processor_has_them,
         nmi_machine_check_debug_and_double_fault_have_guarded_stacks,
@@ -127,11 +128,7 @@ fn fork_bomb(mode: u64) {
     let baseline = accounted_free();
     let bomb = process::spawn("hostile", mode).expect("spawn the bomb");
     let full = process::MAX_PROCESSES - process::RESERVED_PROCESSES;
-    let deadline = arch::ticks() + 30 * arch::interrupts::TICK_HZ;
-    while process::processes().len() < full {
-        assert!(arch::ticks() < deadline, "the bomb never filled the table");
-        process::idle();
-    }
+    run_until("the bomb did not fill the table", 30, || process::processes().len() >= full);
     let other = process::spawn("hostile", hostile::NOTHING).expect("the kernel's reserve");
     assert_eq!(process::wait_for(other), Some(0), "a program started during the bomb failed");
     assert_eq!(process::wait_for(bomb), Some(0), "the bomb's own checks failed");

@@ -26,7 +26,7 @@ use kernel::memory::with_vm;
 use kernel::process;
 use kernel::testing;
 use kernel_tests::probe::{BAD_ARGUMENTS, CRASHES, FORK, HOG, MANY, SHARED, SPIN, WAIT_ON_SPINNER};
-use kernel_tests::{accounted_free, assert_all_reaped, run_probe, warm_up_with_probe};
+use kernel_tests::{accounted_free, assert_all_reaped, run_probe, run_until, warm_up_with_probe};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -93,12 +93,8 @@ fn a_spinning_process_is_preempted() {
 fn a_waiting_parent_and_its_orphan_can_be_killed() {
     let baseline = accounted_free();
     let parent = process::spawn("probe", WAIT_ON_SPINNER).expect("spawn probe");
-    let deadline = kernel::arch::ticks() + 10 * kernel::arch::interrupts::TICK_HZ;
     let state = |pid| process::processes().into_iter().find(|p| p.pid == pid).map(|p| p.state);
-    while state(parent) != Some(process::State::Waiting) {
-        assert!(kernel::arch::ticks() < deadline, "the parent never waited");
-        process::idle();
-    }
+    run_until("the parent did not wait", 10, || state(parent) == Some(process::State::Waiting));
     let child = process::processes().into_iter().find(|p| p.pid != parent).expect("the child").pid;
     assert!(process::kill(parent), "the waiting parent could not be killed");
     assert_eq!(process::wait_for(parent), Some(abi_killed()));

@@ -208,22 +208,30 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
 
 extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
     let address = Cr2::read_raw();
-    let mut report = ExceptionReport::new(14, "PAGE FAULT", &frame, Some(code.bits()));
-    report.cr2 = Some(address);
-    if report.from_user() && !code.contains(PageFaultErrorCode::USER_MODE) {
+    // The report is made only for a fault that is not resolved: most are.
+    let report = |frame: &InterruptStackFrame| {
+        let mut report = ExceptionReport::new(14, "PAGE FAULT", frame, Some(code.bits()));
+        report.cr2 = Some(address);
+        report
+    };
+    let from_user = frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3;
+    if from_user && !code.contains(PageFaultErrorCode::USER_MODE) {
         // A supervisor-mode access made on the program's behalf (QEMU's TCG,
         // for one, pops an `iretq` frame that way, which SMAP then refuses on
         // a user stack): mapping the page again cannot help, and returning
         // would fault forever.
+        let report = report(&frame);
         crate::process::kill_current(format_args!("{report}: supervisor access from user mode"));
     }
-    if !report.from_user() && address < USER_END && !super::user_memory::accessor_running() {
+    if !from_user && address < USER_END && !super::user_memory::accessor_running() {
         // The kernel itself touched (or, under SMEP, ran) a user page: never
         // resolve it, or a user pointer followed by mistake would just work.
+        let report = report(&frame);
         panic!("EXCEPTION: {report}: kernel access to user memory outside an accessor");
     }
     let Err(unresolved) = super::page_fault::resolve(address, code) else { return };
-    if report.from_user() {
+    let report = report(&frame);
+    if from_user {
         crate::process::kill_current(format_args!("{report}: {unresolved}"));
     }
     if let Some(resume) = super::page_fault::recovery_point(unresolved) {

@@ -118,7 +118,9 @@ const HEAP_HEADROOM: usize = 256 * 1024;
 /// VM lock.
 pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) {
     let headroom = HEAP_HEADROOM;
-    ensure_heap_free(frames, headroom);
+    // Short of frames, the heap just keeps what it has; calls that need room
+    // ask for it themselves (`memory::with_vm_room`).
+    let _ = ensure_heap_free(frames, headroom);
     let mut unmapped = false;
     crate::heap::trim(headroom, |start, length| {
         unmap_heap(start as u64, length as u64, frames);
@@ -130,11 +132,12 @@ pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) {
     fill_reserve(frames);
 }
 
-/// Grows the heap from `frames` until `bytes` of it are free, if frames allow.
-pub fn ensure_heap_free(frames: &mut FrameAllocator<'_>, bytes: usize) {
+/// Grows the heap from `frames` until `bytes` of it are free, if frames allow;
+/// whether they are.
+pub fn ensure_heap_free(frames: &mut FrameAllocator<'_>, bytes: usize) -> bool {
     crate::heap::ensure_headroom(bytes, |start, length| {
         map_heap_from(start as u64, length as u64, &mut HeapFrames::Allocator(frames)).is_some()
-    });
+    })
 }
 
 /// Unmaps `start..start + len` of the heap region and frees its frames. The

@@ -7,6 +7,7 @@
 //! only for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(target_os = "none", feature(abi_x86_interrupt))]
+#![feature(allocator_ext)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;

@@ -3,9 +3,12 @@
 //! A fault names an address space, an address and an access. The VM finds the
 //! region (none: `BadAddress`), checks the access against its protection (not
 //! allowed: `Protection`; the caller kills the process), finds or makes the page —
-//! zero-filling it on first touch, copying it on a write when other sharers hold it,
-//! or taking it over when this space is its last holder — and asks the MMU for the
-//! translation. A fault that fails leaves everything as it was.
+//! mapping the shared zero page for a read of a page never touched, zero-filling
+//! it on the first write, copying it on a write when other sharers hold it (its
+//! chunk first, if the chunk is shared), or taking it over when this space is its
+//! last holder — and asks the MMU for the translation. A fault that fails leaves
+//! nothing observable changed (a chunk may have been copied, which no process
+//! can tell).
 #![forbid(unsafe_code)]
 
 use super::error::VmError;
@@ -23,6 +26,7 @@ struct Resolver<'v, 'a, M: Mmu> {
     statistics: &'v mut VmStatistics,
     space: SpaceId,
     page: VirtAddr,
+    zero: Option<Pfn>,
 }
 
 impl<'a, M: Mmu> Vm<'a, M> {
@@ -71,7 +75,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
 
     /// Finds the region and dispatches on its backing.
     fn resolve(&mut self, space: SpaceId, page: VirtAddr, access: Access) -> Result<(), VmError> {
-        let Vm { spaces, frames, mmu, objects, statistics, .. } = self;
+        let Vm { spaces, frames, mmu, objects, statistics, zero_page, .. } = self;
         let target = spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
         let region = target.region_mut(page).ok_or(VmError::BadAddress)?;
         if !region.protection().allows(access) {
@@ -79,7 +83,8 @@ impl<'a, M: Mmu> Vm<'a, M> {
         }
         let protection = region.protection() | Protection::USER;
         let pinned = region.pinned();
-        let mut resolver = Resolver { frames, mmu, statistics, space, page };
+        let zero = *zero_page;
+        let mut resolver = Resolver { frames, mmu, statistics, space, page, zero };
         match region.object_index(page) {
             Some((id, index)) => resolver.shared(objects, id, index, protection, pinned),
             None => match region.backing_mut() {
@@ -92,8 +97,9 @@ impl<'a, M: Mmu> Vm<'a, M> {
     }
 
     /// The translation the VM state allows for `address` in `space` right now:
-    /// the resident frame and the most rights a translation of it may have.
-    /// `None` if no frame is resident there.
+    /// the resident frame (or the shared zero page, for a private page never
+    /// touched) and the most rights a translation of it may have. `None` if no
+    /// frame may be mapped there.
     pub fn permitted_translation(
         &self,
         space: SpaceId,
@@ -101,9 +107,17 @@ impl<'a, M: Mmu> Vm<'a, M> {
     ) -> Option<(Pfn, Protection)> {
         let region = self.spaces.get(&space)?.region(address)?;
         let page = address.page_down();
-        let pfn = resident_page(&self.objects, region, page)?;
         let mut protection = region.protection() | Protection::USER;
-        if matches!(region.backing(), Backing::Anonymous(_)) && self.frames.ref_count(pfn) > 1 {
+        let Some(pfn) = resident_page(&self.objects, region, page) else {
+            let private = matches!(region.backing(), Backing::Anonymous(_));
+            return self
+                .zero_page
+                .filter(|_| private)
+                .map(|zero| (zero, protection - Protection::WRITE));
+        };
+        if let Backing::Anonymous(object) = region.backing()
+            && (object.chunk_shared(page) || self.frames.ref_count(pfn) > 1)
+        {
             protection.remove(Protection::WRITE);
         }
         Some((pfn, protection))
@@ -116,10 +130,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
         space: SpaceId,
         page: VirtAddr,
     ) -> Result<Pfn, VmError> {
-        let Vm { spaces, frames, mmu, objects, statistics, .. } = self;
+        let Vm { spaces, frames, mmu, objects, statistics, zero_page, .. } = self;
         let target = spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
         let region = target.region_mut(page).ok_or(VmError::BadAddress)?;
-        let mut resolver = Resolver { frames, mmu, statistics, space, page };
+        let zero = *zero_page;
+        let mut resolver = Resolver { frames, mmu, statistics, space, page, zero };
         if let Some((id, index)) = region.object_index(page) {
             let object = objects.get_mut(id).expect("make_exclusive: no such object");
             if let Some(pfn) = object.page(index) {
@@ -157,12 +172,18 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         pinned: bool,
     ) -> Result<(), VmError> {
         let Some(pfn) = object.page(self.page) else {
+            if let Some(zero) = self.zero
+                && access != Access::Write
+                && !pinned
+            {
+                self.statistics.zero_page_maps += 1;
+                return self.map(zero, protection - Protection::WRITE, false);
+            }
             let pfn = self.zero_filled()?;
             self.map_or_free(pfn, protection, pinned)?;
-            object.insert(self.page, pfn);
-            return Ok(());
+            return self.install(object, pfn).map(drop);
         };
-        let shared = self.frames.ref_count(pfn) > 1;
+        let shared = object.chunk_shared(self.page) || self.frames.ref_count(pfn) > 1;
         if shared && access == Access::Write {
             return self.copy_on_write(object, pfn, protection, pinned);
         }
@@ -181,8 +202,9 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         self.map(pfn, protection, pinned)
     }
 
-    /// A write to a private page other sharers still hold: copy it, map the copy,
-    /// then drop this space's reference on the original.
+    /// A write to a private page other sharers still hold: copy it, map the
+    /// copy, install it (copying the chunk first if it is shared), then drop
+    /// this chunk's reference on the original.
     fn copy_on_write(
         &mut self,
         object: &mut AnonymousObject,
@@ -193,31 +215,58 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         let copy = self.frames.alloc()?;
         self.mmu.copy_page(original, copy);
         self.map_or_free(copy, protection, pinned)?;
-        object.insert(self.page, copy);
+        self.install(object, copy)?;
         self.frames.release(original).expect("copy_on_write: original not referenced");
         self.statistics.cow_copies += 1;
         Ok(())
     }
 
     /// Makes a private page resident and held by this object alone; any old
-    /// translation of a replaced frame is removed.
+    /// translation of a replaced frame (or of the zero page) is removed.
     fn exclusive_private(&mut self, object: &mut AnonymousObject) -> Result<Pfn, VmError> {
         let Some(original) = object.page(self.page) else {
             let pfn = self.zero_filled()?;
-            object.insert(self.page, pfn);
+            self.install(object, pfn)?;
             return Ok(pfn);
         };
-        if self.frames.ref_count(original) == 1 {
+        if !object.chunk_shared(self.page) && self.frames.ref_count(original) == 1 {
             return Ok(original);
         }
         let copy = self.frames.alloc()?;
         self.mmu.copy_page(original, copy);
-        object.insert(self.page, copy);
-        self.mmu.unmap(self.frames, self.space, self.page, self.page.add(PAGE_SIZE));
-        self.mmu.flush(self.space);
+        self.install(object, copy)?;
         self.frames.release(original).expect("exclusive_private: original not referenced");
         self.statistics.cow_copies += 1;
         Ok(copy)
+    }
+
+    /// Puts a frame this fault allocated at the faulting page, making its chunk
+    /// this object's own first; returns the frame it replaced. If there is no
+    /// memory for the chunk, removes whatever translation the page has (the
+    /// new frame's, or an old one's) and frees the frame, so nothing changed.
+    fn install(&mut self, object: &mut AnonymousObject, pfn: Pfn) -> Result<Option<Pfn>, VmError> {
+        if let Err(error) = object.prepare(self.page, self.frames) {
+            self.unmap_page();
+            self.frames.free(pfn).expect("install: fresh frame not freeable");
+            return Err(error);
+        }
+        let old = object.set(self.page, pfn);
+        // A translation to the frame replaced (or to the zero page) must go.
+        self.unmap_page_if_not(pfn);
+        Ok(old)
+    }
+
+    /// Removes the faulting page's translation and makes that visible.
+    fn unmap_page(&mut self) {
+        self.mmu.unmap(self.frames, self.space, self.page, self.page.add(PAGE_SIZE));
+        self.mmu.flush(self.space);
+    }
+
+    /// Removes the faulting page's translation unless it is to `pfn`.
+    fn unmap_page_if_not(&mut self, pfn: Pfn) {
+        if self.mmu.query(self.space, self.page).is_some_and(|(mapped, _)| mapped != pfn) {
+            self.unmap_page();
+        }
     }
 
     /// A fault on a page of a shared object: every mapper sees the same frame.

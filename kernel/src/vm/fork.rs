@@ -1,9 +1,10 @@
 //! Fork: a new address space that shares the parent's memory copy-on-write.
 //!
-//! Private pages are shared, not copied: the child's anonymous objects hold the
-//! same frames, each frame's reference count rises by one, and the parent's
-//! writable translations of them are write-protected through the MMU (the child
-//! starts with no translations at all). Whichever side writes first copies the
+//! Private pages are shared, not copied: the child's anonymous objects name the
+//! same chunks of the page store (see [`super::object::anonymous`]), so fork
+//! costs O(regions + chunks) and touches no frame, and the parent's writable
+//! translations are write-protected through the MMU (the child starts with no
+//! translations at all). Whichever side writes first copies the chunk, then the
 //! page; the last holder takes it over without copying. Shared regions stay
 //! shared: the child maps the same objects. Pinned private pages are copied at once,
 //! so that the parent's pinned translations never need write-protecting.
@@ -44,7 +45,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
                     }
                     copy.map(Backing::Anonymous)
                 }
-                Backing::Anonymous(object) => object.share(frames).map(Backing::Anonymous),
+                Backing::Anonymous(object) => object.share().map(Backing::Anonymous),
                 Backing::Shared { object, offset } => {
                     objects.add_mapping(*object);
                     Ok(Backing::Shared { object: *object, offset: *offset })
@@ -72,7 +73,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         for region in source.regions() {
             let Backing::Anonymous(object) = region.backing() else { continue };
             let writable = region.protection().contains(Protection::WRITE);
-            if writable && !region.pinned() && object.pages().next().is_some() {
+            if writable && !region.pinned() && !object.is_empty() {
                 let protection = (region.protection() - Protection::WRITE) | Protection::USER;
                 self.mmu.protect(parent, region.start(), region.end(), protection);
             }
@@ -89,10 +90,10 @@ fn copy_pages<M: Mmu>(
 ) -> Result<AnonymousObject, VmError> {
     let mut copy = AnonymousObject::new();
     for (address, pfn) in object.pages() {
-        match frames.alloc() {
+        match copy.prepare(address, frames).and_then(|()| frames.alloc()) {
             Ok(fresh) => {
                 mmu.copy_page(pfn, fresh);
-                copy.insert(address, fresh);
+                copy.set(address, fresh);
             }
             Err(error) => {
                 copy.release(frames);

@@ -5,106 +5,21 @@
 //! regions of forked spaces. A [`SharedObject`] backs shared regions: every mapper
 //! sees the same pages, and the object lives while any mapping or handle names it.
 //!
-//! Copy-on-write sharing is counted on the frames themselves: a frame's reference
-//! count (see [`FrameAllocator::add_ref`]) is the number of anonymous objects that
-//! hold it. A shared object holds each of its frames exactly once.
+//! Copy-on-write sharing is counted at two levels: an anonymous object's chunks
+//! (see [`anonymous`]) are shared between the objects of forked regions, and a
+//! frame's reference count (see [`FrameAllocator::add_ref`]) is the number of
+//! chunks that name it. A shared object holds each of its frames exactly once.
 #![forbid(unsafe_code)]
+
+pub mod anonymous;
 
 use alloc::collections::BTreeMap;
 
 use super::error::VmError;
 use super::frame::FrameAllocator;
-use super::mmu::VirtAddr;
 use super::page::Pfn;
 
-/// The pages of one private region, keyed by virtual address.
-///
-/// The object's offset is the virtual address itself, so splitting a region splits
-/// its object with [`AnonymousObject::split_off`] and nothing needs renumbering.
-/// Every frame held here carries one reference for this object.
-#[derive(Debug, Default)]
-pub struct AnonymousObject {
-    pages: BTreeMap<VirtAddr, Pfn>,
-}
-
-impl AnonymousObject {
-    /// An object with no page yet (everything reads as zero).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The frame behind the page at `address`, if it has been touched.
-    pub fn page(&self, address: VirtAddr) -> Option<Pfn> {
-        self.pages.get(&address).copied()
-    }
-
-    /// Installs `pfn` at `address`, returning the frame it replaces.
-    pub fn insert(&mut self, address: VirtAddr, pfn: Pfn) -> Option<Pfn> {
-        self.pages.insert(address, pfn)
-    }
-
-    /// Every resident page, in address order.
-    pub fn pages(&self) -> impl Iterator<Item = (VirtAddr, Pfn)> + '_ {
-        self.pages.iter().map(|(address, pfn)| (*address, *pfn))
-    }
-
-    /// The resident pages in `[start, end)`.
-    pub fn pages_in(
-        &self,
-        start: VirtAddr,
-        end: VirtAddr,
-    ) -> impl Iterator<Item = (VirtAddr, Pfn)> + '_ {
-        self.pages.range(start..end).map(|(address, pfn)| (*address, *pfn))
-    }
-
-    /// How many pages are resident.
-    pub fn len(&self) -> usize {
-        self.pages.len()
-    }
-
-    /// Whether no page is resident.
-    pub fn is_empty(&self) -> bool {
-        self.pages.is_empty()
-    }
-
-    /// Takes every page of `upper`, whose pages all lie above this object's:
-    /// the smaller tree's pages go into the larger, so the cost is the smaller.
-    pub fn append(&mut self, mut upper: AnonymousObject) {
-        if upper.pages.len() > self.pages.len() {
-            core::mem::swap(&mut self.pages, &mut upper.pages);
-        }
-        for (address, pfn) in upper.pages {
-            self.pages.insert(address, pfn);
-        }
-    }
-
-    /// Moves the pages at and above `address` into a new object.
-    pub fn split_off(&mut self, address: VirtAddr) -> AnonymousObject {
-        AnonymousObject { pages: self.pages.split_off(&address) }
-    }
-
-    /// A second object holding the same frames, each with one more reference (the
-    /// copy-on-write half of fork). On failure the references taken are returned
-    /// and `self` is unchanged.
-    pub fn share(&self, frames: &mut FrameAllocator<'_>) -> Result<AnonymousObject, VmError> {
-        let mut copy = AnonymousObject::new();
-        for (address, pfn) in self.pages() {
-            if let Err(error) = frames.add_ref(pfn) {
-                copy.release(frames);
-                return Err(error);
-            }
-            copy.pages.insert(address, pfn);
-        }
-        Ok(copy)
-    }
-
-    /// Drops this object's reference on every frame it holds.
-    pub fn release(self, frames: &mut FrameAllocator<'_>) {
-        for pfn in self.pages.into_values() {
-            frames.release(pfn).expect("AnonymousObject::release: frame not referenced");
-        }
-    }
-}
+pub use anonymous::AnonymousObject;
 
 /// A handle naming a shared memory object. Identifiers are never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -29,7 +29,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if !target.covers(start, end) {
             return Err(VmError::BadAddress);
         }
-        target.isolate(&mut self.objects, start, end);
+        target.isolate(&mut self.objects, &mut self.frames, start, end)?;
         let mut page = start;
         while page < end {
             if !self.region_pinned(space, page)
@@ -37,6 +37,8 @@ impl<'a, M: Mmu> Vm<'a, M> {
             {
                 self.unpin_pages(space, start, page);
                 self.mmu.flush(space);
+                let target = self.spaces.get_mut(&space).expect("pin: space vanished");
+                target.merge_around(&mut self.objects, start, end);
                 return Err(error);
             }
             page = page.add(PAGE_SIZE);
@@ -58,7 +60,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if !target.covers(start, end) {
             return Err(VmError::BadAddress);
         }
-        target.isolate(&mut self.objects, start, end);
+        target.isolate(&mut self.objects, &mut self.frames, start, end)?;
         let target = self.spaces.get_mut(&space).expect("unpin: space vanished");
         for region in target.regions_in_mut(start, end).filter(|region| region.pinned()) {
             for pfn in resident_pages(&self.objects, region) {

@@ -9,20 +9,22 @@
 //! object) become one region again ([`AddressSpace::merge_around`]), so that the
 //! number of regions reflects what a process asked for, and a process cannot
 //! grow it without bound by splitting and rejoining.
+//!
+//! Splitting a private region may cut a chunk of its page store in two, which
+//! takes memory, so splits can fail (with nothing changed). Joining two private
+//! regions costs their chunk lists, not their pages; two regions that both name
+//! one chunk still shared with another space stay apart until it is copied, and
+//! a merge that cannot get room for the joined list is simply not made. The
+//! halves of a split made in the same call always join again without allocating.
 #![forbid(unsafe_code)]
 
 use alloc::collections::BTreeMap;
 
 use super::error::VmError;
+use super::frame::FrameAllocator;
 use super::mmu::{Protection, SpaceId, USER_END, USER_START, VirtAddr};
 use super::object::{AnonymousObject, ObjectId, ObjectTable};
 use super::page::PAGE_SIZE;
-
-/// Most resident pages the smaller of two private regions may have for them to
-/// merge: joining moves that side's pages into the other's tree, so a merge
-/// costs at most this many inserts (and their kernel heap), however large the
-/// other side. Larger neighbours stay apart, each counting against the limit.
-pub const MERGE_PAGES: usize = 256;
 
 /// What lies behind a region.
 #[derive(Debug)]
@@ -117,9 +119,7 @@ impl Region {
     /// Whether `next`, which starts where this region ends, can join it.
     fn can_absorb(&self, next: &Region) -> bool {
         let backings = match (&self.backing, &next.backing) {
-            (Backing::Anonymous(lower), Backing::Anonymous(upper)) => {
-                lower.len().min(upper.len()) <= MERGE_PAGES
-            }
+            (Backing::Anonymous(lower), Backing::Anonymous(upper)) => lower.can_append(upper),
             (
                 Backing::Shared { object, offset },
                 Backing::Shared { object: next_object, offset: next_offset },
@@ -135,8 +135,16 @@ impl Region {
             && backings
     }
 
-    /// Joins `next` (see [`Region::can_absorb`]) to this region; a shared
-    /// object loses the mapping `next` counted.
+    /// Makes room for [`Region::absorb`] to take `next` without allocating.
+    fn reserve_for(&mut self, next: &Region) -> Result<(), VmError> {
+        match (&mut self.backing, &next.backing) {
+            (Backing::Anonymous(lower), Backing::Anonymous(upper)) => lower.reserve_for(upper),
+            _ => Ok(()),
+        }
+    }
+
+    /// Joins `next` (see [`Region::can_absorb`], after [`Region::reserve_for`])
+    /// to this region; a shared object loses the mapping `next` counted.
     fn absorb(&mut self, objects: &mut ObjectTable, next: Region) {
         debug_assert!(self.can_absorb(&next));
         self.end = next.end;
@@ -150,11 +158,15 @@ impl Region {
     }
 
     /// Cuts the region at `address` (strictly inside it), keeping the lower part
-    /// and returning the upper one.
-    fn split_off(&mut self, address: VirtAddr) -> Region {
+    /// and returning the upper one. On failure nothing changed.
+    fn split_off(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        address: VirtAddr,
+    ) -> Result<Region, VmError> {
         debug_assert!(self.start < address && address < self.end);
         let backing = match &mut self.backing {
-            Backing::Anonymous(object) => Backing::Anonymous(object.split_off(address)),
+            Backing::Anonymous(object) => Backing::Anonymous(object.split_off(address, frames)?),
             Backing::Shared { object, offset } => Backing::Shared {
                 object: *object,
                 offset: *offset + (address.0 - self.start.0) / PAGE_SIZE,
@@ -168,7 +180,7 @@ impl Region {
             pinned: self.pinned,
         };
         self.end = address;
-        upper
+        Ok(upper)
     }
 }
 
@@ -260,17 +272,24 @@ impl AddressSpace {
     }
 
     /// Makes `address` a region boundary if it falls strictly inside a region.
-    /// A shared object gains one mapping when its region is split.
-    pub fn split_at(&mut self, objects: &mut ObjectTable, address: VirtAddr) {
+    /// A shared object gains one mapping when its region is split. On failure
+    /// (no memory to cut a chunk) nothing changed.
+    pub fn split_at(
+        &mut self,
+        objects: &mut ObjectTable,
+        frames: &mut FrameAllocator<'_>,
+        address: VirtAddr,
+    ) -> Result<(), VmError> {
         if let Some(region) = self.region_mut(address)
             && region.start != address
         {
-            let upper = region.split_off(address);
+            let upper = region.split_off(frames, address)?;
             if let Backing::Shared { object, .. } = upper.backing {
                 objects.add_mapping(object);
             }
             self.regions.insert(upper.start, upper);
         }
+        Ok(())
     }
 
     /// How many regions there are.
@@ -295,14 +314,16 @@ impl AddressSpace {
             return;
         };
         loop {
-            let Some((&next_start, next)) = self.regions.range(cursor.add(1)..).next() else {
+            let Some((&next_start, _)) = self.regions.range(cursor.add(1)..).next() else {
                 return;
             };
             if next_start > end {
                 return;
             }
-            let current = &self.regions[&cursor];
-            if current.can_absorb(next) {
+            let mut pair = self.regions.range_mut(cursor..);
+            let (_, current) = pair.next().expect("merge_around: cursor vanished");
+            let (_, next) = pair.next().expect("merge_around: next vanished");
+            if current.can_absorb(next) && current.reserve_for(next).is_ok() {
                 let next = self.regions.remove(&next_start).expect("merge_around: vanished");
                 let current = self.regions.get_mut(&cursor).expect("merge_around: vanished");
                 current.absorb(objects, next);
@@ -313,10 +334,23 @@ impl AddressSpace {
     }
 
     /// Splits at both ends of `[start, end)` so that the range is made of whole
-    /// regions.
-    pub fn isolate(&mut self, objects: &mut ObjectTable, start: VirtAddr, end: VirtAddr) {
-        self.split_at(objects, start);
-        self.split_at(objects, end);
+    /// regions. On failure nothing changed.
+    pub fn isolate(
+        &mut self,
+        objects: &mut ObjectTable,
+        frames: &mut FrameAllocator<'_>,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> Result<(), VmError> {
+        let split = self.splits_at(start);
+        self.split_at(objects, frames, start)?;
+        if let Err(error) = self.split_at(objects, frames, end) {
+            if split {
+                self.merge_around(objects, start, start);
+            }
+            return Err(error);
+        }
+        Ok(())
     }
 
     /// Every region that intersects `[start, end)`, in address order: O(log n)

@@ -71,6 +71,8 @@ pub struct VmStatistics {
     pub forks: u64,
     /// Pages copied eagerly by fork (pages of pinned regions).
     pub fork_copies: u64,
+    /// Reads of private pages never touched, answered with the zero page.
+    pub zero_page_maps: u64,
 }
 
 /// Where to place a new mapping.
@@ -89,15 +91,24 @@ pub struct Vm<'a, M: Mmu> {
     pub(super) spaces: BTreeMap<SpaceId, AddressSpace>,
     pub(super) objects: ObjectTable,
     pub(super) statistics: VmStatistics,
+    /// The frame every never-touched private page reads as, mapped read-only;
+    /// `None` only if there was no frame for it at start.
+    pub(super) zero_page: Option<Pfn>,
     next_space: u32,
     active: Option<SpaceId>,
     region_limit: usize,
 }
 
 impl<'a, M: Mmu> Vm<'a, M> {
-    /// A VM owning `frames` that translates through `mmu`.
-    pub fn new(frames: FrameAllocator<'a>, mmu: M) -> Self {
+    /// A VM owning `frames` that translates through `mmu`. Takes one frame for
+    /// the shared zero page, held for the VM's life.
+    pub fn new(mut frames: FrameAllocator<'a>, mut mmu: M) -> Self {
+        let zero_page = frames.alloc().ok();
+        if let Some(zero) = zero_page {
+            mmu.zero_page(zero);
+        }
         Vm {
+            zero_page,
             frames,
             mmu,
             spaces: BTreeMap::new(),
@@ -161,6 +172,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// Every live shared object.
     pub fn objects(&self) -> &ObjectTable {
         &self.objects
+    }
+
+    /// The shared zero page, if there is one.
+    pub fn zero_page(&self) -> Option<Pfn> {
+        self.zero_page
     }
 
     /// The space last activated, if it still lives.
@@ -300,7 +316,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             target.region(start).is_some_and(|region| region.start() < start && end < region.end());
         self.check_region_room(space, usize::from(inside_one))?;
         let target = self.spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
-        target.isolate(&mut self.objects, start, end);
+        target.isolate(&mut self.objects, &mut self.frames, start, end)?;
         let removed = target.remove_range(start, end);
         self.mmu.unmap(&mut self.frames, space, start, end);
         self.mmu.flush(space);
@@ -318,6 +334,10 @@ impl<'a, M: Mmu> Vm<'a, M> {
 
     /// Changes the protection of `[start, start + length)`, which must be mapped
     /// throughout. Removed rights take effect at once; added ones at the next fault.
+    ///
+    /// The region limit counts the splits the change needs at its two ends
+    /// before any merge (as Linux counts a split against `max_map_count`): a
+    /// space at the limit can change whole regions but not cut one.
     pub fn protect(
         &mut self,
         space: SpaceId,
@@ -331,28 +351,15 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if !target.covers(start, end) {
             return Err(VmError::BadAddress);
         }
-        // The count is known only after merging, so change the regions, count,
-        // and put the old protections back (merging again, which restores the
-        // regions as they were) if the limit is passed.
-        target.isolate(&mut self.objects, start, end);
-        let before: Vec<(VirtAddr, Protection)> = target
-            .regions_in_mut(start, end)
-            .map(|region| {
-                let old = (region.start(), region.protection());
-                region.set_protection(protection);
-                old
-            })
-            .collect();
-        target.merge_around(&mut self.objects, start, end);
-        if target.region_count() > self.region_limit {
-            target.isolate(&mut self.objects, start, end);
-            for (at, old) in before {
-                target.isolate(&mut self.objects, at, end);
-                target.region_mut(at).expect("protect: region vanished").set_protection(old);
-            }
-            target.merge_around(&mut self.objects, start, end);
+        let splits = usize::from(target.splits_at(start)) + usize::from(target.splits_at(end));
+        if target.region_count() + splits > self.region_limit {
             return Err(VmError::OutOfMemory);
         }
+        target.isolate(&mut self.objects, &mut self.frames, start, end)?;
+        for region in target.regions_in_mut(start, end) {
+            region.set_protection(protection);
+        }
+        target.merge_around(&mut self.objects, start, end);
         self.mmu.protect(space, start, end, protection | Protection::USER);
         self.mmu.flush(space);
         Ok(())

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::format;
 use std::string::String;
+use std::vec::Vec;
 
 use super::machine::SimMmu;
 use crate::vm::mmu::{Protection, SpaceId, VirtAddr};
@@ -33,9 +34,10 @@ struct Holders {
 pub fn check(vm: &Vm<'_, SimMmu>, hogs: &[Pfn]) -> Result<(), String> {
     vm.frames().check().map_err(|error| format!("frame accounting: {error:?}"))?;
     let mut holders = Holders::default();
-    for pfn in hogs.iter().copied().chain(vm.mmu().table_frames()) {
+    for pfn in hogs.iter().copied().chain(vm.mmu().table_frames()).chain(vm.zero_page()) {
         *holders.references.entry(pfn).or_default() += 1;
     }
+    let mut chunks_seen = std::collections::BTreeSet::new();
     for (_, object) in vm.objects().iter() {
         for (_, pfn) in object.pages() {
             *holders.references.entry(pfn).or_default() += 1;
@@ -43,7 +45,7 @@ pub fn check(vm: &Vm<'_, SimMmu>, hogs: &[Pfn]) -> Result<(), String> {
     }
     for space in vm.spaces() {
         for region in space.regions() {
-            count_region(vm, space.id(), region, &mut holders)?;
+            count_region(vm, space.id(), region, &mut holders, &mut chunks_seen)?;
         }
     }
     check_counts(vm, &holders)?;
@@ -56,10 +58,25 @@ fn count_region(
     space: SpaceId,
     region: &Region,
     holders: &mut Holders,
+    chunks_seen: &mut std::collections::BTreeSet<usize>,
 ) -> Result<(), String> {
     if let Backing::Anonymous(object) = region.backing() {
-        for (_, pfn) in object.pages() {
-            *holders.references.entry(pfn).or_default() += 1;
+        // A chunk holds one reference on each frame it names, however many
+        // objects name the chunk; and it names only pages inside the region.
+        let identities: Vec<_> = object.chunk_identities().collect();
+        let pages: Vec<_> = object.pages().collect();
+        if let Some((address, _)) = pages.iter().find(|(address, _)| !region.contains(*address)) {
+            return Err(format!("{space:?}: a chunk names {address:?} outside its region"));
+        }
+        let mut page_index = 0;
+        for (identity, _, resident) in identities {
+            let chunk_pages = &pages[page_index..page_index + resident];
+            page_index += resident;
+            if chunks_seen.insert(identity) {
+                for (_, pfn) in chunk_pages {
+                    *holders.references.entry(*pfn).or_default() += 1;
+                }
+            }
         }
     }
     if !region.pinned() {
@@ -70,8 +87,12 @@ fn count_region(
         let (pfn, _) =
             vm.permitted_translation(space, page).ok_or(format!("pinned {page:?} not resident"))?;
         *holders.pins.entry(pfn).or_default() += 1;
+        let shared_chunk = match region.backing() {
+            Backing::Anonymous(object) => object.chunk_shared(page),
+            Backing::Shared { .. } => false,
+        };
         let private = matches!(region.backing(), Backing::Anonymous(_));
-        if private && vm.frames().ref_count(pfn) != 1 {
+        if private && (vm.frames().ref_count(pfn) != 1 || shared_chunk) {
             return Err(format!("pinned private {page:?} in {space:?} is shared"));
         }
         match vm.mmu().entries().find(|(owner, at, _)| *owner == space && *at == page) {

@@ -45,7 +45,8 @@ fn isolate_splits_regions_and_shared_objects_count_both_halves() {
     let mut space = AddressSpace::new(SpaceId(1));
     let backing = Backing::Shared { object, offset: 2 };
     space.insert(Region::new(VirtAddr(PAGE), VirtAddr(9 * PAGE), Protection::READ, backing));
-    space.isolate(&mut objects, VirtAddr(3 * PAGE), VirtAddr(5 * PAGE));
+    let mut vm = crate::vm::sim::driver::simulated_vm(4, 1, 0);
+    space.isolate(&mut objects, vm.frames_mut(), VirtAddr(3 * PAGE), VirtAddr(5 * PAGE)).unwrap();
     let starts: alloc::vec::Vec<u64> =
         space.regions().map(|region| region.start().0 / PAGE).collect();
     assert_eq!(starts, [1, 3, 5]);

@@ -38,8 +38,22 @@ fn load(vm: &mut Vm<'static, SimMmu>, address: u64) -> Result<u8, VmError> {
 }
 
 /// Frames allocated that are not page-table pages.
+fn private_object<'v>(
+    vm: &'v Vm<'static, SimMmu>,
+    space: SpaceId,
+    address: u64,
+) -> &'v crate::vm::object::AnonymousObject {
+    let region = vm.space(space).unwrap().region(VirtAddr(address)).unwrap();
+    match region.backing() {
+        crate::vm::space::Backing::Anonymous(object) => object,
+        crate::vm::space::Backing::Shared { .. } => panic!("not a private region"),
+    }
+}
+
+/// Frames held for data: all allocated but page tables and the zero page.
 fn data_frames(vm: &Vm<'static, SimMmu>) -> usize {
-    vm.frames().counters().allocated - vm.mmu().table_frames().count()
+    let zero = usize::from(vm.zero_page().is_some());
+    vm.frames().counters().allocated - vm.mmu().table_frames().count() - zero
 }
 
 /// The page of `address` in `space`, as the MMU translates it now.
@@ -77,13 +91,17 @@ fn fork_shares_pages_until_written() {
     vm.map_anonymous(parent, Placement::Exact(VirtAddr(BASE)), PAGE_SIZE, READ_WRITE).unwrap();
     store(&mut vm, BASE, 1).unwrap();
     let child = vm.fork(parent).unwrap();
+    // Fork shares the chunk, not the frame: its count is untouched.
     let (pfn, rights) = translation(&vm, parent, BASE).unwrap();
-    assert_eq!((vm.frames().ref_count(pfn), rights.contains(Protection::WRITE)), (2, false));
+    assert_eq!((vm.frames().ref_count(pfn), rights.contains(Protection::WRITE)), (1, false));
+    assert!(private_object(&vm, child, BASE).chunk_shared(VirtAddr(BASE)));
     vm.activate(child).unwrap();
     assert_eq!(load(&mut vm, BASE), Ok(1));
     store(&mut vm, BASE, 2).unwrap();
     assert_eq!(vm.statistics().cow_copies, 1);
     assert_eq!(vm.frames().ref_count(pfn), 1);
+    assert!(!private_object(&vm, child, BASE).chunk_shared(VirtAddr(BASE)));
+    assert!(!private_object(&vm, parent, BASE).chunk_shared(VirtAddr(BASE)));
     vm.activate(parent).unwrap();
     assert_eq!(load(&mut vm, BASE), Ok(1));
     store(&mut vm, BASE, 3).unwrap();
@@ -146,7 +164,9 @@ fn destroy_returns_every_frame() {
     store(&mut vm, BASE + 5 * PAGE_SIZE, 1).unwrap();
     vm.destroy(parent).unwrap();
     vm.destroy(child).unwrap();
-    assert_eq!(vm.frames().counters().allocated, 0);
+    // Only the zero page is left.
+    assert_eq!(vm.frames().counters().allocated, 1);
+    assert_eq!(data_frames(&vm), 0);
     assert_eq!(vm.frames().counters().pinned, 0);
     vm.frames().check().unwrap();
 }
@@ -189,9 +209,12 @@ fn fault_out_of_memory_changes_nothing() {
     assert_eq!(store(&mut vm, BASE + PAGE_SIZE, 1), Err(VmError::OutOfMemory));
     assert_eq!(store(&mut vm, BASE, 2), Err(VmError::OutOfMemory));
     assert_eq!(vm.frames().counters(), before);
-    assert_eq!(vm.permitted_translation(space, VirtAddr(BASE + PAGE_SIZE)), None);
+    let zero = vm.zero_page().unwrap();
+    let untouched = vm.permitted_translation(space, VirtAddr(BASE + PAGE_SIZE));
+    assert_eq!(untouched, Some((zero, Protection::READ | Protection::USER)));
     let (pfn, rights) = vm.permitted_translation(child, VirtAddr(BASE)).unwrap();
-    assert_eq!((vm.frames().ref_count(pfn), rights.contains(Protection::WRITE)), (2, false));
+    assert_eq!((vm.frames().ref_count(pfn), rights.contains(Protection::WRITE)), (1, false));
+    assert!(private_object(&vm, space, BASE).chunk_shared(VirtAddr(BASE)));
     assert_eq!(vm.statistics().out_of_memory_faults, 2);
 }
 
@@ -219,11 +242,12 @@ fn pinned_translations_survive_discard_until_unpinned() {
 fn pinning_breaks_copy_on_write_sharing() {
     let mut vm = vm(32);
     let parent = active_space(&mut vm);
-    vm.map_anonymous(parent, Placement::Exact(VirtAddr(BASE)), PAGE_SIZE, Protection::READ)
-        .unwrap();
-    assert_eq!(load(&mut vm, BASE), Ok(0));
+    vm.map_anonymous(parent, Placement::Exact(VirtAddr(BASE)), PAGE_SIZE, READ_WRITE).unwrap();
+    store(&mut vm, BASE, 6).unwrap();
     let child = vm.fork(parent).unwrap();
     vm.pin(child, VirtAddr(BASE), PAGE_SIZE).unwrap();
+    vm.activate(child).unwrap();
+    assert_eq!(load(&mut vm, BASE), Ok(6));
     let (parent_frame, _) = vm.permitted_translation(parent, VirtAddr(BASE)).unwrap();
     let (child_frame, _) = vm.permitted_translation(child, VirtAddr(BASE)).unwrap();
     assert_ne!(parent_frame, child_frame);

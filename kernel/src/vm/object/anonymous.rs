@@ -1,0 +1,451 @@
+//! The page store of private memory: chunks of frame numbers, shared at fork.
+//!
+//! An [`AnonymousObject`] holds the pages of one private region. Its pages live
+//! in **chunks**: one chunk covers [`CHUNK_PAGES`] consecutive pages (2 MiB, the
+//! span of one last-level page table on x86-64) and holds one 4-byte entry per
+//! page, the frame number or zero for "never touched". An object is a short
+//! sorted list of the chunks it has, keyed by chunk number (virtual address /
+//! 2 MiB), so the object's offset is the virtual address itself and splitting a
+//! region renumbers nothing.
+//!
+//! Chunks are reference counted. Fork gives the child a list naming the same
+//! chunks: O(chunks), one small list copied, not one frame touched. A chunk
+//! held by several objects is read-only to all of them; the first write to a
+//! page of it copies the chunk's entries (taking one frame reference per page
+//! it holds) into a chunk of the writer's own, and the page-level copy-on-write
+//! below then copies the page itself if other holders still have it. So the
+//! cost of sharing is paid per 2 MiB, on first write, by the side that writes.
+//!
+//! Who holds a frame: a frame's reference count is the number of chunks whose
+//! entries name it. A page is shared (its translation must not grant write)
+//! when its chunk is held by more than one object or its frame by more than
+//! one chunk.
+//!
+//! Every allocation here is fallible: a chunk, or room in a list, that cannot
+//! be had is `OutOfMemory`, with nothing changed.
+//!
+//! # Invariant
+//! An object's chunks hold entries only for pages inside its region: splitting
+//! a region cuts the chunk that straddles the cut (copying it if it is shared),
+//! so that no frame is ever held by a chunk no region can see.
+//!
+//! # Alternatives not taken
+//! - A map from address to frame per region (the old design): fork copies it
+//!   page by page and takes a reference per frame, O(resident pages), and costs
+//!   about 30 bytes of tree per page on top of the page record.
+//! - Mach's shadow objects: fork is O(regions), but every read walks a chain,
+//!   pages hidden by copies above them stay held until the chain is collapsed,
+//!   and a split region must share a backing object it cannot split.
+//! - Sharing whole page-table pages at fork (On-Demand-Fork): fast, but it puts
+//!   the page store in the machine's format; here the store is portable and the
+//!   page tables stay a cache.
+#![forbid(unsafe_code)]
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::mem::size_of;
+
+use crate::vm::error::VmError;
+use crate::vm::frame::FrameAllocator;
+use crate::vm::mmu::VirtAddr;
+use crate::vm::page::{PAGE_SIZE, Pfn};
+
+/// Pages per chunk. Host tests use small chunks so that the simulation's small
+/// window of addresses crosses many chunk boundaries.
+pub const CHUNK_PAGES: usize = if cfg!(test) { 8 } else { 512 };
+
+/// Bytes of address space one chunk covers.
+pub const CHUNK_SPAN: u64 = CHUNK_PAGES as u64 * PAGE_SIZE;
+
+/// Bytes one chunk allocation takes: the entries, the resident count and the
+/// reference counts the shared pointer keeps beside them.
+pub const CHUNK_BYTES: usize = size_of::<Chunk>() + 2 * size_of::<usize>();
+
+/// Bytes one entry of an object's chunk list takes.
+pub const LIST_ENTRY_BYTES: usize = size_of::<(u64, Arc<Chunk>)>();
+
+/// The entries of [`CHUNK_PAGES`] consecutive pages.
+pub struct Chunk {
+    /// Frame number per page; zero for a page never touched (frame 0 is never
+    /// managed).
+    entries: [u32; CHUNK_PAGES],
+    /// Non-zero entries.
+    resident: u32,
+}
+
+impl Chunk {
+    const EMPTY: Chunk = Chunk { entries: [0; CHUNK_PAGES], resident: 0 };
+
+    /// The frame of page `slot`, if any.
+    fn get(&self, slot: usize) -> Option<Pfn> {
+        match self.entries[slot] {
+            0 => None,
+            frame => Some(Pfn(u64::from(frame))),
+        }
+    }
+
+    /// Sets page `slot` to `pfn`, returning the frame it replaces.
+    fn set(&mut self, slot: usize, pfn: Pfn) -> Option<Pfn> {
+        let frame = u32::try_from(pfn.0).expect("Chunk::set: frame beyond 2^32");
+        assert!(frame != 0, "Chunk::set: frame 0 is never managed");
+        let old = self.get(slot);
+        self.entries[slot] = frame;
+        if old.is_none() {
+            self.resident += 1;
+        }
+        old
+    }
+
+    /// Clears page `slot`, returning its frame.
+    fn take(&mut self, slot: usize) -> Option<Pfn> {
+        let old = self.get(slot);
+        if old.is_some() {
+            self.entries[slot] = 0;
+            self.resident -= 1;
+        }
+        old
+    }
+
+    /// The resident pages as (slot, frame).
+    fn frames(&self) -> impl Iterator<Item = (usize, Pfn)> + '_ {
+        (0..CHUNK_PAGES).filter_map(|slot| self.get(slot).map(|pfn| (slot, pfn)))
+    }
+
+    /// Whether any page in `slots` is resident.
+    fn any_in(&self, slots: core::ops::Range<usize>) -> bool {
+        self.entries[slots].iter().any(|&frame| frame != 0)
+    }
+}
+
+/// How a chunk straddling a split is divided.
+enum Cut {
+    /// Every page of it lies below the split: it stays.
+    AllBelow,
+    /// Every page of it lies above: it moves, shared or not.
+    AllAbove,
+    /// It is ours alone: the pages above move to this new chunk.
+    Move(Arc<Chunk>),
+    /// It is shared: the pages below and above are copied into two new chunks.
+    Copies(Arc<Chunk>, Arc<Chunk>),
+}
+
+/// A new chunk in a shared pointer, or `OutOfMemory`.
+fn new_chunk(chunk: Chunk) -> Result<Arc<Chunk>, VmError> {
+    Arc::try_new(chunk).map_err(|_| VmError::OutOfMemory)
+}
+
+/// A private copy of the entries of `chunk` in `slots` (the rest empty), with
+/// one more reference on each frame copied; on failure no reference is left.
+fn copy_chunk(
+    chunk: &Chunk,
+    slots: core::ops::Range<usize>,
+    frames: &mut FrameAllocator<'_>,
+) -> Result<Arc<Chunk>, VmError> {
+    let mut copy = new_chunk(Chunk::EMPTY)?;
+    let fresh = Arc::get_mut(&mut copy).expect("copy_chunk: new chunk is shared");
+    for slot in slots {
+        if let Some(pfn) = chunk.get(slot) {
+            if let Err(error) = frames.add_ref(pfn) {
+                release_chunk(fresh, frames);
+                return Err(error);
+            }
+            fresh.set(slot, pfn);
+        }
+    }
+    Ok(copy)
+}
+
+/// Drops the chunk's reference on every frame it names.
+fn release_chunk(chunk: &mut Chunk, frames: &mut FrameAllocator<'_>) {
+    for slot in 0..CHUNK_PAGES {
+        if let Some(pfn) = chunk.take(slot) {
+            frames.release(pfn).expect("release_chunk: frame not referenced");
+        }
+    }
+}
+
+/// Chunk number and slot of the page at `address`.
+fn locate(address: VirtAddr) -> (u64, usize) {
+    let page = address.0 / PAGE_SIZE;
+    (page / CHUNK_PAGES as u64, (page % CHUNK_PAGES as u64) as usize)
+}
+
+/// The address of `slot` in chunk `number`.
+fn address_of(number: u64, slot: usize) -> VirtAddr {
+    VirtAddr(number * CHUNK_SPAN + slot as u64 * PAGE_SIZE)
+}
+
+/// The pages of one private region (see the module documentation).
+#[derive(Default)]
+pub struct AnonymousObject {
+    /// (chunk number, chunk), sorted by number; no chunk is empty.
+    chunks: Vec<(u64, Arc<Chunk>)>,
+}
+
+impl core::fmt::Debug for AnonymousObject {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AnonymousObject")
+            .field("chunks", &self.chunks.len())
+            .field("resident", &self.len())
+            .finish()
+    }
+}
+
+impl AnonymousObject {
+    /// An object with no page yet (everything reads as zero).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where chunk `number` is in the list, or where it would go.
+    fn find(&self, number: u64) -> Result<usize, usize> {
+        self.chunks.binary_search_by_key(&number, |(key, _)| *key)
+    }
+
+    /// The frame behind the page at `address`, if it has been touched.
+    pub fn page(&self, address: VirtAddr) -> Option<Pfn> {
+        let (number, slot) = locate(address);
+        let index = self.find(number).ok()?;
+        self.chunks[index].1.get(slot)
+    }
+
+    /// Whether the chunk holding `address` is also held by another object (so
+    /// that its pages are shared whatever their frames' counts say).
+    pub fn chunk_shared(&self, address: VirtAddr) -> bool {
+        let (number, _) = locate(address);
+        self.find(number).is_ok_and(|index| Arc::strong_count(&self.chunks[index].1) > 1)
+    }
+
+    /// Makes the chunk holding `address` exist and be this object's alone
+    /// (copying a shared one), so that [`AnonymousObject::set`] may change it.
+    /// On failure nothing changed.
+    pub fn prepare(
+        &mut self,
+        address: VirtAddr,
+        frames: &mut FrameAllocator<'_>,
+    ) -> Result<(), VmError> {
+        let (number, _) = locate(address);
+        match self.find(number) {
+            Ok(index) => {
+                let chunk = &self.chunks[index].1;
+                if Arc::strong_count(chunk) > 1 {
+                    let copy = copy_chunk(chunk, 0..CHUNK_PAGES, frames)?;
+                    self.chunks[index].1 = copy;
+                }
+            }
+            Err(index) => {
+                self.chunks.try_reserve(1).map_err(|_| VmError::OutOfMemory)?;
+                let chunk = new_chunk(Chunk::EMPTY)?;
+                self.chunks.insert(index, (number, chunk));
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs `pfn` at `address`, returning the frame it replaces. The chunk
+    /// must have been made ready with [`AnonymousObject::prepare`].
+    pub fn set(&mut self, address: VirtAddr, pfn: Pfn) -> Option<Pfn> {
+        let (number, slot) = locate(address);
+        let index = self.find(number).expect("AnonymousObject::set: chunk not prepared");
+        let chunk = Arc::get_mut(&mut self.chunks[index].1)
+            .expect("AnonymousObject::set: chunk shared, not prepared");
+        chunk.set(slot, pfn)
+    }
+
+    /// Every resident page, in address order.
+    pub fn pages(&self) -> impl Iterator<Item = (VirtAddr, Pfn)> + '_ {
+        self.chunks.iter().flat_map(|(number, chunk)| {
+            chunk.frames().map(move |(slot, pfn)| (address_of(*number, slot), pfn))
+        })
+    }
+
+    /// The resident pages in `[start, end)`.
+    pub fn pages_in(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> impl Iterator<Item = (VirtAddr, Pfn)> + '_ {
+        let first = self.find(locate(start).0).unwrap_or_else(|index| index);
+        self.chunks[first..]
+            .iter()
+            .take_while(move |(number, _)| *number * CHUNK_SPAN < end.0)
+            .flat_map(|(number, chunk)| {
+                chunk.frames().map(move |(slot, pfn)| (address_of(*number, slot), pfn))
+            })
+            .filter(move |(address, _)| start <= *address && *address < end)
+    }
+
+    /// How many pages are resident (O(chunks)).
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|(_, chunk)| chunk.resident as usize).sum()
+    }
+
+    /// Whether no page is resident.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// How many chunks the object names.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Each chunk as (an identity shared by every object naming it, how many
+    /// objects name it, resident pages), for accounting and invariant checks.
+    pub fn chunk_identities(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        self.chunks.iter().map(|(_, chunk)| {
+            (Arc::as_ptr(chunk) as usize, Arc::strong_count(chunk), chunk.resident as usize)
+        })
+    }
+
+    /// Bytes of chunk list this object has allocated.
+    pub fn list_bytes(&self) -> usize {
+        self.chunks.capacity() * LIST_ENTRY_BYTES
+    }
+
+    /// Makes room to take `upper`'s chunks in [`AnonymousObject::append`].
+    /// The halves of a split always have that room already: the lower half
+    /// keeps the list's capacity.
+    pub fn reserve_for(&mut self, upper: &AnonymousObject) -> Result<(), VmError> {
+        let joined = match (self.chunks.last(), upper.chunks.first()) {
+            (Some((low, _)), Some((high, _))) => usize::from(low == high),
+            _ => 0,
+        };
+        let more = upper.chunks.len() - joined;
+        self.chunks.try_reserve(more).map_err(|_| VmError::OutOfMemory)
+    }
+
+    /// Whether [`AnonymousObject::append`] can take `upper` (whose pages all lie
+    /// above this object's) without allocating: a chunk both name must be each
+    /// one's alone, so that its entries can be joined.
+    pub fn can_append(&self, upper: &AnonymousObject) -> bool {
+        match (self.chunks.last(), upper.chunks.first()) {
+            (Some((low, lower)), Some((high, higher))) if low == high => {
+                Arc::strong_count(lower) == 1 && Arc::strong_count(higher) == 1
+            }
+            _ => true,
+        }
+    }
+
+    /// Takes every page of `upper`, whose pages all lie above this object's.
+    /// The caller checked [`AnonymousObject::can_append`] and made room with
+    /// [`AnonymousObject::reserve_for`]; nothing is allocated here.
+    pub fn append(&mut self, upper: AnonymousObject) {
+        debug_assert!(self.can_append(&upper));
+        let mut rest = upper.chunks.into_iter().peekable();
+        if let (Some((low, lower)), Some((high, _))) = (self.chunks.last_mut(), rest.peek())
+            && low == high
+        {
+            let (_, mut higher) = rest.next().expect("append: chunk vanished");
+            let lower = Arc::get_mut(lower).expect("append: lower chunk shared");
+            let higher = Arc::get_mut(&mut higher).expect("append: upper chunk shared");
+            for slot in 0..CHUNK_PAGES {
+                if let Some(pfn) = higher.take(slot) {
+                    let old = lower.set(slot, pfn);
+                    debug_assert!(old.is_none(), "append: pages overlap");
+                }
+            }
+        }
+        self.chunks.extend(rest);
+    }
+
+    /// Moves the pages at and above `address` into a new object. A chunk that
+    /// straddles `address` is cut in two (copied first if it is shared). On
+    /// failure nothing changed.
+    pub fn split_off(
+        &mut self,
+        address: VirtAddr,
+        frames: &mut FrameAllocator<'_>,
+    ) -> Result<AnonymousObject, VmError> {
+        let (number, slot) = locate(address);
+        let straddling = match self.find(number) {
+            Ok(index) if slot > 0 => Some(index),
+            _ => None,
+        };
+        let first_upper = match self.find(number) {
+            Ok(index) | Err(index) => index + usize::from(straddling.is_some()),
+        };
+        let mut upper = Vec::new();
+        upper
+            .try_reserve_exact(self.chunks.len() - first_upper + 1)
+            .map_err(|_| VmError::OutOfMemory)?;
+        let cut = match straddling {
+            Some(index) => Some((index, self.cut(index, slot, frames)?)),
+            None => None,
+        };
+        // Nothing below can fail.
+        upper.extend(self.chunks.drain(first_upper..));
+        if let Some((index, cut)) = cut {
+            match cut {
+                Cut::AllBelow => {}
+                Cut::AllAbove => {
+                    let whole = self.chunks.remove(index);
+                    upper.insert(0, whole);
+                }
+                Cut::Move(mut fresh) => {
+                    let low = Arc::get_mut(&mut self.chunks[index].1).expect("cut: chunk shared");
+                    let high = Arc::get_mut(&mut fresh).expect("cut: fresh chunk shared");
+                    for moved in slot..CHUNK_PAGES {
+                        if let Some(pfn) = low.take(moved) {
+                            high.set(moved, pfn);
+                        }
+                    }
+                    upper.insert(0, (number, fresh));
+                }
+                Cut::Copies(lower, higher) => {
+                    // The copies hold their own references; the original is
+                    // left to its other holders.
+                    self.chunks[index].1 = lower;
+                    upper.insert(0, (number, higher));
+                }
+            }
+        }
+        Ok(AnonymousObject { chunks: upper })
+    }
+
+    /// Prepares the cut of chunk `index` at `slot`, allocating what it needs
+    /// (and changing nothing).
+    fn cut(
+        &self,
+        index: usize,
+        slot: usize,
+        frames: &mut FrameAllocator<'_>,
+    ) -> Result<Cut, VmError> {
+        let chunk = &self.chunks[index].1;
+        Ok(match (chunk.any_in(0..slot), chunk.any_in(slot..CHUNK_PAGES)) {
+            (_, false) => Cut::AllBelow,
+            (false, true) => Cut::AllAbove,
+            (true, true) if Arc::strong_count(chunk) == 1 => Cut::Move(new_chunk(Chunk::EMPTY)?),
+            (true, true) => {
+                let mut lower = copy_chunk(chunk, 0..slot, frames)?;
+                match copy_chunk(chunk, slot..CHUNK_PAGES, frames) {
+                    Ok(higher) => Cut::Copies(lower, higher),
+                    Err(error) => {
+                        let fresh = Arc::get_mut(&mut lower).expect("cut: fresh chunk shared");
+                        release_chunk(fresh, frames);
+                        return Err(error);
+                    }
+                }
+            }
+        })
+    }
+
+    /// A second object naming the same chunks (the copy-on-write half of fork):
+    /// O(chunks), no frame touched. On failure nothing changed.
+    pub fn share(&self) -> Result<AnonymousObject, VmError> {
+        let mut chunks = Vec::new();
+        chunks.try_reserve_exact(self.chunks.len()).map_err(|_| VmError::OutOfMemory)?;
+        chunks.extend(self.chunks.iter().cloned());
+        Ok(AnonymousObject { chunks })
+    }
+
+    /// Drops this object's hold on its chunks; the frames of chunks nobody else
+    /// names lose a reference.
+    pub fn release(self, frames: &mut FrameAllocator<'_>) {
+        for (_, chunk) in self.chunks {
+            if let Some(mut chunk) = Arc::into_inner(chunk) {
+                release_chunk(&mut chunk, frames);
+            }
+        }
+    }
+}

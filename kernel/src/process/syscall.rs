@@ -47,10 +47,9 @@ const MAX_WRITE: u64 = 1024;
 /// Kernel heap a VM call that changes regions may need: a few tree nodes for
 /// the splits, merges and inserts of one call, with a wide margin.
 const CALL_HEAP: usize = 16 * 1024;
-/// Kernel heap fork needs per resident private page of the parent (a tree
-/// entry of the child's copy, with node overhead) and per region.
-const FORK_HEAP_PER_PAGE: usize = 48;
-/// See [`FORK_HEAP_PER_PAGE`].
+/// Kernel heap fork needs per region of the parent (the child's region and
+/// its share of tree nodes); besides, the child's chunk lists (see
+/// [`fork_heap`]).
 const FORK_HEAP_PER_REGION: usize = 512;
 
 /// The kernel side of `syscall`: runs call `rax` and leaves its result in `rax`.
@@ -167,15 +166,20 @@ fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
     Ok(insert_child(child).0)
 }
 
-/// Kernel heap a fork of `space` may take (see [`FORK_HEAP_PER_PAGE`]).
+/// Kernel heap a fork of `space` may take: per region, and per chunk of the
+/// page store an entry of the child's chunk list, or, for a pinned region
+/// (whose pages fork copies), a whole chunk too.
 fn fork_heap(space: Option<&crate::vm::space::AddressSpace>) -> usize {
+    use crate::vm::object::anonymous::{CHUNK_BYTES, LIST_ENTRY_BYTES};
     let Some(space) = space else { return 0 };
     space.regions().fold(0, |heap, region| {
-        let pages = match region.backing() {
-            crate::vm::space::Backing::Anonymous(object) => object.len(),
+        let per_chunk =
+            if region.pinned() { CHUNK_BYTES + LIST_ENTRY_BYTES } else { LIST_ENTRY_BYTES };
+        let chunks = match region.backing() {
+            crate::vm::space::Backing::Anonymous(object) => object.chunk_count(),
             crate::vm::space::Backing::Shared { .. } => 0,
         };
-        heap + FORK_HEAP_PER_REGION + pages * FORK_HEAP_PER_PAGE
+        heap + FORK_HEAP_PER_REGION + chunks * per_chunk
     })
 }
 

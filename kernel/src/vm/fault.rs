@@ -14,6 +14,7 @@
 use super::error::VmError;
 use super::frame::FrameAllocator;
 use super::mmu::{Access, Mmu, Protection, SpaceId, VirtAddr};
+use super::object::anonymous::CHUNK_SPAN;
 use super::object::{AnonymousObject, ObjectTable};
 use super::page::{PAGE_SIZE, Pfn};
 use super::space::{Backing, Region};
@@ -40,6 +41,9 @@ impl<'a, M: Mmu> Vm<'a, M> {
     ) -> Result<(), VmError> {
         self.statistics.faults += 1;
         let result = self.resolve(space, address.page_down(), access);
+        if result.is_ok() && access != Access::Write {
+            self.map_ahead(space, address.page_down());
+        }
         match result {
             Err(VmError::Protection) => self.statistics.protection_faults += 1,
             Err(VmError::BadAddress) => self.statistics.bad_address_faults += 1,
@@ -47,6 +51,60 @@ impl<'a, M: Mmu> Vm<'a, M> {
             _ => {}
         }
         result
+    }
+
+    /// Fault-around after a read fault on a private page: offers the MMU
+    /// translations of the other pages of the same chunk inside the region —
+    /// resident ones with the rights they may have, untouched ones to the zero
+    /// page — so that reading through a forked, discarded or fresh range takes
+    /// one fault per chunk rather than one per page. Writes get none: their
+    /// neighbours would only be mapped to be faulted on again.
+    fn map_ahead(&mut self, space: SpaceId, page: VirtAddr) {
+        /// Translations offered per call of the MMU (kept on the stack).
+        const BATCH: usize = 64;
+        let Vm { spaces, frames, mmu, statistics, zero_page, .. } = self;
+        let Some(region) = spaces.get(&space).and_then(|target| target.region(page)) else {
+            return;
+        };
+        let Backing::Anonymous(object) = region.backing() else { return };
+        if region.pinned() {
+            return;
+        }
+        let chunk_start = page.0 - page.0 % CHUNK_SPAN;
+        let start = region.start().0.max(chunk_start);
+        let end = region.end().0.min(chunk_start + CHUNK_SPAN);
+        let rights = region.protection() | Protection::USER;
+        let shared_chunk = object.chunk_shared(page);
+        let mut batch = [(VirtAddr(0), Pfn(0), Protection::empty()); BATCH];
+        let mut count = 0;
+        let mut address = start;
+        while address < end {
+            let at = VirtAddr(address);
+            address += PAGE_SIZE;
+            let leaf = match object.page(at) {
+                _ if at == page => continue,
+                Some(pfn) if shared_chunk || frames.ref_count(pfn) > 1 => {
+                    (at, pfn, rights - Protection::WRITE)
+                }
+                Some(pfn) => (at, pfn, rights),
+                None => match zero_page {
+                    Some(zero) => (at, *zero, rights - Protection::WRITE),
+                    None => continue,
+                },
+            };
+            batch[count] = leaf;
+            count += 1;
+            if count == BATCH {
+                mmu.map_ahead(frames, space, &batch[..count]);
+                statistics.pages_offered_ahead += count as u64;
+                count = 0;
+            }
+        }
+        if count > 0 {
+            mmu.map_ahead(frames, space, &batch[..count]);
+            statistics.pages_offered_ahead += count as u64;
+        }
+        mmu.flush(space);
     }
 
     /// Counts a fault refused before the VM was asked because the kernel had
@@ -245,11 +303,13 @@ impl<M: Mmu> Resolver<'_, '_, M> {
     /// memory for the chunk, removes whatever translation the page has (the
     /// new frame's, or an old one's) and frees the frame, so nothing changed.
     fn install(&mut self, object: &mut AnonymousObject, pfn: Pfn) -> Result<Option<Pfn>, VmError> {
+        let copies_chunk = object.chunk_shared(self.page);
         if let Err(error) = object.prepare(self.page, self.frames) {
             self.unmap_page();
             self.frames.free(pfn).expect("install: fresh frame not freeable");
             return Err(error);
         }
+        self.statistics.chunk_copies += u64::from(copies_chunk);
         let old = object.set(self.page, pfn);
         // A translation to the frame replaced (or to the zero page) must go.
         self.unmap_page_if_not(pfn);

@@ -74,8 +74,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             let Backing::Anonymous(object) = region.backing() else { continue };
             let writable = region.protection().contains(Protection::WRITE);
             if writable && !region.pinned() && !object.is_empty() {
-                let protection = (region.protection() - Protection::WRITE) | Protection::USER;
-                self.mmu.protect(parent, region.start(), region.end(), protection);
+                self.mmu.write_protect(parent, region.start(), region.end());
             }
         }
         self.mmu.flush(parent);

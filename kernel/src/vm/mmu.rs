@@ -198,6 +198,21 @@ pub unsafe trait Mmu {
         pinned: bool,
     ) -> Result<(), VmError>;
 
+    /// Offers translations ahead of need (fault-around): each `(address,
+    /// frame, protection)` may be made, unpinned, where the page has no
+    /// translation yet; a page that has one keeps it. Purely an optimisation:
+    /// an implementation may make any subset, and the default makes none
+    /// (rule 1: a translation not made is a fault later). Never fails; it
+    /// need not allocate page-table pages for it. The VM calls `flush` after.
+    fn map_ahead(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        leaves: &[(VirtAddr, Pfn, Protection)],
+    ) {
+        let _ = (frames, space, leaves);
+    }
+
     /// Removes every translation, pinned or not, in `[start, end)` (pmap_remove).
     fn unmap(
         &mut self,
@@ -225,6 +240,16 @@ pub unsafe trait Mmu {
     /// Restricts every translation in `[start, end)` to at most `protection`
     /// (pmap_protect): rights are only ever removed here, never added.
     fn protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr, protection: Protection);
+
+    /// Removes write from every translation in `[start, end)`, leaving the
+    /// other rights as they are: `protect` with everything but write, which
+    /// is the default. An implementation may do it lazily, per page-table page
+    /// rather than per translation (how fork protects a parent's memory), as
+    /// long as no write goes through once `flush` returns.
+    fn write_protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
+        let others = Protection::READ | Protection::EXECUTE | Protection::USER;
+        self.protect(space, start, end, others);
+    }
 
     /// Turns the pinned translations in `[start, end)` into ordinary ones
     /// (pmap_unwire).

@@ -333,6 +333,82 @@ impl AddressSpace {
         }
     }
 
+    /// How many regions there would be if the regions inside `[start, end)`
+    /// (after [`AddressSpace::isolate`]) took `protection` and were merged
+    /// around like [`AddressSpace::merge_around`] does, without changing
+    /// anything: O(log n) plus the regions met.
+    pub fn count_if_protected(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+        protection: Protection,
+    ) -> usize {
+        /// What the run of regions merged so far shows its next neighbour.
+        struct Tail {
+            end: VirtAddr,
+            protection: Protection,
+            pinned: bool,
+            backing: TailBacking,
+        }
+        enum TailBacking {
+            Anonymous(Option<(u64, bool)>),
+            Shared { object: ObjectId, next_offset: u64 },
+        }
+        let tail_of = |region: &Region| {
+            let inside = start <= region.start && region.end <= end;
+            let backing = match &region.backing {
+                Backing::Anonymous(object) => TailBacking::Anonymous(object.last_chunk()),
+                Backing::Shared { object, offset } => TailBacking::Shared {
+                    object: *object,
+                    next_offset: offset + (region.end.0 - region.start.0) / PAGE_SIZE,
+                },
+            };
+            let protection = if inside { protection } else { region.protection };
+            Tail { end: region.end, protection, pinned: region.pinned, backing }
+        };
+        let first = self.regions.range(..start).next_back().map(|(key, _)| *key);
+        let from = first.unwrap_or(start);
+        let mut merges = 0;
+        let mut tail: Option<Tail> = None;
+        for region in self.regions.range(from..).map(|(_, region)| region) {
+            if region.start > end {
+                break;
+            }
+            let next = tail_of(region);
+            let joins = tail.as_ref().is_some_and(|tail| {
+                let backings = match (&tail.backing, &region.backing) {
+                    (TailBacking::Anonymous(last), Backing::Anonymous(object)) => {
+                        super::object::anonymous::chunks_join(*last, object.first_chunk())
+                    }
+                    (
+                        TailBacking::Shared { object, next_offset },
+                        Backing::Shared { object: next_object, offset },
+                    ) => object == next_object && next_offset == offset,
+                    _ => false,
+                };
+                tail.end == region.start
+                    && tail.protection == next.protection
+                    && tail.pinned == next.pinned
+                    && backings
+            });
+            tail = match (tail, joins) {
+                (Some(mut joined), true) => {
+                    merges += 1;
+                    joined.end = next.end;
+                    joined.backing = match (joined.backing, next.backing) {
+                        (TailBacking::Anonymous(last), TailBacking::Anonymous(None)) => {
+                            TailBacking::Anonymous(last)
+                        }
+                        (_, backing) => backing,
+                    };
+                    Some(joined)
+                }
+                _ => Some(next),
+            };
+        }
+        self.regions.len() - merges
+    }
+
     /// Splits at both ends of `[start, end)` so that the range is made of whole
     /// regions. On failure nothing changed.
     pub fn isolate(

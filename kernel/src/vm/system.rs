@@ -73,6 +73,11 @@ pub struct VmStatistics {
     pub fork_copies: u64,
     /// Reads of private pages never touched, answered with the zero page.
     pub zero_page_maps: u64,
+    /// Chunks of the page store copied because a space wrote to one it
+    /// shared after fork.
+    pub chunk_copies: u64,
+    /// Translations offered to the MMU ahead of need by fault-around.
+    pub pages_offered_ahead: u64,
 }
 
 /// Where to place a new mapping.
@@ -335,9 +340,9 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// Changes the protection of `[start, start + length)`, which must be mapped
     /// throughout. Removed rights take effect at once; added ones at the next fault.
     ///
-    /// The region limit counts the splits the change needs at its two ends
-    /// before any merge (as Linux counts a split against `max_map_count`): a
-    /// space at the limit can change whole regions but not cut one.
+    /// The region limit holds for the regions the change leaves once merged:
+    /// the count is worked out before anything changes, and a change that
+    /// would pass it fails with `OutOfMemory`.
     pub fn protect(
         &mut self,
         space: SpaceId,
@@ -351,15 +356,25 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if !target.covers(start, end) {
             return Err(VmError::BadAddress);
         }
-        let splits = usize::from(target.splits_at(start)) + usize::from(target.splits_at(end));
-        if target.region_count() + splits > self.region_limit {
+        let splits = (target.splits_at(start), target.splits_at(end));
+        target.isolate(&mut self.objects, &mut self.frames, start, end)?;
+        if target.count_if_protected(start, end, protection) > self.region_limit {
+            // The halves of this call's splits join again without allocating.
+            for (split, at) in [(splits.0, start), (splits.1, end)] {
+                if split {
+                    target.merge_around(&mut self.objects, at, at);
+                }
+            }
             return Err(VmError::OutOfMemory);
         }
-        target.isolate(&mut self.objects, &mut self.frames, start, end)?;
+        #[cfg(test)]
+        let predicted = target.count_if_protected(start, end, protection);
         for region in target.regions_in_mut(start, end) {
             region.set_protection(protection);
         }
         target.merge_around(&mut self.objects, start, end);
+        #[cfg(test)]
+        assert_eq!(target.region_count(), predicted, "protect: region count mispredicted");
         self.mmu.protect(space, start, end, protection | Protection::USER);
         self.mmu.flush(space);
         Ok(())

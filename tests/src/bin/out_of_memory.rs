@@ -1,11 +1,12 @@
 //! Running out of frames through fork, on the smallest machine BIOS boots
-//! (21 MiB, about 14 MiB of it free after start-up): a process touches 8 MiB
-//! and forks children that share it until fork fails (after about 30: each
-//! child takes a kernel stack, the heap for its copy of the page map, page
-//! tables). The failure must be `NoMemory` from fork itself, never a kernel
-//! panic; every child then checks its memory and exits, and every frame comes
-//! back. (With less memory per child the process table, 128 entries, runs out
-//! first, with `TryAgain`.)
+//! (21 MiB): a process touches 8 MiB and forks children that share it until
+//! fork fails. Fork shares the page store's chunks and copies no page, so a
+//! child costs only its kernel stack and the heap and tables it needs, and on
+//! its own 21 MiB would let the process table (128 entries, `TryAgain`) run
+//! out first: the test holds every frame but the probe's 8 MiB and a margin
+//! of [`MARGIN`] while it runs. The failure must be `NoMemory` from fork
+//! itself, never a kernel panic; every child then checks its memory and exits,
+//! and every frame comes back.
 //! programs: probe
 //! run: --memory 21M
 //! timeout: 300
@@ -13,6 +14,10 @@
 #![no_main]
 
 use bootloader_api::{BootInfo, entry_point};
+extern crate alloc;
+
+use alloc::vec::Vec;
+use kernel::memory::with_frames;
 use kernel::testing;
 use kernel_tests::probe::FORK_UNTIL_OUT_OF_MEMORY;
 use kernel_tests::{run_probe, warm_up_with_probe};
@@ -26,6 +31,26 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     testing::run(&kernel::tests![forking_until_memory_runs_out_is_an_error])
 }
 
+/// Frames left free beside the probe's 8 MiB: its own start-up, and a few
+/// dozen children's kernel stacks, heap and page tables.
+const MARGIN: usize = 400;
+
+/// Pages the probe touches before it forks.
+const PROBE_PAGES: usize = 2048;
+
 fn forking_until_memory_runs_out_is_an_error() {
+    let mut held = Vec::new();
+    with_frames(|frames| {
+        let spare = frames.counters().free.saturating_sub(PROBE_PAGES + MARGIN);
+        held.reserve_exact(spare);
+        for _ in 0..spare {
+            held.push(frames.alloc().expect("a counted free frame"));
+        }
+    });
     run_probe(FORK_UNTIL_OUT_OF_MEMORY);
+    with_frames(|frames| {
+        for pfn in held {
+            frames.free(pfn).expect("a frame this test took");
+        }
+    });
 }

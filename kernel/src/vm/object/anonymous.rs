@@ -175,6 +175,18 @@ fn address_of(number: u64, slot: usize) -> VirtAddr {
     VirtAddr(number * CHUNK_SPAN + slot as u64 * PAGE_SIZE)
 }
 
+/// Whether an object whose last chunk is `last` can take one whose first is
+/// `first` (each as number and whether held alone): a chunk both name must be
+/// each one's alone, so that its entries can be joined.
+pub fn chunks_join(last: Option<(u64, bool)>, first: Option<(u64, bool)>) -> bool {
+    match (last, first) {
+        (Some((low, low_alone)), Some((high, high_alone))) if low == high => {
+            low_alone && high_alone
+        }
+        _ => true,
+    }
+}
+
 /// The pages of one private region (see the module documentation).
 #[derive(Default)]
 pub struct AnonymousObject {
@@ -285,6 +297,16 @@ impl AnonymousObject {
         self.chunks.is_empty()
     }
 
+    /// The first chunk's number and whether this object holds it alone.
+    pub fn first_chunk(&self) -> Option<(u64, bool)> {
+        self.chunks.first().map(|(number, chunk)| (*number, Arc::strong_count(chunk) == 1))
+    }
+
+    /// The last chunk's number and whether this object holds it alone.
+    pub fn last_chunk(&self) -> Option<(u64, bool)> {
+        self.chunks.last().map(|(number, chunk)| (*number, Arc::strong_count(chunk) == 1))
+    }
+
     /// How many chunks the object names.
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
@@ -319,12 +341,7 @@ impl AnonymousObject {
     /// above this object's) without allocating: a chunk both name must be each
     /// one's alone, so that its entries can be joined.
     pub fn can_append(&self, upper: &AnonymousObject) -> bool {
-        match (self.chunks.last(), upper.chunks.first()) {
-            (Some((low, lower)), Some((high, higher))) if low == high => {
-                Arc::strong_count(lower) == 1 && Arc::strong_count(higher) == 1
-            }
-            _ => true,
-        }
+        chunks_join(self.last_chunk(), upper.first_chunk())
     }
 
     /// Takes every page of `upper`, whose pages all lie above this object's.

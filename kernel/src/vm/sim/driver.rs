@@ -86,6 +86,11 @@ impl Driver {
         self.vm.mmu().refused_activations
     }
 
+    /// Tables the simulated MMU write-protected as a whole.
+    pub fn lazy_write_protects(&self) -> u64 {
+        self.vm.mmu().lazy_write_protects
+    }
+
     /// Translations the simulated MMU forgot on its own (chaos and pressure).
     pub fn spontaneous_discards(&self) -> u64 {
         self.vm.mmu().spontaneous_discards

@@ -8,7 +8,10 @@
 //! another refuses activations at random, as a machine that needs frames to
 //! switch (a root, tables for pinned translations) may; and its TLB keeps
 //! serving stale entries until `flush`. User accesses go through the
-//! TLB and the tables like a processor's do.
+//! TLB and the tables like a processor's do. `write_protect` is lazy, as on
+//! x86: a table wholly inside the range is marked read-only as a whole, its
+//! entries keep their write right, and the first writable `map` into it splits
+//! the mark back onto the entries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::vec::Vec;
@@ -21,7 +24,7 @@ use crate::vm::page::{PAGE_SIZE, PageFlags, Pfn};
 
 /// Pages translated by one simulated page-table page (small, so that tables come
 /// and go often).
-pub const TABLE_PAGES: u64 = 16;
+pub const TABLE_PAGES: u64 = 4;
 
 /// Entries in the simulated TLB.
 pub const TLB_ENTRIES: usize = 8;
@@ -46,6 +49,19 @@ pub struct Entry {
 struct Table {
     frame: Pfn,
     entries: BTreeMap<VirtAddr, Entry>,
+    /// No entry grants write, whatever it says (a lazy `write_protect`).
+    write_protected: bool,
+}
+
+impl Table {
+    /// `entry` as a user access sees it through this table.
+    fn effective(&self, entry: Entry) -> Entry {
+        let mut seen = entry;
+        if self.write_protected {
+            seen.protection.remove(Protection::WRITE);
+        }
+        seen
+    }
 }
 
 /// A cached translation, tagged with its space (like a PCID).
@@ -82,6 +98,12 @@ pub struct SimMmu {
     pub refused_activations: u64,
     /// `unmap` calls so far (to show an operation's cost is in regions).
     unmap_calls: u64,
+    /// `write_protect` calls so far.
+    pub write_protects: u64,
+    /// Tables write-protected as a whole so far.
+    pub lazy_write_protects: u64,
+    /// Translations made by `map_ahead` so far.
+    pub mapped_ahead: u64,
 }
 
 impl SimMmu {
@@ -104,6 +126,9 @@ impl SimMmu {
             activation_refusals: 0,
             refused_activations: 0,
             unmap_calls: 0,
+            write_protects: 0,
+            lazy_write_protects: 0,
+            mapped_ahead: 0,
         }
     }
 
@@ -116,7 +141,10 @@ impl SimMmu {
     pub fn entries(&self) -> impl Iterator<Item = (SpaceId, VirtAddr, Entry)> + '_ {
         self.spaces.iter().flat_map(|(space, tables)| {
             tables.values().flat_map(move |table| {
-                table.entries.iter().map(move |(page, entry)| (*space, *page, *entry))
+                table
+                    .entries
+                    .iter()
+                    .map(move |(page, entry)| (*space, *page, table.effective(*entry)))
             })
         })
     }
@@ -191,7 +219,7 @@ impl SimMmu {
     /// The table entry for `page`, if any.
     fn lookup(&self, space: SpaceId, page: VirtAddr) -> Option<Entry> {
         let table = self.spaces.get(&space)?.get(&table_index(page))?;
-        table.entries.get(&page).copied()
+        table.entries.get(&page).map(|entry| table.effective(*entry))
     }
 
     /// The table entry for `page`, for the walker to update.
@@ -309,7 +337,7 @@ unsafe impl Mmu for SimMmu {
         let index = table_index(address);
         if !self.spaces.get(&space).is_some_and(|tables| tables.contains_key(&index)) {
             let frame = self.table_frame(frames, space)?;
-            let table = Table { frame, entries: BTreeMap::new() };
+            let table = Table { frame, entries: BTreeMap::new(), write_protected: false };
             self.spaces.entry(space).or_default().insert(index, table);
         }
         let table = self
@@ -317,11 +345,44 @@ unsafe impl Mmu for SimMmu {
             .get_mut(&space)
             .and_then(|tables| tables.get_mut(&index))
             .expect("map: table");
+        if table.write_protected && protection.contains(Protection::WRITE) {
+            for entry in table.entries.values_mut() {
+                entry.protection.remove(Protection::WRITE);
+            }
+            table.write_protected = false;
+        }
         let entry = Entry { pfn, protection, pinned, referenced: false, dirty: false };
         if let Some(mut old) = table.entries.insert(address, entry) {
             fold_bits(frames, &mut old);
         }
         Ok(())
+    }
+
+    fn map_ahead(
+        &mut self,
+        _frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        leaves: &[(VirtAddr, Pfn, Protection)],
+    ) {
+        // Only into tables that exist, like x86; and only some, at random,
+        // since the contract allows any subset.
+        for &(address, pfn, protection) in leaves {
+            let Some(table) = self
+                .spaces
+                .get_mut(&space)
+                .and_then(|tables| tables.get_mut(&table_index(address)))
+            else {
+                continue;
+            };
+            if table.entries.contains_key(&address) || self.rng.chance(1, 8) {
+                continue;
+            }
+            let protection =
+                if table.write_protected { protection - Protection::WRITE } else { protection };
+            let entry = Entry { pfn, protection, pinned: false, referenced: false, dirty: false };
+            table.entries.insert(address, entry);
+            self.mapped_ahead += 1;
+        }
     }
 
     fn unmap(
@@ -348,6 +409,24 @@ unsafe impl Mmu for SimMmu {
 
     fn protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr, protection: Protection) {
         self.for_range(space, start, end, |entry| entry.protection &= protection);
+    }
+
+    fn write_protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
+        self.write_protects += 1;
+        let Some(tables) = self.spaces.get_mut(&space) else { return };
+        let range = table_index(start)..=table_index(VirtAddr(end.0 - 1));
+        for (index, table) in tables.range_mut(range) {
+            let first = VirtAddr(index * TABLE_PAGES * PAGE_SIZE);
+            let whole = start <= first && first.add(TABLE_PAGES * PAGE_SIZE) <= end;
+            if whole {
+                table.write_protected = true;
+                self.lazy_write_protects += 1;
+            } else {
+                for (_, entry) in table.entries.range_mut(start..end) {
+                    entry.protection.remove(Protection::WRITE);
+                }
+            }
+        }
     }
 
     fn unpin(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {

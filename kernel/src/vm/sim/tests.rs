@@ -27,6 +27,10 @@ fn setting(name: &str) -> Option<u64> {
 /// lost, or the driver's way to it, fails.
 const MINIMUM_PER_KIND: u64 = 100;
 
+/// How many times a default run must at least have taken each of the paths
+/// [`check_coverage`] names.
+const MINIMUM_PER_PATH: u64 = 40;
+
 /// Activations the machine must at least have refused in a default run (it
 /// refuses about 1,100).
 const MINIMUM_REFUSED_ACTIVATIONS: u64 = 100;
@@ -39,6 +43,8 @@ struct Summary {
     out_of_memory: u64,
     discards: u64,
     refused_activations: u64,
+    lazy_write_protects: u64,
+    mapped_ahead: u64,
 }
 
 /// Runs `seeds` seeds from `first` with `operations` each, prints a summary and
@@ -52,6 +58,8 @@ fn run_seeds(first: u64, seeds: u64, operations: u64) -> Summary {
         total.out_of_memory += driver.out_of_memory;
         total.discards += driver.spontaneous_discards();
         total.refused_activations += driver.refused_activations();
+        total.lazy_write_protects += driver.lazy_write_protects();
+        total.mapped_ahead += driver.vm.mmu().mapped_ahead;
         add(&mut total.statistics, &driver.vm_statistics());
         for (kind, count) in &driver.operations {
             *total.operations.entry(kind).or_default() += count;
@@ -59,13 +67,16 @@ fn run_seeds(first: u64, seeds: u64, operations: u64) -> Summary {
     }
     std::eprintln!(
         "vm simulation: {seeds} seeds x {operations} operations in {:?}: {:?}, \
-         {} operations out of memory, {} spontaneous discards, {} refused activations; \
+         {} operations out of memory, {} spontaneous discards, {} refused activations, \
+         {} tables write-protected whole, {} translations made ahead; \
          operations by kind: {:?}",
         started.elapsed(),
         total.statistics,
         total.out_of_memory,
         total.discards,
         total.refused_activations,
+        total.lazy_write_protects,
+        total.mapped_ahead,
         total.operations,
     );
     total
@@ -86,6 +97,18 @@ fn check_coverage(summary: &Summary) {
         "{} refused activations, under {MINIMUM_REFUSED_ACTIVATIONS}",
         summary.refused_activations
     );
+    // The page store's and the lazy MMU's paths, reached often enough (a
+    // default run reaches the rarest, cow reuses, about 90 times).
+    let paths = [
+        ("zero-page reads", summary.statistics.zero_page_maps),
+        ("chunk copies", summary.statistics.chunk_copies),
+        ("cow reuses", summary.statistics.cow_reuses),
+        ("tables write-protected whole", summary.lazy_write_protects),
+        ("translations made ahead", summary.mapped_ahead),
+    ];
+    for (path, count) in paths {
+        assert!(count >= MINIMUM_PER_PATH, "{path}: {count}, under {MINIMUM_PER_PATH}");
+    }
 }
 
 /// Adds one run's statistics to a total.
@@ -100,6 +123,9 @@ fn add(total: &mut VmStatistics, run: &VmStatistics) {
     total.out_of_memory_faults += run.out_of_memory_faults;
     total.forks += run.forks;
     total.fork_copies += run.fork_copies;
+    total.zero_page_maps += run.zero_page_maps;
+    total.chunk_copies += run.chunk_copies;
+    total.pages_offered_ahead += run.pages_offered_ahead;
 }
 
 #[test]

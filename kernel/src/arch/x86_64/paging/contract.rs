@@ -113,6 +113,19 @@ unsafe impl Mmu for X86Mmu {
         Ok(())
     }
 
+    fn map_ahead(
+        &mut self,
+        _frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        leaves: &[(VirtAddr, Pfn, Protection)],
+    ) {
+        let Some(index) = self.slot_of(space) else { return };
+        let encoded = leaves.iter().map(|&(address, pfn, protection)| {
+            (address.value(), table::encode(pfn, protection, false))
+        });
+        self.statistics.mapped_ahead += table::fill_empty(self.slots[index].root, encoded);
+    }
+
     fn unmap(
         &mut self,
         frames: &mut FrameAllocator<'_>,
@@ -153,6 +166,23 @@ unsafe impl Mmu for X86Mmu {
         }
         let mut restrict = |entry| table::restrict(entry, protection);
         self.change_leaves(space, (start.value(), end.value()), &mut restrict);
+    }
+
+    fn write_protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
+        if let Some(record) = self.spaces.get_mut(&space) {
+            for (_, (_, pinned)) in record.pinned.range_mut(start..end) {
+                pinned.remove(Protection::WRITE);
+            }
+        }
+        let Some(index) = self.slot_of(space) else { return };
+        let mut invalidation = Invalidation::new(self.loaded == Some(index));
+        let (tlb, shadow) = (&self.tlb, &mut self.shadow);
+        let mut note = |address, old| invalidation.note(tlb, shadow, address, old);
+        let root = self.slots[index].root;
+        if table::write_protect(root, start.value(), end.value(), &mut note) {
+            invalidation.note_directory();
+        }
+        self.settle(index, invalidation, false);
     }
 
     fn unpin(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {

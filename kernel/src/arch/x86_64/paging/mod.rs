@@ -97,6 +97,8 @@ pub struct PageTableStatistics {
     pub pinned_reinstalls: u64,
     /// Discards made by chaos mode.
     pub chaos_discards: u64,
+    /// Translations made ahead of need (fault-around).
+    pub mapped_ahead: u64,
 }
 
 /// One cached root.

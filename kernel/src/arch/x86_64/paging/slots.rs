@@ -66,6 +66,17 @@ impl Invalidation {
     }
 }
 
+impl Invalidation {
+    /// Notes that an upper-level entry lost rights: every translation cached
+    /// below it may be stale, so the loaded root's PCID is flushed.
+    pub(super) fn note_directory(&mut self) {
+        self.changed = true;
+        if self.loaded {
+            self.whole = true;
+        }
+    }
+}
+
 /// Folds a leaf's accessed/dirty bits into its page's record (rule 3).
 pub(super) fn fold(frames: &mut FrameAllocator<'_>, entry: u64) {
     let (referenced, dirty) = table::usage(entry);

@@ -8,8 +8,16 @@
 //! [`walk`]s that forget the others. An entry is *used* when it is non-zero; a
 //! used entry without `PRESENT` is a translation that grants nothing (the VM asked
 //! for a protection without read) but still holds its frame's number, its pin and
-//! its accessed/dirty bits. Intermediate entries always allow everything
-//! (present, writable, user): the leaf alone decides what an access may do.
+//! its accessed/dirty bits. Intermediate entries allow everything (present,
+//! writable, user), with one exception: a P2 entry may lack `WRITABLE`, which
+//! write-protects the whole 2 MiB below it in one store ([`write_protect`], how
+//! fork protects a parent in O(page-table pages)). The leaves below keep their
+//! own write bits, which mean nothing while the P2 entry lacks it: every
+//! function here reports a leaf as the processor sees it (its *effective*
+//! entry, without `WRITABLE` under a protected P2 entry), and [`install`] of a
+//! writable leaf there first clears the write bit of every leaf of that table,
+//! then gives the P2 entry its write bit back (a lazy split: 512 stores on the
+//! first write fault of the 2 MiB after fork).
 //!
 //! Only the user half (P4 slots 0..256) is ever walked or changed here; the kernel
 //! half of every root is a copy of the boot root's and is never touched again.
@@ -177,23 +185,47 @@ pub fn top_level_present(root: Pfn, address: u64) -> bool {
     is_present(table(root)[index(address, 4)].load(Ordering::Relaxed))
 }
 
-/// The leaf entry for `address` under `root`, or 0.
+/// The leaf as the processor sees it under a P2 entry that is (or is not)
+/// writable.
+fn effective(leaf: u64, writable_above: bool) -> u64 {
+    if writable_above { leaf } else { leaf & !WRITABLE }
+}
+
+/// The effective leaf entry for `address` under `root`, or 0.
 pub fn lookup(root: Pfn, address: u64) -> u64 {
     let mut frame = root;
+    let mut writable = true;
     for level in [4, 3, 2] {
         let entry = table(frame)[index(address, level)].load(Ordering::Acquire);
         if !is_present(entry) {
             return 0;
         }
+        writable &= entry & WRITABLE != 0;
         frame = frame_of(entry);
     }
-    table(frame)[index(address, 1)].load(Ordering::Acquire)
+    effective(table(frame)[index(address, 1)].load(Ordering::Acquire), writable)
+}
+
+/// Clears the write bit of every leaf of the table below the P2 entry `slot`,
+/// then sets the entry's own: the same rights as before, now held by the
+/// leaves, so that one of them can be made writable alone.
+fn split_write_protection(slot: &AtomicU64) {
+    let entry = slot.load(Ordering::Acquire);
+    for leaf in table(frame_of(entry)).iter() {
+        let value = leaf.load(Ordering::Acquire);
+        if value & WRITABLE != 0 {
+            leaf.store(value & !WRITABLE, Ordering::Release);
+        }
+    }
+    slot.store(entry | WRITABLE, Ordering::Release);
 }
 
 /// Stores `leaf` for user address `address` under `root`, making the missing
-/// tables with `allocate` (which returns zeroed frames). Returns the leaf it
-/// replaced (0 if none). On error the leaf is unchanged; tables already made
-/// stay, empty, and go at the next walk that prunes.
+/// tables with `allocate` (which returns zeroed frames); a writable leaf under
+/// a write-protected P2 entry splits its protection first (only adding rights
+/// nothing had). Returns the effective leaf it replaced (0 if none). On error
+/// the leaf is unchanged; tables already made stay, empty, and go at the next
+/// walk that prunes.
 pub fn install(
     root: Pfn,
     address: u64,
@@ -202,10 +234,16 @@ pub fn install(
 ) -> Result<u64, VmError> {
     debug_assert!(address < USER_END, "install: kernel-half address");
     let mut frame = root;
+    let mut writable = true;
     for level in [4, 3, 2] {
         let slot = &table(frame)[index(address, level)];
-        let entry = slot.load(Ordering::Acquire);
+        let mut entry = slot.load(Ordering::Acquire);
+        if level == 2 && is_present(entry) && entry & WRITABLE == 0 && leaf & WRITABLE != 0 {
+            split_write_protection(slot);
+            entry |= WRITABLE;
+        }
         frame = if is_present(entry) {
+            writable &= entry & WRITABLE != 0;
             frame_of(entry)
         } else {
             let fresh = allocate()?;
@@ -213,7 +251,100 @@ pub fn install(
             fresh
         };
     }
-    Ok(table(frame)[index(address, 1)].swap(leaf, Ordering::AcqRel))
+    let previous = table(frame)[index(address, 1)].swap(leaf, Ordering::AcqRel);
+    Ok(effective(previous, writable))
+}
+
+/// The last-level table translating `address` under `root`, if it exists, and
+/// whether the P2 entry pointing at it grants write.
+fn leaf_table(root: Pfn, address: u64) -> Option<(Pfn, bool)> {
+    let mut frame = root;
+    let mut writable = true;
+    for level in [4, 3, 2] {
+        let entry = table(frame)[index(address, level)].load(Ordering::Acquire);
+        if !is_present(entry) {
+            return None;
+        }
+        writable &= entry & WRITABLE != 0;
+        frame = frame_of(entry);
+    }
+    Some((frame, writable))
+}
+
+/// Stores each `(address, leaf)` of user addresses where the slot is unused,
+/// in last-level tables that exist already (none is made); returns how many
+/// were stored. Only empty slots change, and the processor caches no
+/// translation of an empty slot, so nothing needs invalidating.
+pub fn fill_empty(root: Pfn, leaves: impl Iterator<Item = (u64, u64)>) -> u64 {
+    let mut stored = 0;
+    let mut current: Option<(u64, Option<(Pfn, bool)>)> = None;
+    for (address, leaf) in leaves {
+        debug_assert!(address < USER_END, "fill_empty: kernel-half address");
+        let block = address & !(span(2) - 1);
+        if current.is_none_or(|(at, _)| at != block) {
+            current = Some((block, leaf_table(root, address)));
+        }
+        let Some((_, Some((frame, _)))) = current else { continue };
+        let cell = &table(frame)[index(address, 1)];
+        if cell.compare_exchange(0, leaf, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            stored += 1;
+        }
+    }
+    stored
+}
+
+/// Removes write from every leaf of the user addresses `[start, end)` under
+/// `root`: each 2 MiB the range covers whole is protected by its P2 entry
+/// alone; the leaves of a partly covered one are changed one by one, and
+/// `note` is told of each (address, old effective leaf) changed. Returns
+/// whether a P2 entry changed (then every cached translation below it may be
+/// stale).
+pub fn write_protect(root: Pfn, start: u64, end: u64, note: &mut dyn FnMut(u64, u64)) -> bool {
+    let end = end.min(USER_END);
+    start < end && write_protect_table(root, 4, 0, (start, end), true, note)
+}
+
+/// One level of [`write_protect`].
+fn write_protect_table(
+    frame: Pfn,
+    level: u32,
+    base: u64,
+    range: (u64, u64),
+    writable_above: bool,
+    note: &mut dyn FnMut(u64, u64),
+) -> bool {
+    let span = span(level);
+    let first = (range.0.saturating_sub(base) / span) as usize;
+    let last = (((range.1 - 1 - base) / span) as usize).min(ENTRIES - 1);
+    let mut directory_changed = false;
+    for (slot, cell) in table(frame).iter().enumerate().take(last + 1).skip(first) {
+        let entry = cell.load(Ordering::Acquire);
+        let address = base + slot as u64 * span;
+        if level == 1 {
+            if entry & WRITABLE != 0 && is_present(entry) {
+                cell.store(entry & !WRITABLE, Ordering::Release);
+                if writable_above {
+                    note(address, entry);
+                }
+            }
+            continue;
+        }
+        if !is_present(entry) {
+            continue;
+        }
+        let whole = range.0 <= address && address + span <= range.1;
+        if level == 2 && whole {
+            if entry & WRITABLE != 0 {
+                cell.store(entry & !WRITABLE, Ordering::Release);
+                directory_changed = true;
+            }
+            continue;
+        }
+        let writable = writable_above && entry & WRITABLE != 0;
+        directory_changed |=
+            write_protect_table(frame_of(entry), level - 1, address, range, writable, note);
+    }
+    directory_changed
 }
 
 /// What a [`walk`] does at every used leaf, and with emptied tables.
@@ -232,20 +363,22 @@ pub struct Walker<'a> {
 pub fn walk(root: Pfn, start: u64, end: u64, walker: &mut Walker<'_>) {
     let end = end.min(USER_END);
     if start < end {
-        walk_table(root, 4, 0, (start, end), walker);
+        walk_table(root, 4, 0, (start, end), true, walker);
     }
 }
 
 /// One level of [`walk`]: `frame` translates from `base`, `range` is clipped to
-/// it. When the walker collects emptied tables, returns whether `frame` (below
-/// the root) is left with no used entry: counted during the scan when `range`
-/// covers the whole table (a walk of a whole user half scans each table once),
-/// else by a second scan. Otherwise it returns false.
+/// it; the visitor sees effective leaves. When the walker collects emptied
+/// tables, returns whether `frame` (below the root) is left with no used entry:
+/// counted during the scan when `range` covers the whole table (a walk of a
+/// whole user half scans each table once), else by a second scan. Otherwise it
+/// returns false.
 fn walk_table(
     frame: Pfn,
     level: u32,
     base: u64,
     range: (u64, u64),
+    writable_above: bool,
     walker: &mut Walker<'_>,
 ) -> bool {
     let span = span(level);
@@ -265,8 +398,9 @@ fn walk_table(
             continue;
         }
         if level == 1 {
-            let replacement = (walker.visit)(address, entry);
-            if replacement != entry {
+            let seen = effective(entry, writable_above);
+            let replacement = (walker.visit)(address, seen);
+            if replacement != seen {
                 entry_cell.store(replacement, Ordering::Release);
             }
             if replacement != 0 {
@@ -275,7 +409,8 @@ fn walk_table(
             continue;
         }
         let child = frame_of(entry);
-        let child_empty = walk_table(child, level - 1, address, range, walker);
+        let writable = writable_above && entry & WRITABLE != 0;
+        let child_empty = walk_table(child, level - 1, address, range, writable, walker);
         match walker.emptied.as_deref_mut() {
             Some(emptied) if child_empty && emptied.len() < emptied.capacity() => {
                 entry_cell.store(0, Ordering::Release);

@@ -41,8 +41,13 @@ impl<'a, M: Mmu> Vm<'a, M> {
     ) -> Result<(), VmError> {
         self.statistics.faults += 1;
         let result = self.resolve(space, address.page_down(), access);
-        if result.is_ok() && access != Access::Write {
-            self.map_ahead(space, address.page_down());
+        if result.is_ok() {
+            if let Some(target) = self.spaces.get_mut(&space) {
+                target.working_set_mut().note(address.page_down());
+            }
+            if access != Access::Write {
+                self.map_ahead(space, address.page_down());
+            }
         }
         match result {
             Err(VmError::Protection) => self.statistics.protection_faults += 1,

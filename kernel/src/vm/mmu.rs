@@ -276,6 +276,14 @@ pub unsafe trait Mmu {
     /// failure the previous space stays active.
     fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError>;
 
+    /// Whether the last [`Mmu::activate`] of `space` kept its unpinned
+    /// translations (so that the VM need not restore its working set). Any
+    /// answer is safe; `false`, the default, only costs a restore.
+    fn kept_translations(&self, space: SpaceId) -> bool {
+        let _ = space;
+        false
+    }
+
     /// The current translation of the page at `address`, if any (pmap_extract).
     fn query(&self, space: SpaceId, address: VirtAddr) -> Option<(Pfn, Protection)>;
 

@@ -12,6 +12,7 @@ pub mod mmu;
 pub mod object;
 pub mod page;
 pub mod pin;
+pub mod restore;
 pub mod space;
 pub mod system;
 

@@ -25,6 +25,7 @@ use super::frame::FrameAllocator;
 use super::mmu::{Protection, SpaceId, USER_END, USER_START, VirtAddr};
 use super::object::{AnonymousObject, ObjectId, ObjectTable};
 use super::page::PAGE_SIZE;
+use super::restore::WorkingSet;
 
 /// What lies behind a region.
 #[derive(Debug)]
@@ -197,22 +198,34 @@ pub fn check_range(start: VirtAddr, length: u64) -> Result<VirtAddr, VmError> {
     Ok(end)
 }
 
-/// One address space: an identifier and its regions.
+/// One address space: an identifier, its regions, and the pages it faulted
+/// on last (see [`super::restore`]).
 #[derive(Debug)]
 pub struct AddressSpace {
     id: SpaceId,
     regions: BTreeMap<VirtAddr, Region>,
+    working_set: WorkingSet,
 }
 
 impl AddressSpace {
     /// An empty space named `id`.
     pub fn new(id: SpaceId) -> Self {
-        AddressSpace { id, regions: BTreeMap::new() }
+        AddressSpace { id, regions: BTreeMap::new(), working_set: WorkingSet::default() }
     }
 
     /// The space's identifier.
     pub fn id(&self) -> SpaceId {
         self.id
+    }
+
+    /// The pages that faulted last.
+    pub fn working_set(&self) -> &WorkingSet {
+        &self.working_set
+    }
+
+    /// The pages that faulted last, for noting one or restoring them.
+    pub(super) fn working_set_mut(&mut self) -> &mut WorkingSet {
+        &mut self.working_set
     }
 
     /// Every region, in address order.

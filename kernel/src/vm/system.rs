@@ -78,6 +78,8 @@ pub struct VmStatistics {
     pub chunk_copies: u64,
     /// Translations offered to the MMU ahead of need by fault-around.
     pub pages_offered_ahead: u64,
+    /// Translations of working sets made again at activation.
+    pub pages_restored: u64,
 }
 
 /// Where to place a new mapping.
@@ -208,13 +210,17 @@ impl<'a, M: Mmu> Vm<'a, M> {
         id
     }
 
-    /// Switches the processor to `space`.
+    /// Switches the processor to `space`; if the MMU did not keep its
+    /// translations, maps its working set again (see [`super::restore`]).
     pub fn activate(&mut self, space: SpaceId) -> Result<(), VmError> {
         if !self.spaces.contains_key(&space) {
             return Err(VmError::InvalidArgument);
         }
         self.mmu.activate(&mut self.frames, space)?;
         self.active = Some(space);
+        if !self.mmu.kept_translations(space) {
+            self.restore_working_set(space);
+        }
         Ok(())
     }
 

@@ -105,6 +105,7 @@ fn check_coverage(summary: &Summary) {
         ("cow reuses", summary.statistics.cow_reuses),
         ("tables write-protected whole", summary.lazy_write_protects),
         ("translations made ahead", summary.mapped_ahead),
+        ("working-set pages restored", summary.statistics.pages_restored),
     ];
     for (path, count) in paths {
         assert!(count >= MINIMUM_PER_PATH, "{path}: {count}, under {MINIMUM_PER_PATH}");
@@ -126,6 +127,7 @@ fn add(total: &mut VmStatistics, run: &VmStatistics) {
     total.zero_page_maps += run.zero_page_maps;
     total.chunk_copies += run.chunk_copies;
     total.pages_offered_ahead += run.pages_offered_ahead;
+    total.pages_restored += run.pages_restored;
 }
 
 #[test]

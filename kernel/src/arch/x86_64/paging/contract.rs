@@ -218,10 +218,11 @@ unsafe impl Mmu for X86Mmu {
 
     fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError> {
         self.grow_slots(frames)?;
-        let index = match self.usable_slot_of(space) {
-            Some(index) => index,
-            None => self.claim(frames, space)?,
+        let (index, kept) = match self.usable_slot_of(space) {
+            Some(index) => (index, true),
+            None => (self.claim(frames, space)?, false),
         };
+        self.kept = kept.then_some(space);
         self.statistics.activations += 1;
         self.clock += 1;
         self.slots[index].last_used = self.clock;
@@ -232,8 +233,13 @@ unsafe impl Mmu for X86Mmu {
         if self.chaos() {
             self.forget(frames, index, (0, USER_END), true);
             self.statistics.chaos_discards += 1;
+            self.kept = None;
         }
         Ok(())
+    }
+
+    fn kept_translations(&self, space: SpaceId) -> bool {
+        self.kept == Some(space)
     }
 
     fn query(&self, space: SpaceId, address: VirtAddr) -> Option<(Pfn, Protection)> {

@@ -135,6 +135,8 @@ pub struct X86Mmu {
     clock: u64,
     chaos_interval: u64,
     chaos_countdown: u64,
+    /// The space whose last activation kept its translations (its slot).
+    kept: Option<SpaceId>,
     /// With `tlb_check`: the shadow every load is checked against.
     shadow: Option<shadow::Shadow>,
     statistics: PageTableStatistics,
@@ -156,6 +158,7 @@ impl X86Mmu {
             clock: 0,
             chaos_interval: 0,
             chaos_countdown: 0,
+            kept: None,
             shadow: None,
             statistics: PageTableStatistics::default(),
         }

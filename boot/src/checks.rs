@@ -36,7 +36,7 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(20);
 /// Monitor commands, each with a text its answer must contain.
 const SCRIPT: &[(&str, &str)] = &[
     ("help", "poweroff"),
-    ("mem", "VmPage"),
+    ("mem", "per private page with its VmPage"),
     ("vm", "page-table cache"),
     ("ptcache 2", "page-table cache: 2"),
     ("vm", "page-table cache: 2 address spaces"),

@@ -16,6 +16,7 @@ use crate::vm::page::{PAGE_SIZE, VM_PAGE_BYTES};
 /// Repetitions of every benchmark.
 const REPETITIONS: usize = 5;
 
+mod metadata;
 mod page_tables;
 mod processes;
 
@@ -90,6 +91,7 @@ pub fn run_all() -> bool {
         });
     }
     page_tables::run();
+    metadata::run();
     screen();
     let passed = processes::run();
     print_final_facts();

@@ -105,6 +105,22 @@ fn memory() {
     println!("  reserved {}", counters.reserved);
     let metadata = counters.total * VM_PAGE_BYTES;
     println!("VmPage: {VM_PAGE_BYTES} B per 4 KiB frame, {} KiB in all", metadata / 1024);
+    let (metadata, tables) = with_vm(|vm| (vm.metadata(), vm.mmu().statistics().table_pages));
+    println!(
+        "private pages: {} in {} chunks ({} shared since fork): chunks {} KiB, lists {} KiB",
+        metadata.private_pages,
+        metadata.chunks,
+        metadata.shared_chunks,
+        metadata.chunk_bytes / 1024,
+        metadata.list_bytes / 1024
+    );
+    println!(
+        "  regions {} ({} KiB); {:.1} B per private page with its VmPage; page tables {} pages apart",
+        metadata.regions,
+        metadata.region_bytes / 1024,
+        metadata.bytes_per_private_page(),
+        tables
+    );
     let (heap, used) = crate::heap::usage();
     println!("heap: {} KiB, {} KiB in use", heap / 1024, used / 1024);
 }

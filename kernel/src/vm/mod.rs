@@ -8,6 +8,7 @@ pub mod error;
 pub mod fault;
 pub mod fork;
 pub mod frame;
+pub mod metadata;
 pub mod mmu;
 pub mod object;
 pub mod page;

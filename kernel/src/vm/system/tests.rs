@@ -491,3 +491,29 @@ fn working_set_comes_back_in_one_batch_and_keeps_only_what_is_used() {
     assert_eq!(translation(&vm, first, BASE + PAGE_SIZE), None);
     assert_eq!(vm.space(first).unwrap().working_set().pages().count(), 1);
 }
+
+#[test]
+fn metadata_counts_shared_chunks_once() {
+    use crate::vm::object::anonymous::{CHUNK_BYTES, CHUNK_PAGES};
+    let mut vm = vm(96);
+    let parent = active_space(&mut vm);
+    let pages = 2 * CHUNK_PAGES as u64;
+    vm.map_anonymous(parent, Placement::Exact(VirtAddr(BASE)), pages * PAGE_SIZE, READ_WRITE)
+        .unwrap();
+    for page in 0..pages {
+        store(&mut vm, BASE + page * PAGE_SIZE, 1).unwrap();
+    }
+    let alone = vm.metadata();
+    assert_eq!((alone.private_pages, alone.chunks, alone.shared_chunks), (pages, 2, 0));
+    assert_eq!(alone.chunk_bytes, 2 * CHUNK_BYTES as u64);
+    let child = vm.fork(parent).unwrap();
+    let forked = vm.metadata();
+    assert_eq!((forked.private_pages, forked.chunks, forked.shared_chunks), (pages, 2, 2));
+    assert_eq!(forked.regions, 2);
+    // The child writes one page: its first chunk is copied, the page too.
+    vm.activate(child).unwrap();
+    store(&mut vm, BASE, 2).unwrap();
+    let written = vm.metadata();
+    assert_eq!((written.chunks, written.shared_chunks), (3, 1));
+    assert_eq!(written.private_pages, pages + CHUNK_PAGES as u64);
+}

@@ -111,10 +111,11 @@ impl X86Mmu {
     /// Forgets the leaves of slot `index` in `[start, end)` (except pinned ones
     /// if `keep_pinned`), folding their usage bits, and frees emptied tables.
     /// The list of tables to free is sized before the walk, for every table of
-    /// the slot, or for [`EMPTIED_BATCH`] if the heap cannot have that: a walk
-    /// never needs more heap however many tables it empties, and the tables
-    /// the list has no room for stay linked, empty, until a later walk.
-    /// Returns whether the list was full (tables may be left).
+    /// the slot, or for [`EMPTIED_BATCH`] if the heap cannot have that, or for
+    /// none if it cannot have even that: a walk never needs more heap however
+    /// many tables it empties, and the tables the list has no room for stay
+    /// linked, empty, until a later walk. Returns whether the list was full
+    /// and not empty (tables may be left).
     pub(super) fn forget(
         &mut self,
         frames: &mut FrameAllocator<'_>,
@@ -132,7 +133,9 @@ impl X86Mmu {
         // then frees them all), else for a batch.
         let mut emptied = Vec::new();
         if emptied.try_reserve_exact(self.slots[index].tables as usize).is_err() {
-            emptied = Vec::with_capacity(EMPTIED_BATCH);
+            // A batch, or with no heap at all none: emptied tables then stay
+            // linked until a later walk.
+            let _ = emptied.try_reserve_exact(EMPTIED_BATCH);
         }
         let (tlb, shadow) = (&self.tlb, &mut self.shadow);
         let mut visit = |address: u64, entry: u64| {

@@ -53,6 +53,7 @@ usb:
 	@test -n "$(DEVICE)" || { echo "usage: make usb DEVICE=/dev/sdX [UEFI=1]"; exit 2; }
 	cargo run -q -- usb $(DEVICE) $(if $(UEFI),--uefi)
 
-## Benchmarks: boots the release kernel with 512 MiB and prints `R name ns=... cyc=...` lines.
+## Benchmarks: boots the release kernel with 512 MiB, prints `R name ns=... cyc=...` lines
+## and draws target/bench/scale.svg (ARGS="--anchor LINUX.log" adds Linux's figures).
 bench:
 	cargo run -q -- bench $(ARGS)

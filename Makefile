@@ -37,7 +37,7 @@ test: setup
 
 ## Lints, warnings denied: host crates, then the kernel and test kernels.
 clippy:
-	cargo clippy -p boot -p kernel -p abi --lib --tests -- -D warnings
+	cargo clippy -p boot -p kernel -p abi -p user --lib --tests -- -D warnings
 	cargo clippy -p kernel -p kernel-tests -p user --target $(KERNEL_TARGET) --lib --bins -- -D warnings
 
 fmt:
@@ -53,6 +53,7 @@ usb:
 	@test -n "$(DEVICE)" || { echo "usage: make usb DEVICE=/dev/sdX [UEFI=1]"; exit 2; }
 	cargo run -q -- usb $(DEVICE) $(if $(UEFI),--uefi)
 
-## Benchmarks: boots the release kernel with 512 MiB and prints `R name ns=... cyc=...` lines.
+## Benchmarks: boots the release kernel with 512 MiB, prints `R name ns=... cyc=...` lines
+## and draws target/bench/scale.svg (ARGS="--anchor LINUX.log" adds Linux's figures).
 bench:
 	cargo run -q -- bench $(ARGS)

@@ -1,9 +1,13 @@
 //! `cargo run -- bench`: boots the release kernel with its benchmarks and prints
-//! their `R` lines as they come, then the same figures as a table.
+//! their `R` lines as they come, then the same figures as a table, and draws the
+//! scale chart (`target/bench/scale.svg`, see [`chart`]), with the Linux
+//! anchor's figures when its logs are given (`--anchor LOG`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::options::Run;
+use crate::chart::{self, Costs};
+use crate::options::{Bench, Run};
 use crate::{build, qemu};
 
 /// One benchmark's figures, from its `R` line.
@@ -48,9 +52,66 @@ pub fn table(rows: &[Figures]) -> String {
     text
 }
 
+/// The median nanoseconds per operation of each row over `logs` (their text),
+/// as `anchor-linux/compare.py` reduces several logs of one side. Lines may
+/// end in a carriage return (a serial console's) and pad names with spaces.
+pub fn medians<'a>(logs: impl IntoIterator<Item = &'a str>) -> Costs {
+    let mut all: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for line in logs.into_iter().flat_map(str::lines) {
+        let Some(row) = parse_line(line.trim()) else { continue };
+        let ns = row.fields.iter().find(|(key, _)| key == "ns").and_then(|(_, v)| v.parse().ok());
+        if let Some(ns) = ns {
+            all.entry(row.name).or_default().push(ns);
+        }
+    }
+    all.into_iter()
+        .map(|(name, mut values)| {
+            values.sort_by(f64::total_cmp);
+            let middle = values.len() / 2;
+            let median = if values.len() % 2 == 1 {
+                values[middle]
+            } else {
+                (values[middle - 1] + values[middle]) / 2.0
+            };
+            (name, median)
+        })
+        .collect()
+}
+
+/// The anchor's figures: the medians over the logs at `paths`.
+fn anchor(paths: &[String]) -> Result<Option<Costs>, String> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let mut texts = Vec::new();
+    for path in paths {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read anchor log {path}: {e}"))?;
+        texts.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let figures = medians(texts.iter().map(String::as_str));
+    if figures.is_empty() {
+        return Err(format!("no `R` lines in the anchor logs {paths:?}"));
+    }
+    Ok(Some(figures))
+}
+
+/// Writes the scale chart under `target/bench/`; returns its path.
+fn write_chart(ours: &Costs, linux: Option<&Costs>) -> Result<PathBuf, String> {
+    let directory = build::target_dir().join("bench");
+    std::fs::create_dir_all(&directory)
+        .map_err(|e| format!("cannot create {}: {e}", directory.display()))?;
+    let path = directory.join("scale.svg");
+    std::fs::write(&path, chart::svg(ours, linux))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// Boots the release kernel headless with `bench once`; true if it finished and
 /// every benchmark's own checks passed.
-pub fn run(mut run: Run) -> Result<bool, String> {
+pub fn run(options: Bench) -> Result<bool, String> {
+    let linux = anchor(&options.anchors)?;
+    let mut run = options.run;
     run.release = true;
     run.once = true;
     run.headless = true;
@@ -61,12 +122,19 @@ pub fn run(mut run: Run) -> Result<bool, String> {
     let images = build::kernel_images(&run)?;
     let image = if run.uefi { &images.uefi } else { &images.bios };
     let mut rows = Vec::new();
+    let mut lines = String::new();
     let outcome = qemu::run_captured(image, &run, Duration::from_secs(600), |line| {
         let line = line.trim_end();
         println!("{line}");
         rows.extend(parse_line(line));
+        lines += line;
+        lines.push('\n');
     })?;
     println!("\n{}", table(&rows));
+    if !rows.is_empty() {
+        let path = write_chart(&medians([lines.as_str()]), linux.as_ref())?;
+        println!("chart: {}", path.display());
+    }
     if !outcome.passed() {
         eprintln!("boot: benchmark run ended with {outcome:?}");
     }
@@ -89,6 +157,22 @@ mod tests {
                 .nth(1)
                 .is_some_and(|line| line.starts_with("fork_0M") && line.ends_with("1.12"))
         );
+    }
+
+    #[test]
+    fn medians_are_taken_per_row_over_logs() {
+        let linux = "R fork_16M                     ns=1238262.0 cyc=3210064 min=1.0 max=2.0 \
+                     flt=1.000 ops=1 reps=21\r\nI tsc_ghz=2.6\r\n";
+        let figures = medians([
+            linux,
+            "R fork_16M ns=1000.0 cyc=1 min=1 max=1 flt=0\nR fork_0M ns=5.0 cyc=1 min=1 max=1 flt=0",
+            "R fork_16M ns=2000.0 cyc=1 min=1 max=1 flt=0\n",
+        ]);
+        assert_eq!(figures.len(), 2);
+        assert_eq!(figures["fork_16M"], 2000.0);
+        assert_eq!(figures["fork_0M"], 5.0);
+        let even = medians(["R a ns=1 cyc=1\nR a ns=4 cyc=1\n"]);
+        assert_eq!(even["a"], 2.5);
     }
 
     #[test]

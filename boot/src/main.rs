@@ -8,6 +8,7 @@
 mod bench;
 mod bochs;
 mod build;
+mod chart;
 mod checks;
 mod gdb;
 mod options;
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
         }
         Command::Run(run) => run_kernel(&run),
         Command::Test(test) => test::run_all(&test),
-        Command::Bench(run) => bench::run(run),
+        Command::Bench(options) => bench::run(options),
         Command::Usb(device, uefi) => usb::flash(std::path::Path::new(&device), uefi),
         Command::Gdb(run) => gdb::debug(&run),
         Command::Image(run) => build::kernel_images(&run).map(|images| {

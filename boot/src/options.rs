@@ -12,7 +12,7 @@ pub enum Command {
     /// Run the host tests and every test kernel.
     Test(Test),
     /// Boot the release kernel and run its benchmarks.
-    Bench(Run),
+    Bench(Bench),
     /// Write an image to a USB stick (device path, UEFI image?).
     Usb(String, bool),
     /// Boot paused under QEMU and debug the kernel in GDB.
@@ -64,6 +64,16 @@ impl Default for Run {
     }
 }
 
+/// Options of `boot bench`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bench {
+    /// How to boot.
+    pub run: Run,
+    /// Logs of the Linux anchor (`anchor-linux/run.sh`), whose figures the
+    /// chart shows beside ours.
+    pub anchors: Vec<String>,
+}
+
 /// Options of `boot test`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Test {
@@ -98,6 +108,9 @@ options:
   --pt-cache N       keep page tables for N address spaces (1-64; kernel's pt_cache=N)
   --bochs            boot the BIOS image in Bochs, on a processor with PCIDs (QEMU's
                      TCG has none); needs `apt-get install bochs bochs-term bochsbios vgabios`
+  --anchor LOG       (bench) a Linux anchor log (anchor-linux/run.sh's tcg-N.log) whose
+                     figures the chart target/bench/scale.svg shows beside ours; several
+                     give their medians
   -h, --help         this text";
 
 /// The usage text of `test`.
@@ -141,6 +154,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         return parse_test(words.collect());
     }
     let mut run = Run { qemu_args, ..Run::default() };
+    let mut anchors = Vec::new();
     while let Some(word) = words.next() {
         let mut value = |name: &str| {
             words.next().map(str::to_string).ok_or_else(|| format!("{name} needs a value"))
@@ -157,6 +171,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--memory" => run.memory = parse_memory(&value(word)?)?,
             "--accel" => run.accel = value(word)?,
             "--kernel-arg" => run.kernel_args.push(value(word)?),
+            "--anchor" if mode == "bench" => anchors.push(value(word)?),
+            "--anchor" => return Err("--anchor is an option of bench".into()),
             "--pt-cache" => {
                 let size = value(word)?;
                 match size.parse::<u32>() {
@@ -177,7 +193,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
     Ok(match mode {
         "image" => Command::Image(run),
-        "bench" => Command::Bench(run),
+        "bench" => Command::Bench(Bench { run, anchors }),
         "gdb" => Command::Gdb(Run { gdb: true, headless: true, ..run }),
         _ => Command::Run(run),
     })
@@ -272,6 +288,16 @@ mod tests {
         assert!(parse(&strings(&["--bochs", "--uefi"])).is_err());
         assert!(parse(&strings(&["--bochs", "--", "-smp", "2"])).is_err());
         assert!(parse(&strings(&["bench", "--bochs"])).is_err());
+    }
+
+    #[test]
+    fn bench_takes_anchor_logs() {
+        let args = strings(&["bench", "--anchor", "a.log", "--anchor", "b.log"]);
+        let Ok(Command::Bench(bench)) = parse(&args) else { panic!("not a bench") };
+        assert_eq!(bench.anchors, ["a.log", "b.log"]);
+        assert_eq!(bench.run, Run::default());
+        assert!(parse(&strings(&["bench", "--anchor"])).is_err());
+        assert!(parse(&strings(&["--anchor", "a.log"])).is_err());
     }
 
     #[test]

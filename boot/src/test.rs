@@ -38,7 +38,8 @@ const HOST_LIMIT: Duration = Duration::from_secs(900);
 
 /// The host test suites: the package each tests, and the rest of the arguments
 /// to `cargo test`.
-const HOST_SUITES: &[(&str, &[&str])] = &[("kernel", &["--lib"]), ("abi", &[]), ("boot", &[])];
+const HOST_SUITES: &[(&str, &[&str])] =
+    &[("kernel", &["--lib"]), ("abi", &[]), ("user", &["--lib"]), ("boot", &[])];
 
 /// Passed, failed and skipped tests so far, and the failed ones' names.
 #[derive(Debug, Default)]

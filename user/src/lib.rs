@@ -5,10 +5,11 @@
 //! function with [`entry!`]. The kernel starts a program at `_start` with one
 //! argument in `rdi` (what the spawner asked for; 0 for `init`), and the value
 //! `main` returns becomes the exit status.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod console;
+pub mod mem;
 pub mod syscall;
 
 pub use abi::{self, Ended, Errno, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE, Statistics};
@@ -27,6 +28,7 @@ macro_rules! entry {
     };
 }
 
+#[cfg(not(test))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!("[{}] panic: {}", getpid(), info);

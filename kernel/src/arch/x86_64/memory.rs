@@ -42,6 +42,7 @@ use x86_64::{PhysAddr, VirtAddr};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
 
+use super::page_bytes;
 use super::paging::X86Mmu;
 use super::paging::table::top_level_present;
 use crate::boot::HEAP_REGION_START;
@@ -363,9 +364,10 @@ fn frame_pointer(pfn: Pfn) -> *mut u8 {
 /// The caller must own the frame: it was allocated to the caller and is not
 /// mapped anywhere the caller does not control.
 pub fn fill_frame(pfn: Pfn, byte: u8) {
-    // SAFETY: all physical memory is mapped writable at the physical offset, and
-    // the caller owns the frame, so nothing else reads or writes it meanwhile.
-    unsafe { core::ptr::write_bytes(frame_pointer(pfn), byte, PAGE_SIZE as usize) };
+    // SAFETY: all physical memory is mapped writable at the physical offset, a
+    // frame's address there is page-aligned, and the caller owns the frame, so
+    // nothing else reads or writes it meanwhile.
+    unsafe { page_bytes::fill_page(frame_pointer(pfn), u64::from(byte) * 0x0101_0101_0101_0101) };
 }
 
 /// Copies frame `source` over frame `destination`. The caller must own both
@@ -374,13 +376,7 @@ pub fn copy_frame(source: Pfn, destination: Pfn) {
     assert_ne!(source, destination, "copy_frame: source is the destination");
     // SAFETY: both frames are mapped at the physical offset and owned by the
     // caller; distinct frames never overlap.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            frame_pointer(source),
-            frame_pointer(destination),
-            PAGE_SIZE as usize,
-        )
-    };
+    unsafe { page_bytes::copy_page(frame_pointer(destination), frame_pointer(source)) };
 }
 
 /// Copies frame `pfn` into `buffer`. Same ownership rule as [`fill_frame`].

@@ -13,6 +13,7 @@ pub mod fpu;
 pub mod gdt;
 pub mod interrupts;
 pub mod memory;
+mod page_bytes;
 mod page_fault;
 pub mod paging;
 pub mod pat;

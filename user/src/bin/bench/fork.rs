@@ -65,7 +65,7 @@ impl Mailbox {
 /// Every fork benchmark.
 pub fn run(reporter: &mut Reporter) -> Result<(), &'static str> {
     let mailbox = Mailbox::new()?;
-    for (mebibytes, forks) in [(0u64, 20u64), (1, 10), (16, 4), (256, 1)] {
+    for (mebibytes, forks) in [(0u64, 20u64), (1, 10), (16, 4), (64, 2), (256, 1)] {
         fork_and_exit(reporter, &mailbox, mebibytes, forks)?;
     }
     copy_on_write(reporter, &mailbox)?;

@@ -53,9 +53,9 @@ pub fn run(reporter: &mut Reporter) -> Result<(), &'static str> {
 /// `anon_write_fault_4k` on fresh memory, then `memset_resident_per_page` and
 /// `store_loop_resident_per_page` on it.
 ///
-/// This program is optimised for size, so `write_bytes` becomes `rep stosb`,
-/// which an emulator may run a byte at a time; the store loop writes 8 bytes
-/// per instruction, as the kernel's page zeroing (`rep stosq`) does.
+/// `write_bytes` is a call to the user library's `memset` (unrolled 8-byte
+/// stores, `user::mem`); the store loop is the same stores one a loop pass,
+/// volatile, for comparison.
 fn faults_and_zeroing(reporter: &mut Reporter) -> Result<(), &'static str> {
     let pages = MIB_64 / PAGE;
     let mut resident = [Sample::default(); 5];

@@ -30,6 +30,7 @@ impl X86Mmu {
         let result = table::install(root, address.value(), leaf, &mut allocate);
         self.slots[index].tables += made;
         let previous = result?;
+        self.slots[index].installed.note(address.value());
         if previous != 0 {
             fold(frames, previous);
             let mut invalidation = Invalidation::new(self.loaded == Some(index));
@@ -123,7 +124,9 @@ unsafe impl Mmu for X86Mmu {
         let encoded = leaves.iter().map(|&(address, pfn, protection)| {
             (address.value(), table::encode(pfn, protection, false))
         });
-        self.statistics.mapped_ahead += table::fill_empty(self.slots[index].root, encoded);
+        let slot = &mut self.slots[index];
+        let mut note = |address| slot.installed.note(address);
+        self.statistics.mapped_ahead += table::fill_empty(slot.root, encoded, &mut note);
     }
 
     fn unmap(
@@ -134,7 +137,7 @@ unsafe impl Mmu for X86Mmu {
         end: VirtAddr,
     ) {
         if let Some(index) = self.slot_of(space) {
-            self.forget(frames, index, (start.value(), end.value()), false);
+            self.forget(frames, index, (start.value(), end.value()), false, false);
         }
         self.unrecord_pins(space, start, end);
     }
@@ -204,13 +207,13 @@ unsafe impl Mmu for X86Mmu {
 
     fn discard(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
         if let Some(index) = self.slot_of(space) {
-            self.forget(frames, index, (0, USER_END), true);
+            self.forget(frames, index, (0, USER_END), true, true);
         }
     }
 
     fn destroy(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
         if let Some(index) = self.slot_of(space) {
-            self.release_slot(frames, index);
+            self.release_slot(frames, index, true);
         }
         self.spaces.remove(&space);
         crate::collections::release_if_empty(&mut self.spaces);
@@ -231,7 +234,7 @@ unsafe impl Mmu for X86Mmu {
         }
         self.shrink_slots(frames);
         if self.chaos() {
-            self.forget(frames, index, (0, USER_END), true);
+            self.forget(frames, index, (0, USER_END), true, true);
             self.statistics.chaos_discards += 1;
             self.kept = None;
         }

@@ -99,6 +99,8 @@ pub struct PageTableStatistics {
     pub chaos_discards: u64,
     /// Translations made ahead of need (fault-around).
     pub mapped_ahead: u64,
+    /// Whole forgets done by clearing the listed leaves, without a walk.
+    pub listed_forgets: u64,
 }
 
 /// One cached root.
@@ -113,6 +115,51 @@ struct Slot {
     stale: bool,
     /// Page-table pages below the root.
     tables: u64,
+    /// Where leaves were installed since the slot was last walked whole.
+    installed: Installed,
+}
+
+/// Most leaf addresses a slot remembers (see [`Installed`]).
+const INSTALLED: usize = 64;
+
+/// The addresses of the leaves installed in a slot since it was last walked
+/// whole, while there are at most [`INSTALLED`]: clearing those is all that
+/// forgetting the slot's leaves takes (see `slots::forget`), where a walk
+/// reads every entry of every table (under TCG the cost of a switch with one
+/// root). Past that it only says "too many".
+#[derive(Debug)]
+struct Installed {
+    addresses: [u64; INSTALLED],
+    len: usize,
+    overflowed: bool,
+}
+
+impl Default for Installed {
+    fn default() -> Self {
+        Installed { addresses: [0; INSTALLED], len: 0, overflowed: false }
+    }
+}
+
+impl Installed {
+    /// The addresses listed.
+    fn addresses(&self) -> &[u64] {
+        &self.addresses[..self.len]
+    }
+
+    /// Notes a leaf installed at `address`.
+    fn note(&mut self, address: u64) {
+        if self.len < INSTALLED {
+            self.addresses[self.len] = address;
+            self.len += 1;
+        } else {
+            self.overflowed = true;
+        }
+    }
+
+    /// Whether every installed leaf is listed.
+    fn complete(&self) -> bool {
+        !self.overflowed
+    }
 }
 
 /// What this layer remembers about an address space.

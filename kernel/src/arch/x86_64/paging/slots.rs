@@ -9,6 +9,10 @@ use super::{Slot, X86Mmu};
 use crate::arch::x86_64::memory::fill_frame;
 use crate::vm::{FrameAllocator, PageFlags, Pfn, SpaceId, USER_END, VirtAddr, VmError};
 
+/// Most page-table pages a slot keeps, empty, when its owner changes; past
+/// this its tables are walked and freed.
+const KEEP_TABLES: u64 = 32;
+
 /// Most page-table pages one walk unlinks and frees (4 KiB of list).
 pub const EMPTIED_BATCH: usize = 512;
 
@@ -116,13 +120,26 @@ impl X86Mmu {
     /// many tables it empties, and the tables the list has no room for stay
     /// linked, empty, until a later walk. Returns whether the list was full
     /// and not empty (tables may be left).
+    ///
+    /// Forgetting every leaf of a slot that may keep its tables (`keep_tables`:
+    /// not when the point is to free them) and holds at most [`KEEP_TABLES`]
+    /// clears just the leaves the slot lists as installed, when it has them
+    /// all (see [`super::Installed`]); the empty tables stay for the next
+    /// owner, who is likely to use the same addresses (one root, N = 1).
     pub(super) fn forget(
         &mut self,
         frames: &mut FrameAllocator<'_>,
         index: usize,
         range: (u64, u64),
         keep_pinned: bool,
+        keep_tables: bool,
     ) -> bool {
+        let slot = &self.slots[index];
+        let whole = range == (0, USER_END);
+        if whole && keep_tables && slot.installed.complete() && slot.tables <= KEEP_TABLES {
+            self.forget_installed(frames, index, keep_pinned);
+            return false;
+        }
         let loaded = self.loaded == Some(index);
         let mut invalidation = if range == (0, USER_END) {
             Invalidation::bulk(loaded)
@@ -137,9 +154,13 @@ impl X86Mmu {
             // linked until a later walk.
             let _ = emptied.try_reserve_exact(EMPTIED_BATCH);
         }
+        let root = self.slots[index].root;
+        // A whole walk lists anew what it leaves: the pinned leaves it keeps.
+        let mut kept = super::Installed::default();
         let (tlb, shadow) = (&self.tlb, &mut self.shadow);
         let mut visit = |address: u64, entry: u64| {
             if keep_pinned && table::is_pinned(entry) {
+                kept.note(address);
                 return entry;
             }
             fold(frames, entry);
@@ -147,11 +168,61 @@ impl X86Mmu {
             0
         };
         let mut walker = Walker { visit: &mut visit, emptied: Some(&mut emptied) };
-        table::walk(self.slots[index].root, range.0, range.1, &mut walker);
+        table::walk(root, range.0, range.1, &mut walker);
+        if whole {
+            self.slots[index].installed = kept;
+        }
         self.settle(index, invalidation, !emptied.is_empty());
         let full = !emptied.is_empty() && emptied.len() == emptied.capacity();
         self.free_tables(frames, index, emptied);
         full
+    }
+
+    /// Clears the leaves slot `index` lists as installed (but pinned ones if
+    /// `keep_pinned`), which are all it has, folding their usage bits; frees
+    /// no table.
+    fn forget_installed(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        index: usize,
+        keep_pinned: bool,
+    ) {
+        let mut invalidation = Invalidation::bulk(self.loaded == Some(index));
+        let slot = &mut self.slots[index];
+        let listed = core::mem::take(&mut slot.installed);
+        let (tlb, shadow) = (&self.tlb, &mut self.shadow);
+        for &address in listed.addresses() {
+            let mut keep = |leaf| keep_pinned && table::is_pinned(leaf);
+            match table::take_leaf(slot.root, address, &mut keep) {
+                None => slot.installed.note(address),
+                Some(0) => {}
+                Some(old) => {
+                    fold(frames, old);
+                    invalidation.note(tlb, shadow, address, old);
+                }
+            }
+        }
+        self.statistics.listed_forgets += 1;
+        self.settle(index, invalidation, false);
+        #[cfg(debug_assertions)]
+        self.check_nothing_left(index, keep_pinned);
+    }
+
+    /// Checks by a walk that slot `index` holds no leaf but, if `keep_pinned`,
+    /// pinned ones: what the list of installed leaves promised (debug builds,
+    /// which every test kernel is, so that a leaf installed unlisted, which
+    /// the next owner of the slot could use, fails a test).
+    #[cfg(debug_assertions)]
+    fn check_nothing_left(&self, index: usize, keep_pinned: bool) {
+        let mut visit = |address: u64, entry: u64| {
+            assert!(
+                keep_pinned && table::is_pinned(entry),
+                "page tables: leaf {entry:#x} at {address:#x} left by a listed forget"
+            );
+            entry
+        };
+        let mut walker = Walker { visit: &mut visit, emptied: None };
+        table::walk(self.slots[index].root, 0, USER_END, &mut walker);
     }
 
     /// Returns page-table pages no TLB can reach any more to the allocator.
@@ -190,7 +261,7 @@ impl X86Mmu {
             let slot = &self.slots[index];
             let idle = index != keep && self.loaded != Some(index) && slot.owner.is_some();
             if idle && slot.tables > 0 {
-                self.release_slot(frames, index);
+                self.release_slot(frames, index, true);
                 self.statistics.reclaims += 1;
             }
         }
@@ -198,8 +269,13 @@ impl X86Mmu {
 
     /// Takes slot `index` from its owner: every leaf forgotten, tables freed
     /// (in batches of [`EMPTIED_BATCH`]: each walk frees at most that many).
-    pub(super) fn release_slot(&mut self, frames: &mut FrameAllocator<'_>, index: usize) {
-        while self.forget(frames, index, (0, USER_END), false) {}
+    pub(super) fn release_slot(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        index: usize,
+        free_tables: bool,
+    ) {
+        while self.forget(frames, index, (0, USER_END), false, !free_tables) {}
         if let Some(owner) = self.slots[index].owner.take() {
             let record = self.spaces.get_mut(&owner).expect("release_slot: owner unknown");
             if record.slot == Some(index) {
@@ -247,7 +323,15 @@ impl X86Mmu {
             table::fill_root(root, self.boot_root);
             self.statistics.roots += 1;
             let pcid = self.slots.len() as u16 + 1;
-            let slot = Slot { root, pcid, owner: None, last_used: 0, stale: true, tables: 0 };
+            let slot = Slot {
+                root,
+                pcid,
+                owner: None,
+                last_used: 0,
+                stale: true,
+                tables: 0,
+                installed: super::Installed::default(),
+            };
             self.slots.push(slot);
         }
         Ok(())
@@ -259,7 +343,7 @@ impl X86Mmu {
         while self.slots.len() > self.capacity {
             let index = self.slots.len() - 1;
             assert_ne!(self.loaded, Some(index), "shrink_slots: dropping the loaded slot");
-            self.release_slot(frames, index);
+            self.release_slot(frames, index, true);
             let slot = self.slots.pop().expect("shrink_slots: no slot");
             frames.free(slot.root).expect("shrink_slots: root not freeable");
             self.statistics.table_pages -= 1;
@@ -288,7 +372,7 @@ impl X86Mmu {
             .unwrap_or_default();
         let mut reserved = self.reserve_tables(frames, victim, tables_needed(&pinned))?;
         if self.slots[victim].owner.is_some() {
-            self.release_slot(frames, victim);
+            self.release_slot(frames, victim, false);
             self.statistics.evictions += 1;
         }
         self.slots[victim].owner = Some(space);
@@ -300,10 +384,15 @@ impl X86Mmu {
             let mut take = || reserved.pop().ok_or(VmError::OutOfMemory);
             table::install(root, address.value(), leaf, &mut take)
                 .expect("claim: pinned tables miscounted");
+            self.slots[victim].installed.note(address.value());
             self.statistics.pinned_reinstalls += 1;
         }
         self.slots[victim].tables += before - reserved.len() as u64;
-        debug_assert!(reserved.is_empty(), "claim: pinned tables miscounted");
+        // Tables the previous owner left (empty) served instead of these.
+        self.statistics.table_pages -= reserved.len() as u64;
+        for pfn in reserved {
+            frames.free(pfn).expect("claim: fresh table frame not freeable");
+        }
         Ok(victim)
     }
 

@@ -271,11 +271,32 @@ fn leaf_table(root: Pfn, address: u64) -> Option<(Pfn, bool)> {
     Some((frame, writable))
 }
 
+/// Clears the leaf for `address` under `root` unless `keep` says to keep it:
+/// `Some` of the effective leaf it held (0 if none), `None` if kept. No table
+/// is freed, even if it empties.
+pub fn take_leaf(root: Pfn, address: u64, keep: &mut dyn FnMut(u64) -> bool) -> Option<u64> {
+    let Some((frame, writable)) = leaf_table(root, address) else { return Some(0) };
+    let cell = &table(frame)[index(address, 1)];
+    let leaf = cell.load(Ordering::Acquire);
+    if leaf == 0 {
+        return Some(0);
+    }
+    if keep(leaf) {
+        return None;
+    }
+    cell.store(0, Ordering::Release);
+    Some(effective(leaf, writable))
+}
+
 /// Stores each `(address, leaf)` of user addresses where the slot is unused,
-/// in last-level tables that exist already (none is made); returns how many
-/// were stored. Only empty slots change, and the processor caches no
+/// in last-level tables that exist already (none is made), telling
+/// `stored_at` each address stored; returns how many were stored. Only empty slots change, and the processor caches no
 /// translation of an empty slot, so nothing needs invalidating.
-pub fn fill_empty(root: Pfn, leaves: impl Iterator<Item = (u64, u64)>) -> u64 {
+pub fn fill_empty(
+    root: Pfn,
+    leaves: impl Iterator<Item = (u64, u64)>,
+    stored_at: &mut dyn FnMut(u64),
+) -> u64 {
     let mut stored = 0;
     let mut current: Option<(u64, Option<(Pfn, bool)>)> = None;
     for (address, leaf) in leaves {
@@ -287,6 +308,7 @@ pub fn fill_empty(root: Pfn, leaves: impl Iterator<Item = (u64, u64)>) -> u64 {
         let Some((_, Some((frame, _)))) = current else { continue };
         let cell = &table(frame)[index(address, 1)];
         if cell.compare_exchange(0, leaf, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            stored_at(address);
             stored += 1;
         }
     }

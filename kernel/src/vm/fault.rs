@@ -20,6 +20,20 @@ use super::page::{PAGE_SIZE, Pfn};
 use super::space::{Backing, Region};
 use super::system::{Vm, VmStatistics};
 
+/// Which neighbours a fault offers the MMU ahead of need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Around {
+    /// After a read: every page of the chunk, resident ones with the rights
+    /// they may have, untouched ones to the zero page.
+    Read,
+    /// After a write that found its page this space's alone (a reuse): the
+    /// resident pages that are this space's alone too, writable, so that
+    /// writing through memory a fork shared and the other side has let go
+    /// takes a fault per chunk. Other pages get nothing: a write fault's
+    /// untouched or shared neighbours would only be faulted on again.
+    Write,
+}
+
 /// The parts of the VM a fault works with, borrowed apart from the space.
 struct Resolver<'v, 'a, M: Mmu> {
     frames: &'v mut FrameAllocator<'a>,
@@ -40,13 +54,21 @@ impl<'a, M: Mmu> Vm<'a, M> {
         access: Access,
     ) -> Result<(), VmError> {
         self.statistics.faults += 1;
+        let reuses_before = self.statistics.cow_reuses;
         let result = self.resolve(space, address.page_down(), access);
         if result.is_ok() {
             if let Some(target) = self.spaces.get_mut(&space) {
                 target.working_set_mut().note(address.page_down());
             }
-            if access != Access::Write {
-                self.map_ahead(space, address.page_down());
+            let reused = self.statistics.cow_reuses > reuses_before;
+            match access {
+                Access::Read | Access::Execute => {
+                    self.map_ahead(space, address.page_down(), Around::Read);
+                }
+                Access::Write if reused => {
+                    self.map_ahead(space, address.page_down(), Around::Write);
+                }
+                Access::Write => {}
             }
         }
         match result {
@@ -58,13 +80,12 @@ impl<'a, M: Mmu> Vm<'a, M> {
         result
     }
 
-    /// Fault-around after a read fault on a private page: offers the MMU
-    /// translations of the other pages of the same chunk inside the region —
-    /// resident ones with the rights they may have, untouched ones to the zero
-    /// page — so that reading through a forked, discarded or fresh range takes
-    /// one fault per chunk rather than one per page. Writes get none: their
-    /// neighbours would only be mapped to be faulted on again.
-    fn map_ahead(&mut self, space: SpaceId, page: VirtAddr) {
+    /// Fault-around on a private page (see [`Around`]): offers the MMU
+    /// translations of the other pages of the same chunk inside the region,
+    /// so that reading through a forked, discarded or fresh range, or writing
+    /// through one this space has come to own alone, takes one fault per
+    /// chunk rather than one per page.
+    fn map_ahead(&mut self, space: SpaceId, page: VirtAddr, around: Around) {
         /// Translations offered per call of the MMU (kept on the stack).
         const BATCH: usize = 64;
         let Vm { spaces, frames, mmu, statistics, zero_page, .. } = self;
@@ -79,23 +100,35 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let start = region.start().0.max(chunk_start);
         let end = region.end().0.min(chunk_start + CHUNK_SPAN);
         let rights = region.protection() | Protection::USER;
-        let shared_chunk = object.chunk_shared(page);
+        let read_only = rights - Protection::WRITE;
+        let (slots, shared_chunk) = match object.chunk_slots(page) {
+            Some(chunk) => chunk,
+            None if around == Around::Read => (&[][..], false),
+            None => return,
+        };
         let mut batch = [(VirtAddr(0), Pfn(0), Protection::empty()); BATCH];
         let mut count = 0;
-        let mut address = start;
-        while address < end {
-            let at = VirtAddr(address);
-            address += PAGE_SIZE;
-            let leaf = match object.page(at) {
+        let first_slot = ((start - chunk_start) / PAGE_SIZE) as usize;
+        let last_slot = ((end - chunk_start) / PAGE_SIZE) as usize;
+        for slot in first_slot..last_slot {
+            let at = VirtAddr(chunk_start + slot as u64 * PAGE_SIZE);
+            let frame = slots.get(slot).copied().unwrap_or(0);
+            let leaf = match (frame, around) {
                 _ if at == page => continue,
-                Some(pfn) if shared_chunk || frames.ref_count(pfn) > 1 => {
-                    (at, pfn, rights - Protection::WRITE)
-                }
-                Some(pfn) => (at, pfn, rights),
-                None => match zero_page {
-                    Some(zero) => (at, *zero, rights - Protection::WRITE),
+                (0, Around::Read) => match zero_page {
+                    Some(zero) => (at, *zero, read_only),
                     None => continue,
                 },
+                (0, Around::Write) => continue,
+                (frame, _) => {
+                    let pfn = Pfn(u64::from(frame));
+                    let exclusive = !shared_chunk && frames.ref_count(pfn) == 1;
+                    match (exclusive, around) {
+                        (true, _) => (at, pfn, rights),
+                        (false, Around::Read) => (at, pfn, read_only),
+                        (false, Around::Write) => continue,
+                    }
+                }
             };
             batch[count] = leaf;
             count += 1;

@@ -200,7 +200,9 @@ pub unsafe trait Mmu {
 
     /// Offers translations ahead of need (fault-around): each `(address,
     /// frame, protection)` may be made, unpinned, where the page has no
-    /// translation yet; a page that has one keeps it. Purely an optimisation:
+    /// translation yet, or where it has one to the same frame with fewer
+    /// rights (which then gains the ones offered); any other translation
+    /// stays as it is. Purely an optimisation:
     /// an implementation may make any subset, and the default makes none
     /// (rule 1: a translation not made is a fault later). Never fails; it
     /// need not allocate page-table pages for it. The VM calls `flush` after.

@@ -375,13 +375,21 @@ impl<'a, M: Mmu> Vm<'a, M> {
         }
         #[cfg(test)]
         let predicted = target.count_if_protected(start, end, protection);
+        let mut removed = Protection::empty();
         for region in target.regions_in_mut(start, end) {
+            removed |= region.protection() - protection;
             region.set_protection(protection);
         }
         target.merge_around(&mut self.objects, start, end);
         #[cfg(test)]
         assert_eq!(target.region_count(), predicted, "protect: region count mispredicted");
-        self.mmu.protect(space, start, end, protection | Protection::USER);
+        // Translations lose only what some region lost: nothing, write alone
+        // (which the MMU may do per page-table page), or more.
+        if removed == Protection::WRITE {
+            self.mmu.write_protect(space, start, end);
+        } else if !removed.is_empty() {
+            self.mmu.protect(space, start, end, protection | Protection::USER);
+        }
         self.mmu.flush(space);
         Ok(())
     }

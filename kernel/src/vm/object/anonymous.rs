@@ -221,6 +221,17 @@ impl AnonymousObject {
         self.chunks[index].1.get(slot)
     }
 
+    /// The frame numbers of the chunk holding `address`, by slot (0 for a page
+    /// never touched), and whether another object holds the chunk too; `None`
+    /// if the object has no such chunk. For walking a chunk without a lookup
+    /// per page.
+    pub fn chunk_slots(&self, address: VirtAddr) -> Option<(&[u32], bool)> {
+        let (number, _) = locate(address);
+        let index = self.find(number).ok()?;
+        let chunk = &self.chunks[index].1;
+        Some((&chunk.entries[..], Arc::strong_count(chunk) > 1))
+    }
+
     /// Whether the chunk holding `address` is also held by another object (so
     /// that its pages are shared whatever their frames' counts say).
     pub fn chunk_shared(&self, address: VirtAddr) -> bool {

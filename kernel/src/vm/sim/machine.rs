@@ -374,13 +374,28 @@ unsafe impl Mmu for SimMmu {
             else {
                 continue;
             };
-            if table.entries.contains_key(&address) || self.rng.chance(1, 8) {
+            if self.rng.chance(1, 8) {
                 continue;
             }
-            let protection =
-                if table.write_protected { protection - Protection::WRITE } else { protection };
-            let entry = Entry { pfn, protection, pinned: false, referenced: false, dirty: false };
-            table.entries.insert(address, entry);
+            if table.write_protected && protection.contains(Protection::WRITE) {
+                // As `map` does: the table's mark moves onto its entries.
+                for entry in table.entries.values_mut() {
+                    entry.protection.remove(Protection::WRITE);
+                }
+                table.write_protected = false;
+            }
+            match table.entries.get_mut(&address) {
+                None => {
+                    let entry =
+                        Entry { pfn, protection, pinned: false, referenced: false, dirty: false };
+                    table.entries.insert(address, entry);
+                }
+                // Fewer rights to the same frame: it gains the ones offered.
+                Some(entry) if entry.pfn == pfn && protection.contains(entry.protection) => {
+                    entry.protection = protection;
+                }
+                Some(_) => continue,
+            }
             self.mapped_ahead += 1;
         }
     }

@@ -126,7 +126,7 @@ unsafe impl Mmu for X86Mmu {
         });
         let slot = &mut self.slots[index];
         let mut note = |address| slot.installed.note(address);
-        self.statistics.mapped_ahead += table::fill_empty(slot.root, encoded, &mut note);
+        self.statistics.mapped_ahead += table::fill_ahead(slot.root, encoded, &mut note);
     }
 
     fn unmap(

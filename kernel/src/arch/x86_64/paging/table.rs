@@ -256,26 +256,80 @@ pub fn install(
 }
 
 /// The last-level table translating `address` under `root`, if it exists, and
-/// whether the P2 entry pointing at it grants write.
-fn leaf_table(root: Pfn, address: u64) -> Option<(Pfn, bool)> {
+/// the P2 entry pointing at it.
+fn leaf_table(root: Pfn, address: u64) -> Option<(Pfn, &'static AtomicU64)> {
     let mut frame = root;
-    let mut writable = true;
+    let mut directory = None;
     for level in [4, 3, 2] {
-        let entry = table(frame)[index(address, level)].load(Ordering::Acquire);
+        let slot = &table(frame)[index(address, level)];
+        let entry = slot.load(Ordering::Acquire);
         if !is_present(entry) {
             return None;
         }
-        writable &= entry & WRITABLE != 0;
+        directory = Some(slot);
         frame = frame_of(entry);
     }
-    Some((frame, writable))
+    directory.map(|slot| (frame, slot))
+}
+
+/// Stores each `(address, leaf)` of user addresses in last-level tables that
+/// exist already (none is made), where the slot is unused, or where it holds
+/// a present leaf of the same frame that `leaf` only adds rights to (write,
+/// execute), which it then gains (its usage bits kept); a writable leaf under
+/// a write-protected P2 entry splits its protection first, as [`install`]
+/// does. Tells `stored_at` each address stored; returns how many. Only rights
+/// are added, and the processor caches no translation of an unused slot, so
+/// nothing needs invalidating.
+pub fn fill_ahead(
+    root: Pfn,
+    leaves: impl Iterator<Item = (u64, u64)>,
+    stored_at: &mut dyn FnMut(u64),
+) -> u64 {
+    const RIGHTS: u64 = WRITABLE | NO_EXECUTE;
+    let mut stored = 0;
+    let mut current: Option<(u64, Option<(Pfn, &'static AtomicU64)>)> = None;
+    for (address, leaf) in leaves {
+        debug_assert!(address < USER_END, "fill_ahead: kernel-half address");
+        let block = address & !(span(2) - 1);
+        if current.is_none_or(|(at, _)| at != block) {
+            current = Some((block, leaf_table(root, address)));
+        }
+        let Some((_, Some((frame, directory)))) = current else { continue };
+        let cell = &table(frame)[index(address, 1)];
+        let protected = directory.load(Ordering::Acquire) & WRITABLE == 0;
+        let old = effective(cell.load(Ordering::Acquire), !protected);
+        let new = if old == 0 {
+            leaf
+        } else {
+            // The same frame, presence, user bit and pin, with rights added
+            // only: write gained, or no-execute lost.
+            let same = (old ^ leaf) & (ADDRESS_MASK | PRESENT | USER | PINNED) == 0;
+            let adds_only =
+                leaf & WRITABLE >= old & WRITABLE && leaf & NO_EXECUTE <= old & NO_EXECUTE;
+            if !same || !is_present(old) || !adds_only || (old & RIGHTS) == (leaf & RIGHTS) {
+                continue;
+            }
+            (old & !RIGHTS) | (leaf & RIGHTS)
+        };
+        if new & WRITABLE != 0 && protected {
+            split_write_protection(directory);
+        }
+        // Single processor: nothing else writes this table now, and the
+        // processor writes only present leaves' usage bits, which `new` was
+        // made from.
+        cell.store(new, Ordering::Release);
+        stored_at(address);
+        stored += 1;
+    }
+    stored
 }
 
 /// Clears the leaf for `address` under `root` unless `keep` says to keep it:
 /// `Some` of the effective leaf it held (0 if none), `None` if kept. No table
 /// is freed, even if it empties.
 pub fn take_leaf(root: Pfn, address: u64, keep: &mut dyn FnMut(u64) -> bool) -> Option<u64> {
-    let Some((frame, writable)) = leaf_table(root, address) else { return Some(0) };
+    let Some((frame, directory)) = leaf_table(root, address) else { return Some(0) };
+    let writable = directory.load(Ordering::Acquire) & WRITABLE != 0;
     let cell = &table(frame)[index(address, 1)];
     let leaf = cell.load(Ordering::Acquire);
     if leaf == 0 {
@@ -286,33 +340,6 @@ pub fn take_leaf(root: Pfn, address: u64, keep: &mut dyn FnMut(u64) -> bool) -> 
     }
     cell.store(0, Ordering::Release);
     Some(effective(leaf, writable))
-}
-
-/// Stores each `(address, leaf)` of user addresses where the slot is unused,
-/// in last-level tables that exist already (none is made), telling
-/// `stored_at` each address stored; returns how many were stored. Only empty slots change, and the processor caches no
-/// translation of an empty slot, so nothing needs invalidating.
-pub fn fill_empty(
-    root: Pfn,
-    leaves: impl Iterator<Item = (u64, u64)>,
-    stored_at: &mut dyn FnMut(u64),
-) -> u64 {
-    let mut stored = 0;
-    let mut current: Option<(u64, Option<(Pfn, bool)>)> = None;
-    for (address, leaf) in leaves {
-        debug_assert!(address < USER_END, "fill_empty: kernel-half address");
-        let block = address & !(span(2) - 1);
-        if current.is_none_or(|(at, _)| at != block) {
-            current = Some((block, leaf_table(root, address)));
-        }
-        let Some((_, Some((frame, _)))) = current else { continue };
-        let cell = &table(frame)[index(address, 1)];
-        if cell.compare_exchange(0, leaf, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            stored_at(address);
-            stored += 1;
-        }
-    }
-    stored
 }
 
 /// Removes write from every leaf of the user addresses `[start, end)` under

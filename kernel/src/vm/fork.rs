@@ -3,8 +3,8 @@
 //! Private pages are shared, not copied: the child's anonymous objects name the
 //! same chunks of the page store (see [`super::object::anonymous`]), so fork
 //! costs O(regions + chunks) and touches no frame, and the parent's writable
-//! translations are write-protected through the MMU (the child starts with no
-//! translations at all). Whichever side writes first copies the chunk, then the
+//! translations are write-protected through the MMU; the MMU may give the
+//! child read-only copies of the parent's translations (`copy_translations`). Whichever side writes first copies the chunk, then the
 //! page; the last holder takes it over without copying. Shared regions stay
 //! shared: the child maps the same objects. Pinned private pages are copied at once,
 //! so that the parent's pinned translations never need write-protecting.
@@ -27,8 +27,22 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let child = self.copy_regions(parent, id)?;
         self.spaces.insert(id, child);
         self.write_protect_private(parent);
+        self.copy_translations(parent, id);
         self.statistics.forks += 1;
         Ok(id)
+    }
+
+    /// Offers the child the parent's translations of its unpinned regions,
+    /// read-only: right after fork they name the same frames (the chunks are
+    /// shared, shared objects are shared), so the child may start with them.
+    /// Pinned regions are left out: the child got copies of their pages.
+    fn copy_translations(&mut self, parent: SpaceId, child: SpaceId) {
+        let Vm { spaces, frames, mmu, .. } = self;
+        let Some(target) = spaces.get(&child) else { return };
+        for region in target.regions().filter(|region| !region.pinned()) {
+            mmu.copy_translations(frames, parent, child, region.start(), region.end());
+        }
+        mmu.flush(child);
     }
 
     /// Builds the child's regions; on error releases what it took.

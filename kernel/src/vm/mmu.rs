@@ -215,6 +215,24 @@ pub unsafe trait Mmu {
         let _ = (frames, space, leaves);
     }
 
+    /// Offers `to` copies of `from`'s unpinned translations in `[start, end)`,
+    /// without write, where `to` has none (pmap_copy: fork gives the child the
+    /// parent's view of the memory they now share, so that the child's first
+    /// touches need no fault). The VM asks only where every unpinned
+    /// translation `from` may have there is one `to` may have without write.
+    /// Like [`Mmu::map_ahead`], purely an optimisation: an implementation may
+    /// copy any subset, or nothing (the default), and need not allocate.
+    fn copy_translations(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        from: SpaceId,
+        to: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        let _ = (frames, from, to, start, end);
+    }
+
     /// Removes every translation, pinned or not, in `[start, end)` (pmap_remove).
     fn unmap(
         &mut self,

@@ -104,6 +104,8 @@ pub struct SimMmu {
     pub lazy_write_protects: u64,
     /// Translations made by `map_ahead` so far.
     pub mapped_ahead: u64,
+    /// Translations made by `copy_translations` so far.
+    pub copied: u64,
 }
 
 impl SimMmu {
@@ -129,6 +131,7 @@ impl SimMmu {
             write_protects: 0,
             lazy_write_protects: 0,
             mapped_ahead: 0,
+            copied: 0,
         }
     }
 
@@ -397,6 +400,44 @@ unsafe impl Mmu for SimMmu {
                 Some(_) => continue,
             }
             self.mapped_ahead += 1;
+        }
+    }
+
+    fn copy_translations(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        from: SpaceId,
+        to: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        let copies: Vec<(VirtAddr, Entry)> = self
+            .entries()
+            .filter(|(space, page, entry)| {
+                *space == from && start <= *page && *page < end && !entry.pinned
+            })
+            .map(|(_, page, entry)| (page, entry))
+            .collect();
+        for (page, entry) in copies {
+            // Some, at random: the contract allows any subset.
+            if self.rng.chance(1, 8) || self.lookup(to, page).is_some() {
+                continue;
+            }
+            let index = table_index(page);
+            if !self.spaces.get(&to).is_some_and(|tables| tables.contains_key(&index)) {
+                let Ok(frame) = self.table_frame(frames, to) else { return };
+                let table = Table { frame, entries: BTreeMap::new(), write_protected: false };
+                self.spaces.entry(to).or_default().insert(index, table);
+            }
+            let table = self.spaces.get_mut(&to).and_then(|tables| tables.get_mut(&index));
+            let copy = Entry {
+                protection: entry.protection - Protection::WRITE,
+                referenced: false,
+                dirty: false,
+                ..entry
+            };
+            table.expect("copy_translations: table").entries.insert(page, copy);
+            self.copied += 1;
         }
     }
 

@@ -45,6 +45,7 @@ struct Summary {
     refused_activations: u64,
     lazy_write_protects: u64,
     mapped_ahead: u64,
+    copied: u64,
 }
 
 /// Runs `seeds` seeds from `first` with `operations` each, prints a summary and
@@ -60,6 +61,7 @@ fn run_seeds(first: u64, seeds: u64, operations: u64) -> Summary {
         total.refused_activations += driver.refused_activations();
         total.lazy_write_protects += driver.lazy_write_protects();
         total.mapped_ahead += driver.vm.mmu().mapped_ahead;
+        total.copied += driver.vm.mmu().copied;
         add(&mut total.statistics, &driver.vm_statistics());
         for (kind, count) in &driver.operations {
             *total.operations.entry(kind).or_default() += count;
@@ -105,6 +107,7 @@ fn check_coverage(summary: &Summary) {
         ("cow reuses", summary.statistics.cow_reuses),
         ("tables write-protected whole", summary.lazy_write_protects),
         ("translations made ahead", summary.mapped_ahead),
+        ("translations copied at fork", summary.copied),
         ("working-set pages restored", summary.statistics.pages_restored),
     ];
     for (path, count) in paths {

@@ -129,6 +129,48 @@ unsafe impl Mmu for X86Mmu {
         self.statistics.mapped_ahead += table::fill_ahead(slot.root, encoded, &mut note);
     }
 
+    fn copy_translations(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        from: SpaceId,
+        to: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        let Some(source) = self.slot_of(from) else { return };
+        let target = match self.usable_slot_of(to) {
+            Some(index) => index,
+            // With one root, or when the slot to take would be the source's,
+            // there is no room to keep both.
+            None if self.capacity < 2 || self.pick_victim() == source => return,
+            None => match self.claim(frames, to) {
+                Ok(index) => index,
+                Err(_) => return,
+            },
+        };
+        let (from_root, to_root) = (self.slots[source].root, self.slots[target].root);
+        let mut installed = core::mem::take(&mut self.slots[target].installed);
+        let mut note = |address| installed.note(address);
+        let mut made = 0;
+        let mut allocate = || {
+            let pfn = self.allocate_table(frames, target)?;
+            made += 1;
+            Ok(pfn)
+        };
+        let copied = table::copy_leaves(
+            from_root,
+            to_root,
+            start.value(),
+            end.value(),
+            &mut allocate,
+            &mut note,
+        );
+        let slot = &mut self.slots[target];
+        slot.tables += made;
+        slot.installed = installed;
+        self.statistics.copied_at_fork += copied;
+    }
+
     fn unmap(
         &mut self,
         frames: &mut FrameAllocator<'_>,

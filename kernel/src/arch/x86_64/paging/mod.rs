@@ -101,6 +101,8 @@ pub struct PageTableStatistics {
     pub mapped_ahead: u64,
     /// Whole forgets done by clearing the listed leaves, without a walk.
     pub listed_forgets: u64,
+    /// Translations copied from a parent to its child at fork.
+    pub copied_at_fork: u64,
 }
 
 /// One cached root.

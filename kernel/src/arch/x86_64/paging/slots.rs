@@ -398,7 +398,7 @@ impl X86Mmu {
 
     /// A free slot if there is one, else the least recently activated, among
     /// the slots the capacity keeps.
-    fn pick_victim(&self) -> usize {
+    pub(super) fn pick_victim(&self) -> usize {
         let kept = &self.slots[..self.capacity.min(self.slots.len())];
         let free = kept.iter().position(|slot| slot.owner.is_none());
         free.unwrap_or_else(|| {

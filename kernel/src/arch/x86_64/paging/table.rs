@@ -255,6 +255,68 @@ pub fn install(
     Ok(effective(previous, writable))
 }
 
+/// The last-level table for `address` under `root`, made (with the tables
+/// above it) by `allocate` if missing.
+fn ensure_leaf_table(
+    root: Pfn,
+    address: u64,
+    allocate: &mut dyn FnMut() -> Result<Pfn, VmError>,
+) -> Result<Pfn, VmError> {
+    let mut frame = root;
+    for level in [4, 3, 2] {
+        let slot = &table(frame)[index(address, level)];
+        let entry = slot.load(Ordering::Acquire);
+        frame = if is_present(entry) {
+            frame_of(entry)
+        } else {
+            let fresh = allocate()?;
+            slot.store(fresh.addr() | TABLE_FLAGS, Ordering::Release);
+            fresh
+        };
+    }
+    Ok(frame)
+}
+
+/// Copies the present, unpinned leaves of the user addresses `[start, end)`
+/// under `source` to the same addresses under `target`, without write and
+/// with their usage bits clear, where `target` has none; the tables `target`
+/// lacks are made with `allocate`, and a 2 MiB block it cannot get one for is
+/// left out (as are those after it). Tells `stored_at` each address stored;
+/// returns how many were. Only unused slots change, so nothing under
+/// `target` needs invalidating.
+pub fn copy_leaves(
+    source: Pfn,
+    target: Pfn,
+    start: u64,
+    end: u64,
+    allocate: &mut dyn FnMut() -> Result<Pfn, VmError>,
+    stored_at: &mut dyn FnMut(u64),
+) -> u64 {
+    let end = end.min(USER_END);
+    let mut stored = 0;
+    let mut block = start & !(span(2) - 1);
+    while block < end {
+        let next = block + span(2);
+        if let Some((from, _)) = leaf_table(source, block) {
+            let Ok(to) = ensure_leaf_table(target, block, allocate) else { break };
+            let (from, to) = (table(from), table(to));
+            let first = index(block.max(start), 1);
+            let last = if next <= end { ENTRIES } else { index(end, 1) };
+            for slot in first..last {
+                let leaf = from[slot].load(Ordering::Acquire);
+                if !is_present(leaf) || is_pinned(leaf) || to[slot].load(Ordering::Acquire) != 0 {
+                    continue;
+                }
+                to[slot].store(leaf & !(WRITABLE | ACCESSED | DIRTY), Ordering::Release);
+                stored_at(block + slot as u64 * span(1));
+                stored += 1;
+            }
+        }
+        block = next;
+    }
+    stored
+}
+
 /// The last-level table translating `address` under `root`, if it exists, and
 /// the P2 entry pointing at it.
 fn leaf_table(root: Pfn, address: u64) -> Option<(Pfn, &'static AtomicU64)> {

@@ -14,6 +14,7 @@ extern crate alloc;
 pub mod cmdline;
 pub mod collections;
 pub mod monitor;
+pub mod power;
 pub mod process;
 pub mod ramdisk;
 pub mod screen;

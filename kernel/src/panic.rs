@@ -62,7 +62,7 @@ fn panic(info: &PanicInfo) -> ! {
     let backtrace = backtrace.as_str();
 
     if testing::panic_was_expected(message, backtrace) {
-        arch::power_off(ExitCode::Success);
+        arch::exit(ExitCode::Success);
     }
     match info.location() {
         Some(at) => crate::console::write_fmt_panicking(format_args!(
@@ -75,7 +75,7 @@ fn panic(info: &PanicInfo) -> ! {
     crate::console::write_fmt_panicking(format_args!("{backtrace}"));
     testing::report_panic();
     if EXIT_ON_PANIC.load(Ordering::SeqCst) {
-        arch::power_off(ExitCode::Failure);
+        arch::exit(ExitCode::Failure);
     }
     arch::halt_forever()
 }

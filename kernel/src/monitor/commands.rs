@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 
-use crate::arch::{self, ExitCode};
+use crate::arch;
 use crate::memory::with_vm;
 use crate::monitor::{Command, Edit, HELP, LineEditor, PROMPT, parse};
 use crate::process::{self, Pid, State};
@@ -83,11 +83,8 @@ fn execute(command: Command, started: &mut Vec<Started>) {
         Command::Programs => programs(),
         Command::Run(name, argument) => run_program(name, argument, started),
         Command::Kill(pid) => kill(Pid(pid), started),
-        Command::Reboot => arch::reboot(),
-        Command::PowerOff => {
-            println!("powering off");
-            arch::power_off(ExitCode::Success);
-        }
+        Command::Reboot => arch::reboot(|line| println!("{line}")),
+        Command::PowerOff => arch::power_off(|line| println!("{line}")),
     }
 }
 

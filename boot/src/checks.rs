@@ -2,7 +2,8 @@
 //!
 //! The kernel binary (not a test kernel) is booted and its monitor is used over
 //! the serial line: every command is typed and its answer checked (programs are
-//! started, listed, killed and seen to end through it), a screenshot
+//! started, listed, killed and seen to end through it, and `bench` runs to its
+//! end while a command is half typed, see `programs`), a screenshot
 //! must show text, a command typed on the PS/2 keyboard must be answered, and
 //! `poweroff` must switch the machine off through ACPI. Then both images
 //! boot as a USB stick, through BIOS and through UEFI, to the monitor prompt,
@@ -30,6 +31,12 @@ use crate::screenshot;
 use crate::session::{Console, GUEST_RESET, PowerEvent, Session};
 use crate::test::Tally;
 use crate::tools::Missing;
+
+mod programs;
+use programs::{
+    bench_results, prompt_kept_whole, run_and_kill_a_spinner, run_bench_while_typing,
+    run_to_the_end,
+};
 
 /// The monitor's prompt (kernel `monitor::PROMPT`).
 const PROMPT: &str = "monitor> ";
@@ -60,14 +67,14 @@ const SCRIPT: &[(&str, &str)] = &[
     ("kill 9999", "error: kill: no process 9999"),
 ];
 
-/// `probe`'s mode that spins until it is killed.
-const SPINNER: &str = "run probe 8";
-/// `probe`'s mode that forks, checks and exits with status 0 (a short run).
-const SHORT_PROGRAM: &str = "run probe 1";
-
 /// The boot over the serial line.
 fn monitor_run() -> Run {
     Run { headless: true, ..Run::default() }
+}
+
+/// The boot for `run bench`, whose fork benchmarks map 256 MiB.
+fn bench_run() -> Run {
+    Run { headless: true, memory: "512M".into(), ..Run::default() }
 }
 
 /// The boot as a USB stick, through UEFI or BIOS.
@@ -105,7 +112,8 @@ fn reboot_machines() -> [(&'static str, Run, &'static str); 3] {
 
 /// Every boot the checks make, for the tools they need.
 pub fn runs() -> Vec<Run> {
-    let mut runs = vec![monitor_run(), usb_run(false), usb_run(true), bochs_run(), gdb_run()];
+    let mut runs =
+        vec![monitor_run(), bench_run(), usb_run(false), usb_run(true), bochs_run(), gdb_run()];
     runs.extend(reboot_machines().map(|(_, run, _)| run));
     runs
 }
@@ -210,7 +218,29 @@ fn run_qemu_checks(missing: &Missing, tally: &mut Tally) -> Result<(), String> {
         };
         tally.record(name, result);
     }
+    let names =
+        ["system::monitor_runs_bench", "system::program_output_does_not_continue_the_prompt"];
+    match missing.blocking(&bench_run()) {
+        Some(tool) => names.iter().for_each(|name| tally.skip(name, tool)),
+        None => {
+            let results = match bench_from_the_monitor(&images.bios, &out) {
+                Ok(transcript) => [bench_results(&transcript), prompt_kept_whole(&transcript)],
+                Err(why) => [Err(why.clone()), Err(why)],
+            };
+            for (name, result) in names.iter().zip(results) {
+                tally.record(name, result);
+            }
+        }
+    }
     Ok(())
+}
+
+/// Boots with [`bench_run`], and runs `bench` from the monitor while typing
+/// (see [`run_bench_while_typing`]).
+fn bench_from_the_monitor(image: &Path, out: &Path) -> Result<String, String> {
+    let mut session = Session::start(image, &bench_run(), &out.join("bench.sock"))?;
+    boot_to_prompt(session.console())?;
+    run_bench_while_typing(session.console())
 }
 
 /// The verdict on the monitor's `poweroff`: only a power-off through ACPI, as
@@ -255,7 +285,7 @@ const BOCHS_KEYBOARD_RESET: &str = "command 0xfe: reset cpu";
 /// The monitor's part of [`reboot_and_power_off`]: `reboot`, the second boot
 /// to the prompt, and `poweroff` typed.
 fn reboot_then_power_off(console: &mut Console, reset_by: &str) -> Result<(), String> {
-    console.expect(PROMPT, BOOT_LIMIT)?;
+    boot_to_prompt(console)?;
     console.send("reboot")?;
     let text = console.expect(PROMPT, BOOT_LIMIT)?;
     let said: Vec<&str> = text.lines().filter(|line| line.starts_with("reboot")).collect();
@@ -291,7 +321,7 @@ fn boots_in_bochs() -> Result<(), String> {
 /// screenshot and powers off.
 fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<(), String> {
     let mut session = Session::start(image, &monitor_run(), &out.join("monitor.sock"))?;
-    session.expect(PROMPT, BOOT_LIMIT)?;
+    boot_to_prompt(session.console())?;
     for (command, expected) in SCRIPT {
         session.send(command)?;
         let answer = session.expect(PROMPT, COMMAND_LIMIT);
@@ -319,6 +349,17 @@ fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<()
     power_off_verdict(session.finish(COMMAND_LIMIT))
 }
 
+/// What `init` prints last at start-up: after it comes the prompt, and the
+/// console is the monitor's (programs' output would cut the prompt line, and
+/// the monitor would show the prompt again, see kernel `monitor::prompt`).
+const INIT_DONE: &str = "init: demonstration done";
+
+/// Waits for start-up to end (see [`INIT_DONE`]) and the prompt after it.
+fn boot_to_prompt(console: &mut Console) -> Result<(), String> {
+    console.expect(INIT_DONE, BOOT_LIMIT)?;
+    console.expect(PROMPT, COMMAND_LIMIT).map(drop)
+}
+
 /// Types `command` and returns its answer (see [`answer_of`]), without the
 /// prompt that follows it.
 fn ask(session: &mut Console, command: &str) -> Result<String, String> {
@@ -326,59 +367,6 @@ fn ask(session: &mut Console, command: &str) -> Result<String, String> {
     let text = session.expect(PROMPT, COMMAND_LIMIT)?;
     let answer = answer_of(&text);
     Ok(answer.strip_suffix(PROMPT).unwrap_or(answer).to_string())
-}
-
-/// Starts the spinner with `run`, sees it in `ps`, kills it, and sees it gone
-/// from `ps` (the monitor reaps what it kills) and not killable twice.
-fn run_and_kill_a_spinner(session: &mut Console) -> Result<(), String> {
-    let answer = ask(session, SPINNER)?;
-    let pid = started_pid(&answer).ok_or_else(|| format!("`{SPINNER}` gave {answer:?}"))?;
-    let listing = ask(session, "ps")?;
-    match ps_state(&listing, pid) {
-        Some(state) if state.starts_with("probe ") && !state.contains("zombie") => {}
-        _ => return Err(format!("`ps` does not show process {pid} alive: {listing:?}")),
-    }
-    let answer = ask(session, &format!("kill {pid}"))?;
-    if !answer.contains(&format!("killed process {pid} (probe)")) {
-        return Err(format!("`kill {pid}` gave {answer:?}"));
-    }
-    let listing = ask(session, "ps")?;
-    if let Some(state) = ps_state(&listing, pid) {
-        return Err(format!("process {pid} is still listed after `kill`: {state:?}"));
-    }
-    let answer = ask(session, &format!("kill {pid}"))?;
-    match answer.trim_end().lines().collect::<Vec<_>>()[..] {
-        [line] if line.starts_with("error: kill:") => Ok(()),
-        _ => Err(format!("a second `kill {pid}` gave {answer:?}")),
-    }
-}
-
-/// Starts a short program with `run` and waits for the monitor to say that it
-/// exited with status 0.
-fn run_to_the_end(session: &mut Console) -> Result<(), String> {
-    let answer = ask(session, SHORT_PROGRAM)?;
-    let pid = started_pid(&answer).ok_or_else(|| format!("`{SHORT_PROGRAM}` gave {answer:?}"))?;
-    session.expect(&format!("process {pid} (probe) "), COMMAND_LIMIT)?;
-    let report = session.expect(PROMPT, COMMAND_LIMIT)?;
-    match report.starts_with("exited with status 0") {
-        true => Ok(()),
-        false => Err(format!("process {pid} (probe) ended: {report:?}")),
-    }
-}
-
-/// The process id in `run`'s answer `started process N (NAME)...`.
-fn started_pid(answer: &str) -> Option<u64> {
-    let rest = &answer[answer.find("started process ")? + "started process ".len()..];
-    rest.split(' ').next()?.parse().ok()
-}
-
-/// The rest of `ps`'s line for process `pid` (program and state), if listed.
-fn ps_state(listing: &str, pid: u64) -> Option<&str> {
-    listing.lines().find_map(|line| {
-        let (id, rest) = line.trim_start().split_once(' ')?;
-        // The last line, `N processes`, is the count, not process N.
-        (id == pid.to_string() && rest.trim() != "processes").then(|| rest.trim())
-    })
 }
 
 /// What the monitor printed for a command: the text after the echo of the
@@ -412,7 +400,7 @@ fn screenshot(session: &mut Session, out: &Path) -> Result<(), String> {
 /// Boots `image` with `run` to the monitor prompt, then powers off.
 fn boot_to_prompt_and_power_off(image: &Path, run: &Run, out: &Path) -> Result<(), String> {
     let mut session = Session::start(image, run, &out.join("usb.sock"))?;
-    session.expect(PROMPT, BOOT_LIMIT)?;
+    boot_to_prompt(session.console())?;
     session.send("poweroff")?;
     power_off_verdict(session.finish(COMMAND_LIMIT))
 }
@@ -427,16 +415,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn run_and_ps_answers_are_read() {
-        assert_eq!(started_pid("started process 12 (probe); `kill 12` ends it\r\n"), Some(12));
-        assert_eq!(started_pid("error: run: no program \"x\"\r\n"), None);
-        let listing = "  pid  program    state\r\n    1  init       zombie (exited with status 0)\r\n   12  probe      ready\r\n2 processes\r\n";
-        assert_eq!(ps_state(listing, 12), Some("probe      ready"));
-        assert_eq!(ps_state(listing, 2), None);
-        assert_eq!(ps_state(listing, 1).map(|state| state.contains("zombie")), Some(true));
-    }
 
     #[test]
     fn only_a_power_off_through_acpi_is_a_poweroff() {

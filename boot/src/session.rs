@@ -105,8 +105,13 @@ impl Console {
 
     /// Types `line` and Enter on the serial console.
     pub fn send(&mut self, line: &str) -> Result<(), String> {
+        self.type_text(&format!("{line}\r"))
+    }
+
+    /// Types `text` on the serial console (no Enter).
+    pub fn type_text(&mut self, text: &str) -> Result<(), String> {
         self.input
-            .write_all(format!("{line}\r").as_bytes())
+            .write_all(text.as_bytes())
             .and_then(|()| self.input.flush())
             .map_err(|e| format!("cannot type on the serial console: {e}"))
     }

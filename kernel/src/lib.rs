@@ -13,6 +13,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod collections;
+pub mod fixed_text;
 pub mod monitor;
 pub mod power;
 pub mod process;

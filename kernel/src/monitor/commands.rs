@@ -180,11 +180,13 @@ impl core::fmt::Display for Ending {
     }
 }
 
-/// One line per file of the ramdisk: name and size.
+/// One line per program of the ramdisk: name and size (the symbol tables
+/// that travel with the kernel and the programs are not programs).
 fn programs() {
     let mut count = 0;
     for file in crate::ramdisk::get().files() {
         match file {
+            Ok(file) if file.name == "symbols" || file.name.starts_with("symbols.") => {}
             Ok(file) => {
                 println!("  {:<10} {:>8} bytes", file.name, file.content.len());
                 count += 1;

@@ -203,10 +203,12 @@ fn read_tables(boot_info: &BootInfo) -> Result<Controls, &'static str> {
         let mut ssdts = tables.ssdts();
         ssdts.find_map(|ssdt| power::find_s5(memory.table_body(ssdt.phys_address, ssdt.length)))
     });
+    // PM1 control is read as well as written: I/O or memory only.
+    let pm1 = |address: GenericAddress| register(address).filter(|r| r.space != Space::PciConfig);
     Ok(Controls {
         reset: reset_register(&fadt),
-        pm1a: fadt.pm1a_control_block().ok().and_then(register),
-        pm1b: fadt.pm1b_control_block().ok().flatten().and_then(register),
+        pm1a: fadt.pm1a_control_block().ok().and_then(pm1),
+        pm1b: fadt.pm1b_control_block().ok().flatten().and_then(pm1),
         s5,
         enable: acpi_enable(&fadt),
     })
@@ -365,7 +367,8 @@ fn read(register: Register) -> u64 {
             },
             None => 0,
         },
-        // Only the reset register may be in PCI space, and it is only written.
+        // Only the reset register may be in PCI space (`read_tables`), and it
+        // is only written.
         Space::PciConfig => 0,
     }
 }

@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 use crate::options::Run;
 use crate::qemu::Outcome;
 
+mod session;
+pub use session::Session;
+
 /// The processor model: a Haswell, which has PCIDs.
 const CPU_MODEL: &str = "corei7_haswell_4770";
 /// The system BIOS, from Debian's `bochsbios` package.
@@ -51,20 +54,52 @@ pub fn megabytes(memory: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("Bochs takes whole MiB of memory, not {memory:?}"))
 }
 
-/// The Bochs configuration for booting `image` with `run`'s memory, serial
-/// output to `serial` and Bochs's own log to `log`.
-pub fn config(image: &Path, run: &Run, serial: &Path, log: &Path) -> Result<String, String> {
+/// Where Bochs's first serial port goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Serial<'a> {
+    /// Output only, to this file.
+    File(&'a Path),
+    /// Both ways, over a TCP connection Bochs makes to this port of
+    /// 127.0.0.1 (where the runner listens).
+    Socket(u16),
+}
+
+impl Serial<'_> {
+    /// Bochs's `com1:` setting.
+    fn setting(self) -> String {
+        match self {
+            Serial::File(path) => format!("mode=file, dev={}", path.display()),
+            Serial::Socket(port) => format!("mode=socket-client, dev=127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// The Bochs configuration for booting `image` with `run`'s memory, the
+/// serial port on `serial` and Bochs's own log to `log`. A triple fault ends
+/// Bochs (a failure the runner reports), unless `resets`: then it resets the
+/// machine as on a PC. Runs that reboot need that, because the Bochs BIOS
+/// faults after a keyboard-controller reset on this processor model (the reset
+/// is a soft one, which keeps IA32_FEATURE_CONTROL locked, and the BIOS writes
+/// it again): its triple fault then makes the hard reset.
+pub fn config(
+    image: &Path,
+    run: &Run,
+    serial: Serial,
+    log: &Path,
+    resets: bool,
+) -> Result<String, String> {
     let size = megabytes(&run.memory)?;
+    let resets = u8::from(resets);
     Ok(format!(
         "memory: guest={size}, host={size}
-cpu: model={CPU_MODEL}, count=1, ips=200000000, reset_on_triple_fault=0
+cpu: model={CPU_MODEL}, count=1, ips=200000000, reset_on_triple_fault={resets}
 romimage: file={BIOS}
 vgaromimage: file={VGA_BIOS}
 vga: extension=cirrus
 pci: enabled=1, chipset=i440fx, slot1=cirrus
 ata0-master: type=disk, path={image}, mode=flat
 boot: disk
-com1: enabled=1, mode=file, dev={serial}
+com1: enabled=1, {serial}
 display_library: term
 panic: action=fatal, term=report
 speaker: enabled=0
@@ -73,7 +108,7 @@ clock: sync=none, time0=local
 log: {log}
 ",
         image = image.display(),
-        serial = serial.display(),
+        serial = serial.setting(),
         log = log.display(),
     ))
 }
@@ -93,12 +128,29 @@ pub fn unsupported(run: &Run) -> Option<&'static str> {
     }
 }
 
-/// The verdict in a line of Bochs's standard output, if it is one.
+/// The verdict in a line of Bochs's standard output, if it is one. The
+/// kernel's `power off (acpi)` is only its word: [`confirmed`] holds it to
+/// Bochs's.
 pub fn verdict(line: &str) -> Option<Outcome> {
     match line.trim_end() {
         "power off (success)" => Some(Outcome::Success),
         "power off (failure)" => Some(Outcome::Failure),
+        "power off (acpi)" => Some(Outcome::PoweredOff),
         _ => None,
+    }
+}
+
+/// What Bochs's ACPI controller logs (as a panic, which ends Bochs) when the
+/// guest writes SLP_EN with the sleep type of soft off.
+const SOFT_POWER_OFF: &str = "ACPI control: soft power off";
+
+/// `outcome`, unless it is a power-off that Bochs's log in `log` does not
+/// confirm: then how Bochs ended (`status`).
+fn confirmed(outcome: Outcome, log: &Path, status: Option<i32>) -> Outcome {
+    let switched_off = || bochs_panics(log).iter().any(|message| message == SOFT_POWER_OFF);
+    match outcome {
+        Outcome::PoweredOff if !switched_off() => Outcome::Exited(status),
+        outcome => outcome,
     }
 }
 
@@ -128,8 +180,10 @@ impl Files {
     }
 }
 
-/// Writes the configuration and starts Bochs on it, its debugger told to run.
-fn start(image: &Path, run: &Run, files: &Files) -> Result<Child, String> {
+/// Writes the configuration and starts Bochs on it, its debugger told to run;
+/// the serial port goes to `files.serial`, or to `port` of 127.0.0.1 (an
+/// interactive session, which may reboot: see [`config`]).
+fn start(image: &Path, run: &Run, files: &Files, port: Option<u16>) -> Result<Child, String> {
     for path in [BIOS, VGA_BIOS] {
         if !Path::new(path).exists() {
             return Err(format!("{path} not found: install Bochs with `{PACKAGES}`"));
@@ -143,11 +197,18 @@ fn start(image: &Path, run: &Run, files: &Files) -> Result<Child, String> {
     let _ = std::fs::remove_file(lock);
     let _ = std::fs::remove_file(&files.serial);
     let _ = std::fs::remove_file(&files.output);
-    let text = config(&image, run, &files.serial, &files.log)?;
+    let serial = match port {
+        Some(port) => Serial::Socket(port),
+        None => Serial::File(&files.serial),
+    };
+    let text = config(&image, run, serial, &files.log, port.is_some())?;
     std::fs::write(&files.config, text)
         .map_err(|e| format!("cannot write {}: {e}", files.config.display()))?;
+    // The debugger stops again at a reset made by a triple fault (see
+    // `config`), and would then read commands from our closed standard input:
+    // it gets a `continue` for each of a few.
     let commands = files.dir.join("bochs-commands");
-    std::fs::write(&commands, "continue\n")
+    std::fs::write(&commands, "continue\n".repeat(4))
         .map_err(|e| format!("cannot write {}: {e}", commands.display()))?;
     let output = std::fs::File::create(&files.output)
         .map_err(|e| format!("cannot write {}: {e}", files.output.display()))?;
@@ -239,7 +300,7 @@ pub fn run_captured(
         return Err(why.into());
     }
     let files = Files::beside(image);
-    let mut child = start(image, run, &files)?;
+    let mut child = start(image, run, &files, None)?;
     let deadline = Instant::now().checked_add(limit);
     let mut watcher = Watcher::default();
     loop {
@@ -252,10 +313,14 @@ pub fn run_captured(
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < grace {
                 std::thread::sleep(Duration::from_millis(50));
             }
+            let status = match child.try_wait() {
+                Ok(Some(status)) => status.code(),
+                _ => None,
+            };
             let _ = child.kill();
             let _ = child.wait();
             watcher.poll(&files, true, &mut line);
-            return Ok(outcome);
+            return Ok(confirmed(outcome, &files.log, status));
         }
         if let Some(status) = exited {
             for text in bochs_panics(&files.log) {
@@ -313,13 +378,20 @@ mod tests {
     #[test]
     fn config_names_the_image_the_memory_and_a_pcid_processor() {
         let run = Run { memory: "256M".into(), ..Run::default() };
-        let text = config(Path::new("/x/bios.img"), &run, Path::new("/x/s"), Path::new("/x/l"))
+        let serial = Serial::File(Path::new("/x/s"));
+        let text = config(Path::new("/x/bios.img"), &run, serial, Path::new("/x/l"), false)
             .expect("config");
+        assert!(text.contains("reset_on_triple_fault=0"));
         assert!(text.contains("memory: guest=256, host=256\n"));
         assert!(text.contains("path=/x/bios.img, mode=flat"));
         assert!(text.contains("com1: enabled=1, mode=file, dev=/x/s\n"));
         assert!(text.contains(&format!("cpu: model={CPU_MODEL},")));
         assert!(text.contains("port_e9_hack: enabled=1\n"), "the verdict's channel");
+        let serial = Serial::Socket(4321);
+        let text = config(Path::new("/x/bios.img"), &run, serial, Path::new("/x/l"), true)
+            .expect("config");
+        assert!(text.contains("reset_on_triple_fault=1"));
+        assert!(text.contains("com1: enabled=1, mode=socket-client, dev=127.0.0.1:4321\n"));
     }
 
     #[test]
@@ -338,6 +410,21 @@ mod tests {
         assert_eq!(verdict("power off (failure)\r"), Some(Outcome::Failure));
         assert_eq!(verdict("test power off (success) ... ok"), None);
         assert_eq!(verdict("power off"), None);
+        assert_eq!(verdict("power off (acpi)"), Some(Outcome::PoweredOff));
+    }
+
+    #[test]
+    fn a_power_off_counts_only_if_bochs_logs_it() {
+        let dir = std::env::temp_dir().join(format!("bochs-acpi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("bochs.log");
+        std::fs::write(&log, "00000000000i[ACPI  ] new PM base address: 0xb000\n").expect("write");
+        assert_eq!(confirmed(Outcome::PoweredOff, &log, Some(0)), Outcome::Exited(Some(0)));
+        assert_eq!(confirmed(Outcome::Success, &log, Some(1)), Outcome::Success);
+        std::fs::write(&log, "01025312606p[ACPI  ] >>PANIC<< ACPI control: soft power off\n")
+            .expect("write");
+        assert_eq!(confirmed(Outcome::PoweredOff, &log, Some(1)), Outcome::PoweredOff);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]

@@ -2,18 +2,24 @@
 //!
 //! The kernel binary (not a test kernel) is booted and its monitor is used over
 //! the serial line: every command is typed and its answer checked (programs are
-//! started, listed, killed and seen to end through it), a screenshot
+//! started, listed, killed and seen to end through it, and `bench` runs to its
+//! end while a command is half typed, see `programs`), a screenshot
 //! must show text, a command typed on the PS/2 keyboard must be answered, and
-//! `poweroff` must end QEMU with success. Then both images
-//! boot as a USB stick, through BIOS and through UEFI, to the monitor prompt.
-//! Last, the kernel boots in Bochs, on a processor with PCIDs, with every CR3
-//! load checked against the shadow TLB, runs its start-up programs and powers
-//! off.
+//! `poweroff` must switch the machine off through ACPI. Then both images
+//! boot as a USB stick, through BIOS and through UEFI, to the monitor prompt,
+//! and power off the same way. `reboot` must restart the machine the way its
+//! ACPI tables say (q35 has a reset register, the `pc` machine and Bochs do
+//! not, so the keyboard controller) and the kernel must boot again and power
+//! off, under QEMU's `pc` and `q35` machines and under Bochs. Last, the kernel
+//! boots in Bochs, on a processor with PCIDs, with every CR3 load checked
+//! against the shadow TLB, runs its start-up programs and powers off.
 //!
-//! A power-off passes only with the kernel's own success code: under
-//! `-no-reboot` a guest reset or triple fault also ends QEMU, with status 0.
-//! A check whose emulator or firmware is missing is skipped; the missing tool
-//! is the failure (see `tools`).
+//! A `poweroff` passes only if the emulator itself says the guest switched the
+//! machine off through ACPI (QEMU's QMP event, Bochs's log): a reset or a
+//! triple fault also ends QEMU with status 0 under `-no-reboot`. A `once` run
+//! passes only with the kernel's own success code. A check whose emulator or
+//! firmware is missing is skipped; the missing tool is the failure (see
+//! `tools`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,9 +28,15 @@ use crate::build;
 use crate::options::Run;
 use crate::qemu::Outcome;
 use crate::screenshot;
-use crate::session::Session;
+use crate::session::{Console, GUEST_RESET, PowerEvent, Session};
 use crate::test::Tally;
 use crate::tools::Missing;
+
+mod programs;
+use programs::{
+    bench_results, prompt_kept_whole, run_and_kill_a_spinner, run_bench_while_typing,
+    run_to_the_end,
+};
 
 /// The monitor's prompt (kernel `monitor::PROMPT`).
 const PROMPT: &str = "monitor> ";
@@ -55,14 +67,14 @@ const SCRIPT: &[(&str, &str)] = &[
     ("kill 9999", "error: kill: no process 9999"),
 ];
 
-/// `probe`'s mode that spins until it is killed.
-const SPINNER: &str = "run probe 8";
-/// `probe`'s mode that forks, checks and exits with status 0 (a short run).
-const SHORT_PROGRAM: &str = "run probe 1";
-
 /// The boot over the serial line.
 fn monitor_run() -> Run {
     Run { headless: true, ..Run::default() }
+}
+
+/// The boot for `run bench`, whose fork benchmarks map 256 MiB.
+fn bench_run() -> Run {
+    Run { headless: true, memory: "512M".into(), ..Run::default() }
 }
 
 /// The boot as a USB stick, through UEFI or BIOS.
@@ -76,9 +88,34 @@ fn bochs_run() -> Run {
     Run { headless: true, once: true, bochs: true, kernel_args, ..Run::default() }
 }
 
+/// The machines `reboot` is checked on: a name, the boot, and the line with
+/// which the kernel must say it resets it (the way the machine's ACPI tables
+/// give).
+fn reboot_machines() -> [(&'static str, Run, &'static str); 3] {
+    // QEMU resets the machine instead of ending (`-no-reboot` says end), so
+    // that the kernel boots again.
+    let qemu = |machine: &str| Run {
+        headless: true,
+        qemu_args: ["-machine", machine, "-action", "reboot=reset"].map(String::from).to_vec(),
+        ..Run::default()
+    };
+    [
+        ("pc", qemu("pc"), "reboot (keyboard controller)"),
+        ("q35", qemu("q35"), "reboot (acpi reset register)"),
+        (
+            "bochs",
+            Run { headless: true, bochs: true, ..Run::default() },
+            "reboot (keyboard controller)",
+        ),
+    ]
+}
+
 /// Every boot the checks make, for the tools they need.
 pub fn runs() -> Vec<Run> {
-    vec![monitor_run(), usb_run(false), usb_run(true), bochs_run(), gdb_run()]
+    let mut runs =
+        vec![monitor_run(), bench_run(), usb_run(false), usb_run(true), bochs_run(), gdb_run()];
+    runs.extend(reboot_machines().map(|(_, run, _)| run));
+    runs
 }
 
 /// The boot `make gdb` makes: paused, with the GDB stub.
@@ -92,6 +129,13 @@ pub fn run(missing: &Missing, tally: &mut Tally) {
     println!("== system checks: the kernel image, its monitor, screen and USB boot");
     if let Err(why) = run_qemu_checks(missing, tally) {
         tally.record("system::kernel_image", Err(why));
+    }
+    for (machine, run, reset_by) in reboot_machines() {
+        let name = format!("system::reboot_and_power_off_{machine}");
+        match missing.blocking(&run) {
+            Some(tool) => tally.skip(&name, tool),
+            None => tally.record(&name, reboot_and_power_off(&run, reset_by)),
+        }
     }
     let name = "system::boots_in_bochs_with_pcids_and_tlb_check";
     match missing.blocking(&bochs_run()) {
@@ -174,15 +218,84 @@ fn run_qemu_checks(missing: &Missing, tally: &mut Tally) -> Result<(), String> {
         };
         tally.record(name, result);
     }
+    let names =
+        ["system::monitor_runs_bench", "system::program_output_does_not_continue_the_prompt"];
+    match missing.blocking(&bench_run()) {
+        Some(tool) => names.iter().for_each(|name| tally.skip(name, tool)),
+        None => {
+            let results = match bench_from_the_monitor(&images.bios, &out) {
+                Ok(transcript) => [bench_results(&transcript), prompt_kept_whole(&transcript)],
+                Err(why) => [Err(why.clone()), Err(why)],
+            };
+            for (name, result) in names.iter().zip(results) {
+                tally.record(name, result);
+            }
+        }
+    }
     Ok(())
 }
 
-/// The verdict on a `poweroff`: only the kernel's own success code passes.
+/// Boots with [`bench_run`], and runs `bench` from the monitor while typing
+/// (see [`run_bench_while_typing`]).
+fn bench_from_the_monitor(image: &Path, out: &Path) -> Result<String, String> {
+    let mut session = Session::start(image, &bench_run(), &out.join("bench.sock"))?;
+    boot_to_prompt(session.console())?;
+    run_bench_while_typing(session.console())
+}
+
+/// The verdict on the monitor's `poweroff`: only a power-off through ACPI, as
+/// the emulator reports it, passes.
 fn power_off_verdict(outcome: Outcome) -> Result<(), String> {
-    match outcome.passed() {
-        true => Ok(()),
-        false => Err(format!("poweroff: {}", outcome.explain(COMMAND_LIMIT.as_secs()))),
+    match outcome {
+        Outcome::PoweredOff => Ok(()),
+        outcome => Err(format!("poweroff: {}", outcome.explain(COMMAND_LIMIT.as_secs()))),
     }
+}
+
+/// Boots `run` to the monitor, types `reboot`, and checks the kernel reset
+/// the machine the way it says with `reset_by` (and nothing it tried did
+/// nothing), boots again to the prompt, and then switches off with `poweroff`.
+/// The emulator must also say the guest reset the machine: QMP's `RESET`
+/// event (SeaBIOS adds one of its own after a warm reset), Bochs's log line
+/// for the keyboard controller's reset command.
+fn reboot_and_power_off(run: &Run, reset_by: &str) -> Result<(), String> {
+    if run.bochs {
+        let out = build::target_dir().join("images").join("system-bochs-monitor");
+        let images = build::kernel_images_in(run, &out)?;
+        let mut session = crate::bochs::Session::start(&images.bios, run)?;
+        reboot_then_power_off(session.console(), reset_by)?;
+        if !session.log().contains(BOCHS_KEYBOARD_RESET) {
+            return Err(format!("Bochs's log lacks {BOCHS_KEYBOARD_RESET:?}"));
+        }
+        return power_off_verdict(session.finish(COMMAND_LIMIT));
+    }
+    let images = build::kernel_images(run)?;
+    let socket = build::target_dir().join("images").join("reboot.sock");
+    let mut session = Session::start(&images.bios, run, &socket)?;
+    reboot_then_power_off(session.console(), reset_by)?;
+    if !session.events().contains(&PowerEvent::Reset(GUEST_RESET.into())) {
+        return Err(format!("QEMU saw no reset by the guest: {:?}", session.events()));
+    }
+    power_off_verdict(session.finish(COMMAND_LIMIT))
+}
+
+/// What Bochs logs when the keyboard controller is told to reset.
+const BOCHS_KEYBOARD_RESET: &str = "command 0xfe: reset cpu";
+
+/// The monitor's part of [`reboot_and_power_off`]: `reboot`, the second boot
+/// to the prompt, and `poweroff` typed.
+fn reboot_then_power_off(console: &mut Console, reset_by: &str) -> Result<(), String> {
+    boot_to_prompt(console)?;
+    console.send("reboot")?;
+    let text = console.expect(PROMPT, BOOT_LIMIT)?;
+    let said: Vec<&str> = text.lines().filter(|line| line.starts_with("reboot")).collect();
+    if !text.contains(reset_by) || text.contains("did nothing") {
+        return Err(format!("`reboot` did not reset with {reset_by:?}: {said:?}"));
+    }
+    if !text.contains("configuration: ") {
+        return Err(format!("the kernel did not boot again after `reboot`: {said:?}"));
+    }
+    console.send("poweroff")
 }
 
 /// Boots the kernel in Bochs with `once tlb_check`: start-up (the `init`
@@ -208,7 +321,7 @@ fn boots_in_bochs() -> Result<(), String> {
 /// screenshot and powers off.
 fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<(), String> {
     let mut session = Session::start(image, &monitor_run(), &out.join("monitor.sock"))?;
-    session.expect(PROMPT, BOOT_LIMIT)?;
+    boot_to_prompt(session.console())?;
     for (command, expected) in SCRIPT {
         session.send(command)?;
         let answer = session.expect(PROMPT, COMMAND_LIMIT);
@@ -218,8 +331,11 @@ fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<()
         });
         tally.record(&format!("system::monitor `{command}`"), result);
     }
-    tally.record("system::monitor_runs_and_kills_a_spinner", run_and_kill_a_spinner(&mut session));
-    tally.record("system::monitor_reports_a_program_ending", run_to_the_end(&mut session));
+    tally.record(
+        "system::monitor_runs_and_kills_a_spinner",
+        run_and_kill_a_spinner(session.console()),
+    );
+    tally.record("system::monitor_reports_a_program_ending", run_to_the_end(session.console()));
     let typed = session.type_on_keyboard("uptime").and_then(|()| {
         let text = session.expect(PROMPT, COMMAND_LIMIT)?;
         match answer_of(&text).contains(" ticks)") {
@@ -233,66 +349,24 @@ fn monitor_over_serial(image: &Path, out: &Path, tally: &mut Tally) -> Result<()
     power_off_verdict(session.finish(COMMAND_LIMIT))
 }
 
+/// What `init` prints last at start-up: after it comes the prompt, and the
+/// console is the monitor's (programs' output would cut the prompt line, and
+/// the monitor would show the prompt again, see kernel `monitor::prompt`).
+const INIT_DONE: &str = "init: demonstration done";
+
+/// Waits for start-up to end (see [`INIT_DONE`]) and the prompt after it.
+fn boot_to_prompt(console: &mut Console) -> Result<(), String> {
+    console.expect(INIT_DONE, BOOT_LIMIT)?;
+    console.expect(PROMPT, COMMAND_LIMIT).map(drop)
+}
+
 /// Types `command` and returns its answer (see [`answer_of`]), without the
 /// prompt that follows it.
-fn ask(session: &mut Session, command: &str) -> Result<String, String> {
+fn ask(session: &mut Console, command: &str) -> Result<String, String> {
     session.send(command)?;
     let text = session.expect(PROMPT, COMMAND_LIMIT)?;
     let answer = answer_of(&text);
     Ok(answer.strip_suffix(PROMPT).unwrap_or(answer).to_string())
-}
-
-/// Starts the spinner with `run`, sees it in `ps`, kills it, and sees it gone
-/// from `ps` (the monitor reaps what it kills) and not killable twice.
-fn run_and_kill_a_spinner(session: &mut Session) -> Result<(), String> {
-    let answer = ask(session, SPINNER)?;
-    let pid = started_pid(&answer).ok_or_else(|| format!("`{SPINNER}` gave {answer:?}"))?;
-    let listing = ask(session, "ps")?;
-    match ps_state(&listing, pid) {
-        Some(state) if state.starts_with("probe ") && !state.contains("zombie") => {}
-        _ => return Err(format!("`ps` does not show process {pid} alive: {listing:?}")),
-    }
-    let answer = ask(session, &format!("kill {pid}"))?;
-    if !answer.contains(&format!("killed process {pid} (probe)")) {
-        return Err(format!("`kill {pid}` gave {answer:?}"));
-    }
-    let listing = ask(session, "ps")?;
-    if let Some(state) = ps_state(&listing, pid) {
-        return Err(format!("process {pid} is still listed after `kill`: {state:?}"));
-    }
-    let answer = ask(session, &format!("kill {pid}"))?;
-    match answer.trim_end().lines().collect::<Vec<_>>()[..] {
-        [line] if line.starts_with("error: kill:") => Ok(()),
-        _ => Err(format!("a second `kill {pid}` gave {answer:?}")),
-    }
-}
-
-/// Starts a short program with `run` and waits for the monitor to say that it
-/// exited with status 0.
-fn run_to_the_end(session: &mut Session) -> Result<(), String> {
-    let answer = ask(session, SHORT_PROGRAM)?;
-    let pid = started_pid(&answer).ok_or_else(|| format!("`{SHORT_PROGRAM}` gave {answer:?}"))?;
-    session.expect(&format!("process {pid} (probe) "), COMMAND_LIMIT)?;
-    let report = session.expect(PROMPT, COMMAND_LIMIT)?;
-    match report.starts_with("exited with status 0") {
-        true => Ok(()),
-        false => Err(format!("process {pid} (probe) ended: {report:?}")),
-    }
-}
-
-/// The process id in `run`'s answer `started process N (NAME)...`.
-fn started_pid(answer: &str) -> Option<u64> {
-    let rest = &answer[answer.find("started process ")? + "started process ".len()..];
-    rest.split(' ').next()?.parse().ok()
-}
-
-/// The rest of `ps`'s line for process `pid` (program and state), if listed.
-fn ps_state(listing: &str, pid: u64) -> Option<&str> {
-    listing.lines().find_map(|line| {
-        let (id, rest) = line.trim_start().split_once(' ')?;
-        // The last line, `N processes`, is the count, not process N.
-        (id == pid.to_string() && rest.trim() != "processes").then(|| rest.trim())
-    })
 }
 
 /// What the monitor printed for a command: the text after the echo of the
@@ -326,7 +400,7 @@ fn screenshot(session: &mut Session, out: &Path) -> Result<(), String> {
 /// Boots `image` with `run` to the monitor prompt, then powers off.
 fn boot_to_prompt_and_power_off(image: &Path, run: &Run, out: &Path) -> Result<(), String> {
     let mut session = Session::start(image, run, &out.join("usb.sock"))?;
-    session.expect(PROMPT, BOOT_LIMIT)?;
+    boot_to_prompt(session.console())?;
     session.send("poweroff")?;
     power_off_verdict(session.finish(COMMAND_LIMIT))
 }
@@ -343,18 +417,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_and_ps_answers_are_read() {
-        assert_eq!(started_pid("started process 12 (probe); `kill 12` ends it\r\n"), Some(12));
-        assert_eq!(started_pid("error: run: no program \"x\"\r\n"), None);
-        let listing = "  pid  program    state\r\n    1  init       zombie (exited with status 0)\r\n   12  probe      ready\r\n2 processes\r\n";
-        assert_eq!(ps_state(listing, 12), Some("probe      ready"));
-        assert_eq!(ps_state(listing, 2), None);
-        assert_eq!(ps_state(listing, 1).map(|state| state.contains("zombie")), Some(true));
-    }
-
-    #[test]
-    fn only_the_kernels_success_code_is_a_power_off() {
-        assert_eq!(power_off_verdict(Outcome::Success), Ok(()));
+    fn only_a_power_off_through_acpi_is_a_poweroff() {
+        assert_eq!(power_off_verdict(Outcome::PoweredOff), Ok(()));
+        // isa-debug-exit is the tests' way out, not the monitor's.
+        assert!(power_off_verdict(Outcome::Success).is_err());
         // What QEMU says after a reset or triple fault under -no-reboot.
         assert!(power_off_verdict(Outcome::Exited(Some(0))).is_err());
         assert!(power_off_verdict(Outcome::Exited(None)).is_err());

@@ -54,6 +54,8 @@ pub fn ramdisk(command_line: &str, names: &[&str], extra: Vec<File>) -> Result<V
     for name in names {
         let program = programs.iter().find(|program| program.name == *name);
         chosen.push(program.ok_or_else(|| format!("no user program called {name:?}"))?);
+        let symbols = symbols_file(name);
+        chosen.extend(programs.iter().find(|program| program.name == symbols));
     }
     let mut files: Vec<File> = chosen
         .iter()
@@ -63,27 +65,39 @@ pub fn ramdisk(command_line: &str, names: &[&str], extra: Vec<File>) -> Result<V
     Ok(archive(command_line, &files))
 }
 
-/// The user programs, built (once per run of this tool) and stripped.
+/// The name of the file with program `name`'s function symbols, which the
+/// kernel reads to name the functions in a killed process's backtrace.
+pub fn symbols_file(name: &str) -> String {
+    format!("{}.{name}", crate::symbols::FILE)
+}
+
+/// The user programs, built (once per run of this tool) and stripped, each
+/// followed by its symbols file (see [`symbols_file`]).
 pub fn user_programs() -> Result<&'static [File], String> {
     static PROGRAMS_BUILT: OnceLock<Result<Vec<File>, String>> = OnceLock::new();
     PROGRAMS_BUILT.get_or_init(build_programs).as_deref().map_err(Clone::clone)
 }
 
-/// Builds the `user` crate's binaries and reads them back without symbols.
+/// Builds the `user` crate's binaries and reads them back without symbols,
+/// and their symbol tables (the same text as the kernel's, see `symbols`; a
+/// few KiB a program).
 fn build_programs() -> Result<Vec<File>, String> {
     let dir = build::cargo_build(&["--package", "user", "--bins"], false)?;
     let out = build::target_dir().join("images").join("programs");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    PROGRAMS
-        .iter()
-        .map(|name| {
-            let stripped = out.join(name);
-            strip_all(&dir.join(name), &stripped)?;
-            let content = std::fs::read(&stripped)
-                .map_err(|e| format!("cannot read {}: {e}", stripped.display()))?;
-            Ok(File { name: name.to_string(), content })
-        })
-        .collect()
+    let mut files = Vec::new();
+    for name in PROGRAMS {
+        let elf = dir.join(name);
+        let stripped = out.join(name);
+        strip_all(&elf, &stripped)?;
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        files.push(File { name: name.to_string(), content: read(&stripped)? });
+        let symbols = crate::symbols::table(&read(&elf)?)?;
+        files.push(File { name: symbols_file(name), content: symbols });
+    }
+    Ok(files)
 }
 
 /// Copies `elf` to `out` without symbols or debug information (as is if the

@@ -27,6 +27,10 @@ pub enum Outcome {
     Success,
     /// The kernel reported failure.
     Failure,
+    /// The guest switched the machine off through ACPI, as the emulator
+    /// itself reports it (QEMU's QMP, Bochs's log; see `session` and `bochs`):
+    /// the monitor's `poweroff`.
+    PoweredOff,
     /// The emulator ended by itself some other way, with this exit status:
     /// under `-no-reboot` a guest reset or triple fault ends QEMU with 0, as
     /// does closing its window.
@@ -49,10 +53,11 @@ impl Outcome {
         self == Outcome::Success
     }
 
-    /// True when the kernel reported success or the emulator ended with 0 (its
-    /// window closed by the user): an interactive run's exit status.
+    /// True when the kernel reported success, switched the machine off, or
+    /// the emulator ended with 0 (its window closed by the user, or the
+    /// monitor's `poweroff`): an interactive run's exit status.
     pub fn ended_quietly(self) -> bool {
-        matches!(self, Outcome::Success | Outcome::Exited(Some(0)))
+        matches!(self, Outcome::Success | Outcome::PoweredOff | Outcome::Exited(Some(0)))
     }
 
     /// Why this is not a pass, in words, for a run limited to `limit_seconds`.
@@ -60,6 +65,7 @@ impl Outcome {
         match self {
             Outcome::Success => "the kernel reported success".into(),
             Outcome::Failure => "the kernel reported failure".into(),
+            Outcome::PoweredOff => "the machine was switched off through ACPI".into(),
             Outcome::TimedOut => format!("timed out after {limit_seconds} s"),
             Outcome::Exited(code) => format!(
                 "the emulator exited with {code:?} without the kernel's verdict \

@@ -1,4 +1,4 @@
-//! The kernel's function symbols, for backtraces the kernel prints itself.
+//! Function symbols, for backtraces the kernel prints itself.
 //!
 //! A panic on a real PC has only the screen: no debugger and no host to
 //! resolve addresses. So every ramdisk carries a `symbols` file made from the
@@ -6,7 +6,8 @@
 //! `ADDRESS SIZE NAME` (hexadecimal; the address as linked, before the
 //! bootloader's load offset; the name demangled, without its hash). The kernel
 //! (`kernel/src/symbols.rs`) looks return addresses up in it. About 100 bytes a
-//! function: some 60 KiB for the kernel.
+//! function: some 60 KiB for the kernel. Each user program comes with one too
+//! (`symbols.NAME`, see `programs`), for the backtrace of a killed process.
 
 use std::fmt::Write;
 
@@ -21,7 +22,7 @@ const NAME_LIMIT: usize = 120;
 
 /// The symbol file for the ELF image `bytes`.
 pub fn table(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let elf = ElfFile::new(bytes).map_err(|e| format!("kernel ELF: {e}"))?;
+    let elf = ElfFile::new(bytes).map_err(|e| format!("ELF: {e}"))?;
     let mut functions: Vec<(u64, u64, String)> = Vec::new();
     for section in elf.section_iter() {
         let Ok(SectionData::SymbolTable64(entries)) = section.get_data(&elf) else { continue };
@@ -36,7 +37,7 @@ pub fn table(bytes: &[u8]) -> Result<Vec<u8>, String> {
         }
     }
     if functions.is_empty() {
-        return Err("kernel ELF has no function symbols (stripped?)".into());
+        return Err("the ELF has no function symbols (stripped?)".into());
     }
     functions.sort();
     functions.dedup_by_key(|(address, _, _)| *address);

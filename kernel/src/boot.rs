@@ -56,6 +56,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     console::init_logger(options.log_level);
     log::info!("command line: {line:?}");
     arch::init_memory(boot_info);
+    arch::acpi::init(boot_info);
     arch::gdt::use_guarded_stacks().expect("boot: no memory for the interrupt stacks");
     let protections = arch::cpu::enabled();
     log::info!(

@@ -3,12 +3,18 @@
 //! Every line goes to the serial console (through `arch`) and, once memory is up,
 //! to the screen. Log lines carry their level and module, so
 //! `[ INFO kernel::boot] ...` says who spoke.
+//!
+//! The monitor writes its prompt and echoes keys through functions of its own
+//! ([`show_prompt`], [`type_on_prompt`]); everything else is other output,
+//! which ends a prompt line that is showing before it is written, so that it
+//! never continues the prompt (the rule is `monitor::prompt`'s).
 
 use bootloader_api::info::FrameBuffer;
 use core::fmt::{self, Write};
 use log::{LevelFilter, Metadata, Record};
 use spin::Mutex;
 
+use crate::monitor::prompt::{PromptLine, Typing};
 use crate::screen::TextConsole;
 
 /// The screen console and the framebuffer it draws on.
@@ -25,6 +31,35 @@ impl Write for Screen {
 }
 
 static SCREEN: Mutex<Option<Screen>> = Mutex::new(None);
+
+/// Where the text stands with respect to the monitor's prompt. Taken before
+/// `SCREEN`, with interrupts off.
+static PROMPT_LINE: Mutex<PromptLine> = Mutex::new(PromptLine::new());
+
+/// Writes to the serial console and the screen, remembering the last
+/// character written.
+struct Everywhere<'a> {
+    screen: spin::MutexGuard<'a, Option<Screen>>,
+    last: Option<char>,
+}
+
+impl Everywhere<'_> {
+    /// Both consoles; the caller has interrupts off.
+    fn lock() -> Everywhere<'static> {
+        Everywhere { screen: SCREEN.lock(), last: None }
+    }
+}
+
+impl Write for Everywhere<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        crate::arch::console_write(format_args!("{text}"));
+        if let Some(screen) = self.screen.as_mut() {
+            let _ = screen.write_str(text);
+        }
+        self.last = text.chars().last().or(self.last);
+        Ok(())
+    }
+}
 
 /// Starts drawing the console on `framebuffer`. Needs the heap (back buffer).
 pub fn init_screen(mut framebuffer: FrameBuffer) {
@@ -74,14 +109,59 @@ pub fn write_screen_only(text: &str) {
     });
 }
 
-/// Writes formatted text to every console.
+/// Writes formatted text to every console, after ending the prompt line if
+/// it is showing.
 pub fn write_fmt(args: fmt::Arguments) {
-    crate::arch::console_write(args);
     crate::arch::without_interrupts(|| {
-        if let Some(screen) = SCREEN.lock().as_mut() {
-            let _ = screen.write_fmt(args);
+        let mut prompt = PROMPT_LINE.lock();
+        let mut out = Everywhere::lock();
+        if prompt.before_output() {
+            let _ = out.write_str("\n");
+        }
+        let _ = out.write_fmt(args);
+        prompt.after_output(out.last, crate::arch::ticks());
+    });
+}
+
+/// Shows the monitor's `prompt` and the `line` typed so far, on a line of
+/// their own.
+pub fn show_prompt(prompt: &str, line: &str) {
+    crate::arch::without_interrupts(|| {
+        let mut state = PROMPT_LINE.lock();
+        let new_line = state.show_prompt();
+        write_prompt(new_line, prompt, line);
+    });
+}
+
+/// Echoes `echo` for a key typed on the prompt line; if other output has
+/// ended that line, shows `prompt` and the whole `line` again instead.
+pub fn type_on_prompt(echo: &str, prompt: &str, line: &str) {
+    crate::arch::without_interrupts(|| {
+        let mut state = PROMPT_LINE.lock();
+        match state.typing() {
+            Typing::Echo => {
+                let _ = Everywhere::lock().write_str(echo);
+            }
+            Typing::ShowAgain { new_line } => write_prompt(new_line, prompt, line),
         }
     });
+}
+
+/// Writes the prompt and the typed line, after a newline if `new_line`.
+fn write_prompt(new_line: bool, prompt: &str, line: &str) {
+    let mut out = Everywhere::lock();
+    let _ = write!(out, "{}{prompt}{line}", if new_line { "\n" } else { "" });
+}
+
+/// Ends the prompt line: the command typed on it was entered.
+pub fn end_prompt() {
+    crate::arch::without_interrupts(|| PROMPT_LINE.lock().end_prompt());
+}
+
+/// Whether the monitor should show its prompt again: other output ended the
+/// prompt line, finished its own, and has been quiet for a moment.
+pub fn prompt_owed() -> bool {
+    crate::arch::without_interrupts(|| PROMPT_LINE.lock().prompt_owed(crate::arch::ticks()))
 }
 
 /// Like [`write_fmt`], but usable while the kernel is panicking: takes the

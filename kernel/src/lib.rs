@@ -14,7 +14,9 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod collections;
+pub mod fixed_text;
 pub mod monitor;
+pub mod power;
 pub mod process;
 pub mod ramdisk;
 pub mod screen;

@@ -16,7 +16,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if options.bench {
         let passed = kernel::bench::run_all();
         if options.once {
-            arch::power_off(if passed { ExitCode::Success } else { ExitCode::Failure });
+            arch::exit(if passed { ExitCode::Success } else { ExitCode::Failure });
         }
     } else if let Err(error) = kernel::process::spawn("init", 0) {
         log::warn!("cannot start init: {error}");
@@ -25,7 +25,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         kernel::process::run_until_settled();
         kernel::memory::log_statistics();
         log::info!("once: powering off");
-        arch::power_off(ExitCode::Success);
+        arch::exit(ExitCode::Success);
     }
     kernel::monitor::commands::run()
 }

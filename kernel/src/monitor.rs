@@ -201,6 +201,7 @@ impl LineEditor {
 
 #[cfg(target_os = "none")]
 pub mod commands;
+pub mod prompt;
 
 #[cfg(test)]
 mod tests;

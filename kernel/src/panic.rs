@@ -7,11 +7,12 @@
 //! `once` runs, it leaves QEMU with the failure code so a runner sees the failure;
 //! a test that expects a panic is told here and passes instead.
 
-use core::fmt::{self, Write};
+use core::fmt::Write;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::{self, ExitCode};
+use crate::fixed_text::FixedText;
 use crate::testing;
 
 static EXIT_ON_PANIC: AtomicBool = AtomicBool::new(false);
@@ -21,48 +22,18 @@ pub fn exit_on_panic(enabled: bool) {
     EXIT_ON_PANIC.store(enabled, Ordering::SeqCst);
 }
 
-/// A fixed buffer that keeps the first bytes of a formatted message.
-struct MessageBuffer<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> MessageBuffer<N> {
-    const fn new() -> Self {
-        MessageBuffer { bytes: [0; N], len: 0 }
-    }
-
-    fn as_str(&self) -> &str {
-        // Truncation can split a character: keep the valid prefix.
-        match core::str::from_utf8(&self.bytes[..self.len]) {
-            Ok(text) => text,
-            Err(error) => core::str::from_utf8(&self.bytes[..error.valid_up_to()]).unwrap_or(""),
-        }
-    }
-}
-
-impl<const N: usize> Write for MessageBuffer<N> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        let room = self.bytes.len() - self.len;
-        let take = text.len().min(room);
-        self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
-        self.len += take;
-        Ok(())
-    }
-}
-
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
     x86_64::instructions::interrupts::disable();
-    let mut message = MessageBuffer::<512>::new();
+    let mut message = FixedText::<512>::new();
     let _ = write!(message, "{}", info.message());
     let message = message.as_str();
-    let mut backtrace = MessageBuffer::<2048>::new();
+    let mut backtrace = FixedText::<2048>::new();
     write_backtrace(&mut backtrace);
     let backtrace = backtrace.as_str();
 
     if testing::panic_was_expected(message, backtrace) {
-        arch::power_off(ExitCode::Success);
+        arch::exit(ExitCode::Success);
     }
     match info.location() {
         Some(at) => crate::console::write_fmt_panicking(format_args!(
@@ -75,7 +46,7 @@ fn panic(info: &PanicInfo) -> ! {
     crate::console::write_fmt_panicking(format_args!("{backtrace}"));
     testing::report_panic();
     if EXIT_ON_PANIC.load(Ordering::SeqCst) {
-        arch::power_off(ExitCode::Failure);
+        arch::exit(ExitCode::Failure);
     }
     arch::halt_forever()
 }

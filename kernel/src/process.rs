@@ -25,6 +25,7 @@
 //! its parent's `wait` reports it as killed. A bad pointer passed to a system call
 //! is `Errno::Fault`, never a kernel fault (see `usercopy`).
 
+pub mod backtrace;
 pub mod elf;
 #[cfg(target_os = "none")]
 mod loader;
@@ -40,7 +41,9 @@ mod usercopy;
 #[cfg(target_os = "none")]
 pub use loader::{SpawnError, spawn};
 #[cfg(target_os = "none")]
-pub use scheduler::{idle, kill, kill_current, preempt, reap, run_until_settled, wait_for};
+pub use scheduler::{
+    idle, kill, kill_current, preempt, reap, run_until_settled, wait_for, with_last_kill_report,
+};
 #[cfg(target_os = "none")]
 pub use table::{MAX_PROCESSES, Pid, RESERVED_PROCESSES, State, Summary, processes, summary};
 

@@ -133,7 +133,7 @@ pub fn run(tests: &[Test]) -> ! {
         let running = RUNNING.lock().take();
         if let Some(Running { expected_panic: Some(text), .. }) = running {
             println!("test {} ... FAILED (expected a panic containing {text:?})", test.name);
-            arch::power_off(ExitCode::Failure);
+            arch::exit(ExitCode::Failure);
         }
         let expected_leak = running.is_some_and(|running| running.expected_leak);
         let after = Books::now();
@@ -142,19 +142,19 @@ pub fn run(tests: &[Test]) -> ! {
             (false, true) => println!("test {} ... ok (leak caught: {after:?})", test.name),
             (true, true) => {
                 println!("test {} ... FAILED (expected a leak the books would show)", test.name);
-                arch::power_off(ExitCode::Failure);
+                arch::exit(ExitCode::Failure);
             }
             (false, false) => {
                 println!(
                     "test {} ... FAILED (leaked: before {before:?}, after {after:?})",
                     test.name
                 );
-                arch::power_off(ExitCode::Failure);
+                arch::exit(ExitCode::Failure);
             }
         }
     }
     println!("all {} in-kernel tests run passed ({skip} skipped of {})", to_run.len(), tests.len());
-    arch::power_off(ExitCode::Success)
+    arch::exit(ExitCode::Success)
 }
 
 /// Declares that the running test leaks on purpose, so that the harness's

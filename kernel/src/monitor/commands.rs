@@ -7,12 +7,12 @@
 
 use alloc::vec::Vec;
 
-use crate::arch::{self, ExitCode};
+use crate::arch;
 use crate::memory::with_vm;
 use crate::monitor::{Command, Edit, HELP, LineEditor, PROMPT, parse};
 use crate::process::{self, Pid, State};
 use crate::vm::page::{PAGE_SIZE, VM_PAGE_BYTES};
-use crate::{print, println};
+use crate::{console, println};
 
 /// A program started with `run`, which the monitor reaps.
 struct Started {
@@ -26,25 +26,33 @@ struct Started {
 pub fn run() -> ! {
     let mut editor = LineEditor::default();
     let mut started = Vec::new();
-    print!("{PROMPT}");
+    console::show_prompt(PROMPT, "");
     loop {
-        report_ended(&mut started, editor.line());
+        report_ended(&mut started);
+        if console::prompt_owed() {
+            console::show_prompt(PROMPT, editor.line());
+        }
         let Some(character) = arch::read_input() else {
             process::idle();
             continue;
         };
         match editor.type_char(character) {
-            Edit::Echo(character) => print!("{character}"),
-            Edit::Erase => print!("\u{8} \u{8}"),
+            Edit::Echo(character) => {
+                console::type_on_prompt(character.encode_utf8(&mut [0; 4]), PROMPT, editor.line());
+            }
+            Edit::Erase => console::type_on_prompt("\u{8} \u{8}", PROMPT, editor.line()),
             Edit::Nothing => {}
             Edit::Submit(line) => {
+                // The whole command on one line, even if output cut it.
+                console::type_on_prompt("", PROMPT, &line);
+                console::end_prompt();
                 println!();
                 match parse(&line) {
                     Ok(Some(command)) => execute(command, &mut started),
                     Ok(None) => {}
                     Err(message) => println!("error: {message}"),
                 }
-                print!("{PROMPT}");
+                console::show_prompt(PROMPT, editor.line());
             }
         }
     }
@@ -83,11 +91,8 @@ fn execute(command: Command, started: &mut Vec<Started>) {
         Command::Programs => programs(),
         Command::Run(name, argument) => run_program(name, argument, started),
         Command::Kill(pid) => kill(Pid(pid), started),
-        Command::Reboot => arch::reboot(),
-        Command::PowerOff => {
-            println!("powering off");
-            arch::power_off(ExitCode::Success);
-        }
+        Command::Reboot => arch::reboot(|line| println!("{line}")),
+        Command::PowerOff => arch::power_off(|line| println!("{line}")),
     }
 }
 
@@ -191,11 +196,13 @@ impl core::fmt::Display for Ending {
     }
 }
 
-/// One line per file of the ramdisk: name and size.
+/// One line per program of the ramdisk: name and size (the symbol tables
+/// that travel with the kernel and the programs are not programs).
 fn programs() {
     let mut count = 0;
     for file in crate::ramdisk::get().files() {
         match file {
+            Ok(file) if file.name == "symbols" || file.name.starts_with("symbols.") => {}
             Ok(file) => {
                 println!("  {:<10} {:>8} bytes", file.name, file.content.len());
                 count += 1;
@@ -240,21 +247,15 @@ fn kill(pid: Pid, started: &mut Vec<Started>) {
     println!("killed process {pid} ({})", summary.name);
 }
 
-/// Reaps the programs of `started` that have ended and says how each ended,
-/// then shows the prompt and the line being typed again.
-fn report_ended(started: &mut Vec<Started>, line: &str) {
-    let mut reported = false;
+/// Reaps the programs of `started` that have ended and says how each ended
+/// (the console then shows the prompt and the line being typed again).
+fn report_ended(started: &mut Vec<Started>) {
     started.retain(|process| match process::reap(process.pid) {
         Some(status) => {
-            println!();
-            print!("process {} ({}) {}", process.pid, process.name, Ending(status));
-            reported = true;
+            println!("process {} ({}) {}", process.pid, process.name, Ending(status));
             false
         }
         // Not a zombie yet, or (never, as nobody else reaps it) gone.
         None => process::summary(process.pid).is_some(),
     });
-    if reported {
-        print!("\n{PROMPT}{line}");
-    }
 }

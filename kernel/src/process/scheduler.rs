@@ -1,13 +1,16 @@
 //! Turns, blocking, ending and reaping (see the module documentation of
 //! `process` for the design).
 
-use core::fmt;
+use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Mutex;
 
+use super::backtrace::{self, UserPlace};
 use super::table::{Parent, Pid, State, with_table};
 use crate::arch::{self, context, stack};
+use crate::fixed_text::FixedText;
 use crate::memory::with_vm;
-use crate::vm::ObjectId;
+use crate::vm::{ObjectId, VirtAddr};
 
 /// The idle task's saved stack pointer while a process runs.
 static IDLE_CONTEXT: AtomicU64 = AtomicU64::new(0);
@@ -123,14 +126,51 @@ pub fn exit_current(status: u64) -> ! {
     unreachable!("exit_current: a zombie was resumed")
 }
 
-/// Kills the running process (a fault in user mode), logging `why`.
-pub fn kill_current(why: fmt::Arguments) -> ! {
+/// The last report of a process killed for a fault: the log line's text and
+/// its backtrace (see [`kill_current`]). Fixed-size: a process may be killed
+/// because the heap ran out.
+static LAST_KILL_REPORT: Mutex<FixedText<KILL_REPORT_BYTES>> = Mutex::new(FixedText::new());
+/// Room for the report's first line and [`backtrace::MAX_USER_FRAMES`] lines.
+const KILL_REPORT_BYTES: usize = 4096;
+
+/// Kills the running process (a fault in user mode), logging `why` and the
+/// backtrace of the program from `place` (where it was, if the caller knows),
+/// with function names from the program's symbol table in the ramdisk
+/// (`symbols.NAME`) when it has one. The program's memory is read through the
+/// user-memory accessors, before it is torn down.
+pub fn kill_current(why: fmt::Arguments, place: Option<UserPlace>) -> ! {
     let (pid, name) = with_table(|table| {
         let process = table.running();
         (process.pid, process.name)
     });
-    log::warn!("process {pid} ({name}) killed: {why}");
+    let mut report = FixedText::<KILL_REPORT_BYTES>::new();
+    let _ = write!(report, "process {pid} ({name}) killed: {why}");
+    let line_end = report.as_str().len();
+    if let Some(place) = place {
+        let read = |address| arch::user_memory::read_u64(VirtAddr(address)).ok();
+        let _ = writeln!(report);
+        let _ = backtrace::write(&mut report, place, read, program_symbols(name));
+    }
+    let (line, backtrace) = report.as_str().split_at(line_end);
+    log::warn!("{line}");
+    crate::print!("{}", backtrace.strip_prefix('\n').unwrap_or(backtrace));
+    arch::without_interrupts(|| *LAST_KILL_REPORT.lock() = report.clone());
     exit_current(abi::KILLED)
+}
+
+/// Calls `f` with the report of the last process killed for a fault (empty
+/// if none was): its log line, then its backtrace.
+pub fn with_last_kill_report<R>(f: impl FnOnce(&str) -> R) -> R {
+    arch::without_interrupts(|| f(LAST_KILL_REPORT.lock().as_str()))
+}
+
+/// Program `name`'s symbol table, if the ramdisk has one (`symbols.NAME`).
+fn program_symbols(name: &str) -> Option<&'static str> {
+    let file = crate::ramdisk::get()
+        .files()
+        .map_while(Result::ok)
+        .find(|file| file.name.strip_prefix("symbols.") == Some(name))?;
+    core::str::from_utf8(file.content).ok()
 }
 
 /// Kills process `pid`, which must not be the running one; false if no such

@@ -20,7 +20,9 @@
 //! model: `sysenter` is a #GP while its MSRs are unset, and `sysret` faults in
 //! ring 0 on a non-canonical return address). QEMU 7.2's TCG records an
 //! unmasked SSE division by zero in MXCSR but raises nothing, so that kind is
-//! checked only where the processor raises it.
+//! checked only where the processor raises it. One test reads the report of
+//! a kill: its backtrace names the faulting function and its caller, from the
+//! program's symbol table in the ramdisk.
 //! programs: crash
 //! run:
 //! run: --uefi
@@ -43,6 +45,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     warm_up();
     testing::run(&kernel::tests![
         undefined_opcode_is_killed,
+        a_killed_process_is_reported_with_a_backtrace,
         int_0x80_is_killed,
         sysenter_is_killed,
         port_input_is_killed,
@@ -98,6 +101,24 @@ fn assert_killed(status: u64, what: &str) {
 
 fn undefined_opcode_is_killed() {
     expect_killed(UNDEFINED_OPCODE, "ud2");
+}
+
+/// The report of the `ud2` kill (the test before) has a backtrace: the
+/// faulting function and its caller, named from the program's symbols.
+fn a_killed_process_is_reported_with_a_backtrace() {
+    expect_killed(UNDEFINED_OPCODE, "ud2");
+    kernel::process::with_last_kill_report(|report| {
+        let lines: alloc::vec::Vec<&str> = report.lines().collect();
+        let named = |depth: usize, name: &str| {
+            lines.iter().any(|line| {
+                line.starts_with(&alloc::format!("  #{depth} 0x")) && line.contains(name)
+            })
+        };
+        assert!(lines.first().is_some_and(|line| line.contains("INVALID OPCODE")), "{report}");
+        assert!(lines.get(1) == Some(&"backtrace:"), "no backtrace in {report:?}");
+        assert!(named(0, " crash::faults::undefined_opcode+0x"), "{report}");
+        assert!(named(1, " crash::main+0x"), "{report}");
+    });
 }
 
 fn int_0x80_is_killed() {

@@ -1,4 +1,5 @@
-//! Walking the kernel's frame-pointer chain, for the backtrace of a panic.
+//! Walking the kernel's frame-pointer chain, for the backtrace of a panic, and
+//! finding in it the frame pointer of user code an exception interrupted.
 //!
 //! The kernel is built with frame pointers (`.cargo/config.toml`), so every
 //! frame starts with the caller's RBP and the return address above it. The
@@ -45,6 +46,39 @@ pub fn return_addresses(mut visit: impl FnMut(u64)) {
         }
         frame = next;
     }
+}
+
+/// The frame pointer (RBP) of the user code that the exception being handled
+/// interrupted at `rip` with code segment `cs`, if the chain shows it.
+///
+/// The CPU leaves RBP alone when it enters a handler, and the handler's
+/// prologue pushes it, so the user's RBP is the word saved by the outermost
+/// frame of the chain: the handler's, which sits right under the interrupt
+/// frame the CPU pushed (RIP, CS, ..., after an error code for some vectors).
+/// That frame is recognised by those two words, never by the saved value
+/// itself, which the program chose.
+pub fn user_frame_pointer(rip: u64, cs: u64) -> Option<u64> {
+    let mut frame: u64;
+    // SAFETY: reads RBP, nothing else.
+    unsafe { asm!("mov {}, rbp", out(reg) frame, options(nomem, nostack, preserves_flags)) };
+    let word = |address: u64| {
+        // SAFETY: the word is in a mapped kernel page (checked); reading it
+        // cannot fault, and a wrong value only ends the search.
+        (address >= KERNEL_HALF && address.is_multiple_of(8) && mapped(address))
+            .then(|| unsafe { (address as *const u64).read_volatile() })
+    };
+    for _ in 0..MAX_FRAMES {
+        let interrupt_frame = |at: u64| Some(word(at)? == rip && word(at + 8)? == cs);
+        if interrupt_frame(frame + 8)? || interrupt_frame(frame + 16)? {
+            return word(frame);
+        }
+        let next = word(frame)?;
+        if next <= frame {
+            return None;
+        }
+        frame = next;
+    }
+    None
 }
 
 /// Whether `address` is mapped in the loaded page tables (which all share the

@@ -143,10 +143,13 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
     frame.sanitize_flags();
     handler(frame);
     if frame.rip >= crate::vm::USER_END {
-        crate::process::kill_current(format_args!(
-            "system call would return to {:#x}, outside user space",
-            frame.rip
-        ));
+        // The chain from the program's RBP shows who made the call.
+        let place =
+            crate::process::backtrace::UserPlace { rip: frame.rip, frame_pointer: Some(frame.rbp) };
+        crate::process::kill_current(
+            format_args!("system call would return to {:#x}, outside user space", frame.rip),
+            Some(place),
+        );
     }
 }
 

@@ -17,6 +17,7 @@ use x86_64::registers::control::Cr2;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 
 use super::gdt::{DEBUG_IST_INDEX, DOUBLE_FAULT_IST_INDEX, MACHINE_CHECK_IST_INDEX, NMI_IST_INDEX};
+use crate::process::backtrace::UserPlace;
 use crate::vm::USER_END;
 
 /// What an exception handler knows about the exception it is handling.
@@ -36,6 +37,9 @@ pub struct ExceptionReport {
     pub rsp: u64,
     /// The faulting linear address, for page faults.
     pub cr2: Option<u64>,
+    /// The interrupted code's frame pointer, for an exception from user mode
+    /// (for the killed process's backtrace).
+    pub user_frame_pointer: Option<u64>,
 }
 
 impl ExceptionReport {
@@ -45,20 +49,33 @@ impl ExceptionReport {
         frame: &InterruptStackFrame,
         error: Option<u64>,
     ) -> Self {
+        let rip = frame.instruction_pointer.as_u64();
+        let cs = u64::from(frame.code_segment.0);
+        let user_frame_pointer = match cs & 3 {
+            3 => super::backtrace::user_frame_pointer(rip, cs),
+            _ => None,
+        };
         ExceptionReport {
             vector,
             name,
             error_code: error,
-            rip: frame.instruction_pointer.as_u64(),
-            cs: u64::from(frame.code_segment.0),
+            rip,
+            cs,
             rsp: frame.stack_pointer.as_u64(),
             cr2: None,
+            user_frame_pointer,
         }
     }
 
     /// Whether the exception came from user mode (ring 3).
     pub fn from_user(&self) -> bool {
         self.cs & 3 == 3
+    }
+
+    /// Where the user code was, for the killed process's backtrace.
+    pub fn user_place(&self) -> Option<UserPlace> {
+        let place = UserPlace { rip: self.rip, frame_pointer: self.user_frame_pointer };
+        self.from_user().then_some(place)
     }
 }
 
@@ -115,7 +132,7 @@ fn fatal(report: &ExceptionReport) -> ! {
 /// else it is fatal.
 fn exception(report: &ExceptionReport) {
     if report.from_user() {
-        crate::process::kill_current(format_args!("{report}"));
+        crate::process::kill_current(format_args!("{report}"), report.user_place());
     }
     fatal(report);
 }
@@ -161,7 +178,7 @@ handler_with_error!(security, 30, "SECURITY EXCEPTION");
 extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
     let report = ExceptionReport::new(3, "BREAKPOINT", &frame, None);
     if report.from_user() {
-        crate::process::kill_current(format_args!("{report}"));
+        crate::process::kill_current(format_args!("{report}"), report.user_place());
     }
     log::info!("{report}");
 }
@@ -221,7 +238,10 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
         // a user stack): mapping the page again cannot help, and returning
         // would fault forever.
         let report = report(&frame);
-        crate::process::kill_current(format_args!("{report}: supervisor access from user mode"));
+        crate::process::kill_current(
+            format_args!("{report}: supervisor access from user mode"),
+            report.user_place(),
+        );
     }
     if !from_user && address < USER_END && !super::user_memory::accessor_running() {
         // The kernel itself touched (or, under SMEP, ran) a user page: never
@@ -232,7 +252,7 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
     let Err(unresolved) = super::page_fault::resolve(address, code) else { return };
     let report = report(&frame);
     if from_user {
-        crate::process::kill_current(format_args!("{report}: {unresolved}"));
+        crate::process::kill_current(format_args!("{report}: {unresolved}"), report.user_place());
     }
     if let Some(resume) = super::page_fault::recovery_point(unresolved) {
         // SAFETY: `resume` is the recovery label of the user-memory accessor that

@@ -4,6 +4,7 @@
 //! page-table formats lives below this module. The rest of the kernel calls only
 //! the functions re-exported by `crate::arch`.
 
+pub mod acpi;
 pub mod backtrace;
 pub mod boot_info;
 pub mod context;
@@ -25,7 +26,7 @@ pub mod user_memory;
 
 pub use interrupts::{init as init_interrupts, read_input, ticks, wait_for_interrupt};
 pub use pat::map_write_combining;
-pub use qemu::{ExitCode, exit as exit_qemu};
+pub use qemu::ExitCode;
 pub use x86_64::instructions::interrupts::without_interrupts;
 
 /// Brings up the processor: serial console, segments, exception handlers, the
@@ -57,27 +58,67 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Says `code` on the console and on Bochs's debug port (`power off (success)`
-/// or `power off (failure)`; the latter is the verdict for Bochs, which has no
-/// isa-debug-exit), then leaves QEMU with `code` (isa-debug-exit), or else tries
-/// an ACPI power-off, or else halts.
-pub fn power_off(code: ExitCode) -> ! {
+/// Ends a run that reports a verdict to the runner (test kernels, `once`,
+/// `bench`): says `code` on the console and on Bochs's debug port (`power off
+/// (success)` or `power off (failure)`; the latter is the verdict for Bochs,
+/// which has no isa-debug-exit), leaves QEMU with `code` (isa-debug-exit), and
+/// where neither emulator is there to listen, switches the machine off.
+pub fn exit(code: ExitCode) -> ! {
     console_write(format_args!("power off ({})\n", code.name()));
     qemu::write_bochs_debug_port(match code {
         ExitCode::Success => "power off (success)\n",
         ExitCode::Failure => "power off (failure)\n",
     });
-    exit_qemu(code);
-    qemu::acpi_power_off();
-    console_write(format_args!("halted: it is now safe to switch the machine off\n"));
+    qemu::exit(code);
+    acpi::power_off();
+    halted()
+}
+
+/// Switches the machine off through ACPI (the PM1 control registers and the
+/// `\_S5` sleep type), saying so through `say` and on Bochs's debug port:
+/// `power off (acpi)`. If the tables give no way, or it does not work, says
+/// why and halts.
+pub fn power_off(say: impl Fn(&str)) -> ! {
+    say("power off (acpi)");
+    qemu::write_bochs_debug_port("power off (acpi)\n");
+    if acpi::controls().can_power_off() {
+        acpi::power_off();
+        say("power off: ACPI did not switch the machine off");
+    } else {
+        say("power off: the ACPI tables give no way to switch off");
+    }
+    say(HALTED);
     halt_forever()
 }
 
-/// Restarts the machine.
-pub fn reboot() -> ! {
-    qemu::keyboard_controller_reset();
-    // Still here: a triple fault resets every PC.
+/// What the kernel says when it halts instead of switching off.
+const HALTED: &str = "halted: it is now safe to switch the machine off";
+
+/// Says the machine may be switched off by hand (on the serial console), and
+/// halts.
+fn halted() -> ! {
+    console_write(format_args!("{HALTED}\n"));
+    halt_forever()
+}
+
+/// Restarts the machine: through the FADT's reset register, or else the
+/// keyboard controller's reset line, or else a triple fault; saying each
+/// through `say` before trying it (`reboot (acpi reset register)`, `reboot
+/// (keyboard controller)`, `reboot (triple fault)`), and what did nothing.
+pub fn reboot(say: impl Fn(&str)) -> ! {
     x86_64::instructions::interrupts::disable();
+    match acpi::controls().reset {
+        Some(_) => {
+            say("reboot (acpi reset register)");
+            acpi::reset();
+            say("reboot: the reset register did nothing");
+        }
+        None => say("reboot: the ACPI tables give no reset register"),
+    }
+    say("reboot (keyboard controller)");
+    acpi::keyboard_controller_reset();
+    say("reboot: the keyboard controller did nothing");
+    say("reboot (triple fault)");
     static EMPTY: x86_64::structures::idt::InterruptDescriptorTable =
         x86_64::structures::idt::InterruptDescriptorTable::new();
     EMPTY.load();

@@ -56,22 +56,3 @@ pub fn write_bochs_debug_port(text: &str) {
         unsafe { port.write(byte) };
     }
 }
-
-/// Asks the chipset to switch off: QEMU's ACPI PM1a control port (PIIX4 at
-/// 0x604, older QEMU and Bochs at 0xb004) with SLP_EN and sleep type 0. Firmware
-/// on real machines uses other ports, which ACPI tables name; without parsing
-/// them this does nothing there.
-pub fn acpi_power_off() {
-    for port in [0x604u16, 0xb004] {
-        // SAFETY: writing SLP_EN to these ports powers QEMU off; elsewhere they
-        // are unused I/O ports.
-        unsafe { Port::<u16>::new(port).write(0x2000) };
-    }
-}
-
-/// Resets the machine through the keyboard controller's reset line.
-pub fn keyboard_controller_reset() {
-    // SAFETY: command 0xfe to port 0x64 pulses the CPU reset line; nothing in
-    // the kernel needs to survive a reboot.
-    unsafe { Port::<u8>::new(0x64).write(0xfe) };
-}

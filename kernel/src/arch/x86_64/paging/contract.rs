@@ -150,25 +150,28 @@ unsafe impl Mmu for X86Mmu {
         };
         let (from_root, to_root) = (self.slots[source].root, self.slots[target].root);
         let mut installed = core::mem::take(&mut self.slots[target].installed);
-        let mut note = |address| installed.note(address);
         let mut made = 0;
         let mut allocate = || {
             let pfn = self.allocate_table(frames, target)?;
             made += 1;
             Ok(pfn)
         };
-        let copied = table::copy_leaves(
-            from_root,
-            to_root,
-            start.value(),
-            end.value(),
-            &mut allocate,
-            &mut note,
-        );
+        let range = (start.value(), end.value());
+        let mut copied = 0;
+        let mut note = |address| {
+            installed.note(address);
+            copied += 1;
+        };
+        let whole = table::copy_leaves(from_root, to_root, range, &mut allocate, &mut note);
+        if whole {
+            // Leaves copied with their tables are not listed one by one.
+            installed.overflow();
+        }
         let slot = &mut self.slots[target];
         slot.tables += made;
         slot.installed = installed;
         self.statistics.copied_at_fork += copied;
+        self.statistics.tables_copied_at_fork += u64::from(whole);
     }
 
     fn unmap(

@@ -101,8 +101,10 @@ pub struct PageTableStatistics {
     pub mapped_ahead: u64,
     /// Whole forgets done by clearing the listed leaves, without a walk.
     pub listed_forgets: u64,
-    /// Translations copied from a parent to its child at fork.
+    /// Translations copied from a parent to its child at fork one by one.
     pub copied_at_fork: u64,
+    /// Regions whose translations fork copied (partly) as whole tables.
+    pub tables_copied_at_fork: u64,
 }
 
 /// One cached root.
@@ -156,6 +158,11 @@ impl Installed {
         } else {
             self.overflowed = true;
         }
+    }
+
+    /// Says that leaves were installed without being listed.
+    fn overflow(&mut self) {
+        self.overflowed = true;
     }
 
     /// Whether every installed leaf is listed.

@@ -255,15 +255,15 @@ pub fn install(
     Ok(effective(previous, writable))
 }
 
-/// The last-level table for `address` under `root`, made (with the tables
-/// above it) by `allocate` if missing.
-fn ensure_leaf_table(
+/// The P2 entry for `address` under `root`, the tables above it made by
+/// `allocate` if missing.
+fn ensure_directory(
     root: Pfn,
     address: u64,
     allocate: &mut dyn FnMut() -> Result<Pfn, VmError>,
-) -> Result<Pfn, VmError> {
+) -> Result<&'static AtomicU64, VmError> {
     let mut frame = root;
-    for level in [4, 3, 2] {
+    for level in [4, 3] {
         let slot = &table(frame)[index(address, level)];
         let entry = slot.load(Ordering::Acquire);
         frame = if is_present(entry) {
@@ -274,47 +274,67 @@ fn ensure_leaf_table(
             fresh
         };
     }
-    Ok(frame)
+    Ok(&table(frame)[index(address, 2)])
 }
 
 /// Copies the present, unpinned leaves of the user addresses `[start, end)`
-/// under `source` to the same addresses under `target`, without write and
-/// with their usage bits clear, where `target` has none; the tables `target`
-/// lacks are made with `allocate`, and a 2 MiB block it cannot get one for is
-/// left out (as are those after it). Tells `stored_at` each address stored;
-/// returns how many were. Only unused slots change, so nothing under
-/// `target` needs invalidating.
+/// under `source` to the same addresses under `target`, without write, where
+/// `target` has none; the tables `target` lacks are made with `allocate`, and
+/// a 2 MiB block it cannot get one for is left out (as are those after it).
+/// A block wholly inside the range (which the caller guarantees holds no
+/// pinned leaf: one unpinned region) that `target` has no table for gets a
+/// copy of the source's whole table, write-protected by its P2 entry (one
+/// 4 KiB copy instead of 512 leaf stores; its leaves keep their usage bits,
+/// which only say the pages were used). Tells `stored_at` each leaf address
+/// stored one by one, and returns whether whole tables were copied too.
+/// Only unused slots change, so nothing under `target` needs invalidating.
 pub fn copy_leaves(
     source: Pfn,
     target: Pfn,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     allocate: &mut dyn FnMut() -> Result<Pfn, VmError>,
     stored_at: &mut dyn FnMut(u64),
-) -> u64 {
+) -> bool {
     let end = end.min(USER_END);
-    let mut stored = 0;
+    let mut whole_tables = false;
     let mut block = start & !(span(2) - 1);
     while block < end {
         let next = block + span(2);
-        if let Some((from, _)) = leaf_table(source, block) {
-            let Ok(to) = ensure_leaf_table(target, block, allocate) else { break };
-            let (from, to) = (table(from), table(to));
-            let first = index(block.max(start), 1);
-            let last = if next <= end { ENTRIES } else { index(end, 1) };
-            for slot in first..last {
-                let leaf = from[slot].load(Ordering::Acquire);
-                if !is_present(leaf) || is_pinned(leaf) || to[slot].load(Ordering::Acquire) != 0 {
-                    continue;
-                }
-                to[slot].store(leaf & !(WRITABLE | ACCESSED | DIRTY), Ordering::Release);
-                stored_at(block + slot as u64 * span(1));
-                stored += 1;
+        let Some((from, _)) = leaf_table(source, block) else {
+            block = next;
+            continue;
+        };
+        let Ok(directory) = ensure_directory(target, block, allocate) else { break };
+        let entry = directory.load(Ordering::Acquire);
+        if !is_present(entry) && start <= block && next <= end {
+            let Ok(fresh) = allocate() else { break };
+            crate::arch::x86_64::memory::copy_frame(from, fresh);
+            directory.store(fresh.addr() | (TABLE_FLAGS & !WRITABLE), Ordering::Release);
+            whole_tables = true;
+            block = next;
+            continue;
+        }
+        let to = if is_present(entry) {
+            frame_of(entry)
+        } else {
+            let Ok(fresh) = allocate() else { break };
+            directory.store(fresh.addr() | TABLE_FLAGS, Ordering::Release);
+            fresh
+        };
+        let (from, to) = (table(from), table(to));
+        let first = index(block.max(start), 1);
+        let last = if next <= end { ENTRIES } else { index(end, 1) };
+        for slot in first..last {
+            let leaf = from[slot].load(Ordering::Acquire);
+            if !is_present(leaf) || is_pinned(leaf) || to[slot].load(Ordering::Acquire) != 0 {
+                continue;
             }
+            to[slot].store(leaf & !(WRITABLE | ACCESSED | DIRTY), Ordering::Release);
+            stored_at(block + slot as u64 * span(1));
         }
         block = next;
     }
-    stored
+    whole_tables
 }
 
 /// The last-level table translating `address` under `root`, if it exists, and

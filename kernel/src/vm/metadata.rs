@@ -30,7 +30,7 @@ pub struct VmMetadata {
     pub shared_chunks: u64,
     /// Bytes of chunks.
     pub chunk_bytes: u64,
-    /// Bytes of chunk lists.
+    /// Bytes of chunk lists, and of the spare chunks regions keep.
     pub list_bytes: u64,
     /// Regions in every space.
     pub regions: u64,

@@ -115,6 +115,25 @@ impl Chunk {
     fn any_in(&self, slots: core::ops::Range<usize>) -> bool {
         self.entries[slots].iter().any(|&frame| frame != 0)
     }
+
+    /// Moves the pages at and above `slot` into `empty`, a chunk with none.
+    fn move_above(&mut self, slot: usize, empty: &mut Chunk) {
+        let moved = self.entries[slot..].iter().filter(|&&frame| frame != 0).count() as u32;
+        empty.entries[slot..].copy_from_slice(&self.entries[slot..]);
+        self.entries[slot..].fill(0);
+        self.resident -= moved;
+        empty.resident += moved;
+    }
+
+    /// Takes every page of `other`, whose pages are all at slots this chunk
+    /// has none at, leaving it empty.
+    fn join(&mut self, other: &mut Chunk) {
+        for (mine, theirs) in self.entries.iter_mut().zip(other.entries.iter_mut()) {
+            debug_assert!(*mine == 0 || *theirs == 0, "Chunk::join: pages overlap");
+            *mine |= core::mem::take(theirs);
+        }
+        self.resident += core::mem::take(&mut other.resident);
+    }
 }
 
 /// How a chunk straddling a split is divided.
@@ -192,6 +211,10 @@ pub fn chunks_join(last: Option<(u64, bool)>, first: Option<(u64, bool)>) -> boo
 pub struct AnonymousObject {
     /// (chunk number, chunk), sorted by number; no chunk is empty.
     chunks: Vec<(u64, Arc<Chunk>)>,
+    /// An empty chunk a join left over, kept for the next cut: a range
+    /// protected and restored again and again (a guard page, a JIT's code)
+    /// then cuts and joins without allocating. Counted in the metadata.
+    spare: Option<Arc<Chunk>>,
 }
 
 impl core::fmt::Debug for AnonymousObject {
@@ -331,9 +354,9 @@ impl AnonymousObject {
         })
     }
 
-    /// Bytes of chunk list this object has allocated.
+    /// Bytes of chunk list this object has allocated, and of its spare chunk.
     pub fn list_bytes(&self) -> usize {
-        self.chunks.capacity() * LIST_ENTRY_BYTES
+        self.chunks.capacity() * LIST_ENTRY_BYTES + self.spare.as_ref().map_or(0, |_| CHUNK_BYTES)
     }
 
     /// Makes room to take `upper`'s chunks in [`AnonymousObject::append`].
@@ -366,13 +389,8 @@ impl AnonymousObject {
         {
             let (_, mut higher) = rest.next().expect("append: chunk vanished");
             let lower = Arc::get_mut(lower).expect("append: lower chunk shared");
-            let higher = Arc::get_mut(&mut higher).expect("append: upper chunk shared");
-            for slot in 0..CHUNK_PAGES {
-                if let Some(pfn) = higher.take(slot) {
-                    let old = lower.set(slot, pfn);
-                    debug_assert!(old.is_none(), "append: pages overlap");
-                }
-            }
+            lower.join(Arc::get_mut(&mut higher).expect("append: upper chunk shared"));
+            self.spare.get_or_insert(higher);
         }
         self.chunks.extend(rest);
     }
@@ -412,12 +430,10 @@ impl AnonymousObject {
                 }
                 Cut::Move(mut fresh) => {
                     let low = Arc::get_mut(&mut self.chunks[index].1).expect("cut: chunk shared");
-                    let high = Arc::get_mut(&mut fresh).expect("cut: fresh chunk shared");
-                    for moved in slot..CHUNK_PAGES {
-                        if let Some(pfn) = low.take(moved) {
-                            high.set(moved, pfn);
-                        }
-                    }
+                    low.move_above(
+                        slot,
+                        Arc::get_mut(&mut fresh).expect("cut: fresh chunk shared"),
+                    );
                     upper.insert(0, (number, fresh));
                 }
                 Cut::Copies(lower, higher) => {
@@ -428,13 +444,13 @@ impl AnonymousObject {
                 }
             }
         }
-        Ok(AnonymousObject { chunks: upper })
+        Ok(AnonymousObject { chunks: upper, spare: None })
     }
 
     /// Prepares the cut of chunk `index` at `slot`, allocating what it needs
     /// (and changing nothing).
     fn cut(
-        &self,
+        &mut self,
         index: usize,
         slot: usize,
         frames: &mut FrameAllocator<'_>,
@@ -443,7 +459,10 @@ impl AnonymousObject {
         Ok(match (chunk.any_in(0..slot), chunk.any_in(slot..CHUNK_PAGES)) {
             (_, false) => Cut::AllBelow,
             (false, true) => Cut::AllAbove,
-            (true, true) if Arc::strong_count(chunk) == 1 => Cut::Move(new_chunk(Chunk::EMPTY)?),
+            (true, true) if Arc::strong_count(chunk) == 1 => match self.spare.take() {
+                Some(spare) => Cut::Move(spare),
+                None => Cut::Move(new_chunk(Chunk::EMPTY)?),
+            },
             (true, true) => {
                 let mut lower = copy_chunk(chunk, 0..slot, frames)?;
                 match copy_chunk(chunk, slot..CHUNK_PAGES, frames) {
@@ -464,7 +483,7 @@ impl AnonymousObject {
         let mut chunks = Vec::new();
         chunks.try_reserve_exact(self.chunks.len()).map_err(|_| VmError::OutOfMemory)?;
         chunks.extend(self.chunks.iter().cloned());
-        Ok(AnonymousObject { chunks })
+        Ok(AnonymousObject { chunks, spare: None })
     }
 
     /// Drops this object's hold on its chunks; the frames of chunks nobody else

@@ -71,10 +71,33 @@ pub struct Chunk {
     entries: [u32; CHUNK_PAGES],
     /// Non-zero entries.
     resident: u32,
+    /// No entry outside `low..high` is non-zero (the bounds may be wider than
+    /// the pages, never narrower): scans, cuts and joins cost the pages
+    /// spanned, not the chunk.
+    low: u16,
+    high: u16,
 }
 
 impl Chunk {
-    const EMPTY: Chunk = Chunk { entries: [0; CHUNK_PAGES], resident: 0 };
+    const EMPTY: Chunk = Chunk { entries: [0; CHUNK_PAGES], resident: 0, low: 0, high: 0 };
+
+    /// The slots that may hold pages.
+    fn span(&self) -> core::ops::Range<usize> {
+        usize::from(self.low)..usize::from(self.high)
+    }
+
+    /// Widens the bounds to take in `slots`.
+    fn widen(&mut self, slots: core::ops::Range<usize>) {
+        if slots.is_empty() {
+            return;
+        }
+        let (low, high) = (slots.start as u16, slots.end as u16);
+        if self.low == self.high {
+            (self.low, self.high) = (low, high);
+        } else {
+            (self.low, self.high) = (self.low.min(low), self.high.max(high));
+        }
+    }
 
     /// The frame of page `slot`, if any.
     fn get(&self, slot: usize) -> Option<Pfn> {
@@ -92,6 +115,7 @@ impl Chunk {
         self.entries[slot] = frame;
         if old.is_none() {
             self.resident += 1;
+            self.widen(slot..slot + 1);
         }
         old
     }
@@ -108,31 +132,49 @@ impl Chunk {
 
     /// The resident pages as (slot, frame).
     fn frames(&self) -> impl Iterator<Item = (usize, Pfn)> + '_ {
-        (0..CHUNK_PAGES).filter_map(|slot| self.get(slot).map(|pfn| (slot, pfn)))
+        self.span().filter_map(|slot| self.get(slot).map(|pfn| (slot, pfn)))
+    }
+
+    /// `slots` within the bounds.
+    fn within(&self, slots: core::ops::Range<usize>) -> core::ops::Range<usize> {
+        let span = self.span();
+        slots.start.max(span.start)..slots.end.min(span.end)
     }
 
     /// Whether any page in `slots` is resident.
     fn any_in(&self, slots: core::ops::Range<usize>) -> bool {
-        self.entries[slots].iter().any(|&frame| frame != 0)
+        let slots = self.within(slots);
+        slots.start < slots.end && self.entries[slots].iter().any(|&frame| frame != 0)
     }
 
     /// Moves the pages at and above `slot` into `empty`, a chunk with none.
     fn move_above(&mut self, slot: usize, empty: &mut Chunk) {
-        let moved = self.entries[slot..].iter().filter(|&&frame| frame != 0).count() as u32;
-        empty.entries[slot..].copy_from_slice(&self.entries[slot..]);
-        self.entries[slot..].fill(0);
-        self.resident -= moved;
-        empty.resident += moved;
+        let moving = self.within(slot..CHUNK_PAGES);
+        if moving.start >= moving.end {
+            return;
+        }
+        let count = self.entries[moving.clone()].iter().filter(|&&frame| frame != 0).count();
+        empty.entries[moving.clone()].copy_from_slice(&self.entries[moving.clone()]);
+        self.entries[moving.clone()].fill(0);
+        self.resident -= count as u32;
+        empty.resident += count as u32;
+        empty.widen(moving.clone());
+        self.high = moving.start as u16;
+        self.low = self.low.min(self.high);
     }
 
     /// Takes every page of `other`, whose pages are all at slots this chunk
     /// has none at, leaving it empty.
     fn join(&mut self, other: &mut Chunk) {
-        for (mine, theirs) in self.entries.iter_mut().zip(other.entries.iter_mut()) {
-            debug_assert!(*mine == 0 || *theirs == 0, "Chunk::join: pages overlap");
-            *mine |= core::mem::take(theirs);
+        let span = other.span();
+        for slot in span.clone() {
+            let theirs = core::mem::take(&mut other.entries[slot]);
+            debug_assert!(theirs == 0 || self.entries[slot] == 0, "Chunk::join: pages overlap");
+            self.entries[slot] |= theirs;
         }
         self.resident += core::mem::take(&mut other.resident);
+        self.widen(span);
+        (other.low, other.high) = (0, 0);
     }
 }
 
@@ -162,7 +204,7 @@ fn copy_chunk(
 ) -> Result<Arc<Chunk>, VmError> {
     let mut copy = new_chunk(Chunk::EMPTY)?;
     let fresh = Arc::get_mut(&mut copy).expect("copy_chunk: new chunk is shared");
-    for slot in slots {
+    for slot in chunk.within(slots) {
         if let Some(pfn) = chunk.get(slot) {
             if let Err(error) = frames.add_ref(pfn) {
                 release_chunk(fresh, frames);
@@ -176,7 +218,7 @@ fn copy_chunk(
 
 /// Drops the chunk's reference on every frame it names.
 fn release_chunk(chunk: &mut Chunk, frames: &mut FrameAllocator<'_>) {
-    for slot in 0..CHUNK_PAGES {
+    for slot in chunk.span() {
         if let Some(pfn) = chunk.take(slot) {
             frames.release(pfn).expect("release_chunk: frame not referenced");
         }

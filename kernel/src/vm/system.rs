@@ -364,7 +364,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
         }
         let splits = (target.splits_at(start), target.splits_at(end));
         target.isolate(&mut self.objects, &mut self.frames, start, end)?;
-        if target.count_if_protected(start, end, protection) > self.region_limit {
+        // Merges only lower the count: the prediction is needed only past
+        // the limit.
+        let over = target.region_count() > self.region_limit
+            && target.count_if_protected(start, end, protection) > self.region_limit;
+        if over {
             // The halves of this call's splits join again without allocating.
             for (split, at) in [(splits.0, start), (splits.1, end)] {
                 if split {

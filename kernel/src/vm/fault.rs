@@ -20,17 +20,53 @@ use super::page::{PAGE_SIZE, Pfn};
 use super::space::{Backing, Region};
 use super::system::{Vm, VmStatistics};
 
+/// Translations offered to the MMU per call (kept on the stack).
+const BATCH: usize = 64;
+
+/// Translations gathered for [`Mmu::map_ahead`], offered a batch at a time.
+struct Offer<'m, M: Mmu> {
+    mmu: &'m mut M,
+    space: SpaceId,
+    batch: [(VirtAddr, Pfn, Protection); BATCH],
+    count: usize,
+    offered: u64,
+}
+
+impl<M: Mmu> Offer<'_, M> {
+    /// Adds one translation, offering the batch when it is full.
+    fn push(&mut self, frames: &mut FrameAllocator<'_>, leaf: (VirtAddr, Pfn, Protection)) {
+        self.batch[self.count] = leaf;
+        self.count += 1;
+        self.offered += 1;
+        if self.count == BATCH {
+            self.mmu.map_ahead(frames, self.space, &self.batch);
+            self.count = 0;
+        }
+    }
+
+    /// Offers what is left and makes it visible; how many were offered in all.
+    fn finish(self, frames: &mut FrameAllocator<'_>) -> u64 {
+        if self.count > 0 {
+            self.mmu.map_ahead(frames, self.space, &self.batch[..self.count]);
+        }
+        self.mmu.flush(self.space);
+        self.offered
+    }
+}
+
 /// Which neighbours a fault offers the MMU ahead of need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Around {
     /// After a read: every page of the chunk, resident ones with the rights
     /// they may have, untouched ones to the zero page.
     Read,
-    /// After a write that found its page this space's alone (a reuse): the
-    /// resident pages that are this space's alone too, writable, so that
-    /// writing through memory a fork shared and the other side has let go
-    /// takes a fault per chunk. Other pages get nothing: a write fault's
-    /// untouched or shared neighbours would only be faulted on again.
+    /// After a write that found its page this space's alone (a reuse), or a
+    /// write to a shared object: the resident pages that are this space's
+    /// alone too (every resident page of a shared object), writable, so that
+    /// writing through memory a fork shared and the other side has let go,
+    /// or through an object another space filled, takes a fault per chunk.
+    /// Other pages get nothing: a write fault's untouched or copy-on-write
+    /// neighbours would only be faulted on again.
     Write,
 }
 
@@ -54,18 +90,27 @@ impl<'a, M: Mmu> Vm<'a, M> {
         access: Access,
     ) -> Result<(), VmError> {
         self.statistics.faults += 1;
-        let reuses_before = self.statistics.cow_reuses;
+        let before = self.statistics;
         let result = self.resolve(space, address.page_down(), access);
         if result.is_ok() {
             if let Some(target) = self.spaces.get_mut(&space) {
                 target.working_set_mut().note(address.page_down());
             }
-            let reused = self.statistics.cow_reuses > reuses_before;
+            // A write that found its page (a reuse, or a shared object's page
+            // already there) offers its neighbours; one that made its page
+            // (zero-fill) does not: they are likely untouched too.
+            let shared = self
+                .spaces
+                .get(&space)
+                .and_then(|target| target.region(address))
+                .is_some_and(|region| matches!(region.backing(), Backing::Shared { .. }));
+            let write_around = self.statistics.cow_reuses > before.cow_reuses
+                || (shared && self.statistics.zero_fills == before.zero_fills);
             match access {
                 Access::Read | Access::Execute => {
                     self.map_ahead(space, address.page_down(), Around::Read);
                 }
-                Access::Write if reused => {
+                Access::Write if write_around => {
                     self.map_ahead(space, address.page_down(), Around::Write);
                 }
                 Access::Write => {}
@@ -86,13 +131,10 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// through one this space has come to own alone, takes one fault per
     /// chunk rather than one per page.
     fn map_ahead(&mut self, space: SpaceId, page: VirtAddr, around: Around) {
-        /// Translations offered per call of the MMU (kept on the stack).
-        const BATCH: usize = 64;
-        let Vm { spaces, frames, mmu, statistics, zero_page, .. } = self;
+        let Vm { spaces, frames, mmu, statistics, zero_page, objects, .. } = self;
         let Some(region) = spaces.get(&space).and_then(|target| target.region(page)) else {
             return;
         };
-        let Backing::Anonymous(object) = region.backing() else { return };
         if region.pinned() {
             return;
         }
@@ -101,48 +143,51 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let end = region.end().0.min(chunk_start + CHUNK_SPAN);
         let rights = region.protection() | Protection::USER;
         let read_only = rights - Protection::WRITE;
-        let (slots, shared_chunk) = match object.chunk_slots(page) {
-            Some(chunk) => chunk,
-            None if around == Around::Read => (&[][..], false),
-            None => return,
-        };
-        let mut batch = [(VirtAddr(0), Pfn(0), Protection::empty()); BATCH];
-        let mut count = 0;
-        let first_slot = ((start - chunk_start) / PAGE_SIZE) as usize;
-        let last_slot = ((end - chunk_start) / PAGE_SIZE) as usize;
-        for slot in first_slot..last_slot {
-            let at = VirtAddr(chunk_start + slot as u64 * PAGE_SIZE);
-            let frame = slots.get(slot).copied().unwrap_or(0);
-            let leaf = match (frame, around) {
-                _ if at == page => continue,
-                (0, Around::Read) => match zero_page {
-                    Some(zero) => (at, *zero, read_only),
-                    None => continue,
-                },
-                (0, Around::Write) => continue,
-                (frame, _) => {
-                    let pfn = Pfn(u64::from(frame));
-                    let exclusive = !shared_chunk && frames.ref_count(pfn) == 1;
-                    match (exclusive, around) {
-                        (true, _) => (at, pfn, rights),
-                        (false, Around::Read) => (at, pfn, read_only),
-                        (false, Around::Write) => continue,
+        let pages = (start..end).step_by(PAGE_SIZE as usize).map(VirtAddr).filter(|at| *at != page);
+        let batch = [(VirtAddr(0), Pfn(0), read_only); BATCH];
+        let mut offer = Offer { mmu, space, batch, count: 0, offered: 0 };
+        match region.backing() {
+            Backing::Shared { object, offset } => {
+                // Every mapper may have every right the region allows.
+                let Some(shared) = objects.get(*object) else { return };
+                let first = offset + (start - region.start().0) / PAGE_SIZE;
+                let last = offset + (end - region.start().0) / PAGE_SIZE;
+                for (index, pfn) in shared.pages_in(first..last) {
+                    let at = VirtAddr(region.start().0 + (index - offset) * PAGE_SIZE);
+                    if at != page {
+                        offer.push(frames, (at, pfn, rights));
                     }
                 }
-            };
-            batch[count] = leaf;
-            count += 1;
-            if count == BATCH {
-                mmu.map_ahead(frames, space, &batch[..count]);
-                statistics.pages_offered_ahead += count as u64;
-                count = 0;
+            }
+            Backing::Anonymous(object) => {
+                let (slots, shared_chunk) = match object.chunk_slots(page) {
+                    Some(chunk) => chunk,
+                    None if around == Around::Read => (&[][..], false),
+                    None => return,
+                };
+                for at in pages {
+                    let slot = ((at.0 - chunk_start) / PAGE_SIZE) as usize;
+                    let leaf = match (slots.get(slot).copied().unwrap_or(0), around) {
+                        (0, Around::Read) => match zero_page {
+                            Some(zero) => (at, *zero, read_only),
+                            None => continue,
+                        },
+                        (0, Around::Write) => continue,
+                        (frame, _) => {
+                            let pfn = Pfn(u64::from(frame));
+                            let exclusive = !shared_chunk && frames.ref_count(pfn) == 1;
+                            match (exclusive, around) {
+                                (true, _) => (at, pfn, rights),
+                                (false, Around::Read) => (at, pfn, read_only),
+                                (false, Around::Write) => continue,
+                            }
+                        }
+                    };
+                    offer.push(frames, leaf);
+                }
             }
         }
-        if count > 0 {
-            mmu.map_ahead(frames, space, &batch[..count]);
-            statistics.pages_offered_ahead += count as u64;
-        }
-        mmu.flush(space);
+        statistics.pages_offered_ahead += offer.finish(frames);
     }
 
     /// Counts a fault refused before the VM was asked because the kernel had

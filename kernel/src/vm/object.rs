@@ -60,6 +60,11 @@ impl SharedObject {
         assert!(previous.is_none(), "SharedObject::insert: page already resident");
     }
 
+    /// The resident pages with index in `range`, as (index, frame).
+    pub fn pages_in(&self, range: core::ops::Range<u64>) -> impl Iterator<Item = (u64, Pfn)> + '_ {
+        self.pages.range(range).map(|(index, pfn)| (*index, *pfn))
+    }
+
     /// Every resident page as (index, frame), in index order.
     pub fn pages(&self) -> impl Iterator<Item = (u64, Pfn)> + '_ {
         self.pages.iter().map(|(index, pfn)| (*index, *pfn))

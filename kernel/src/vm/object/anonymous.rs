@@ -453,9 +453,14 @@ impl AnonymousObject {
         let first_upper = match self.find(number) {
             Ok(index) | Err(index) => index + usize::from(straddling.is_some()),
         };
+        // Room for the chunks above, and for the upper part of a cut one if
+        // it has pages there; none at all (no allocation) if there is
+        // nothing above.
+        let cut_above =
+            straddling.is_some_and(|index| self.chunks[index].1.any_in(slot..CHUNK_PAGES));
         let mut upper = Vec::new();
         upper
-            .try_reserve_exact(self.chunks.len() - first_upper + 1)
+            .try_reserve_exact(self.chunks.len() - first_upper + usize::from(cut_above))
             .map_err(|_| VmError::OutOfMemory)?;
         let cut = match straddling {
             Some(index) => Some((index, self.cut(index, slot, frames)?)),

@@ -517,3 +517,53 @@ fn metadata_counts_shared_chunks_once() {
     assert_eq!((written.chunks, written.shared_chunks), (3, 1));
     assert_eq!(written.private_pages, pages + CHUNK_PAGES as u64);
 }
+
+#[test]
+fn fork_chains_keep_every_side_apart_and_return_every_frame() {
+    use crate::vm::object::anonymous::CHUNK_PAGES;
+    let mut vm = vm(160);
+    let pages = 3 * CHUNK_PAGES as u64;
+    let grandparent = active_space(&mut vm);
+    vm.map_anonymous(grandparent, Placement::Exact(VirtAddr(BASE)), pages * PAGE_SIZE, READ_WRITE)
+        .unwrap();
+    // Every other page written; the rest read (the zero page).
+    for page in 0..pages {
+        match page % 2 {
+            0 => store(&mut vm, BASE + page * PAGE_SIZE, 1).unwrap(),
+            _ => assert_eq!(load(&mut vm, BASE + page * PAGE_SIZE), Ok(0)),
+        }
+    }
+    let parent = vm.fork(grandparent).unwrap();
+    vm.activate(parent).unwrap();
+    store(&mut vm, BASE, 2).unwrap();
+    store(&mut vm, BASE + PAGE_SIZE, 2).unwrap();
+    let child = vm.fork(parent).unwrap();
+    // The parent exits before its child; the grandparent and the child write
+    // on every side of what they still share.
+    vm.destroy(parent).unwrap();
+    vm.activate(child).unwrap();
+    for page in 0..pages {
+        let expected = match page {
+            0 | 1 => 2,
+            page if page % 2 == 0 => 1,
+            _ => 0,
+        };
+        assert_eq!(load(&mut vm, BASE + page * PAGE_SIZE), Ok(expected), "child page {page}");
+        store(&mut vm, BASE + page * PAGE_SIZE, 3).unwrap();
+    }
+    vm.activate(grandparent).unwrap();
+    for page in 0..pages {
+        let expected = if page % 2 == 0 { 1 } else { 0 };
+        assert_eq!(load(&mut vm, BASE + page * PAGE_SIZE), Ok(expected), "grandparent {page}");
+    }
+    let grandchild = vm.fork(child).unwrap();
+    vm.activate(grandchild).unwrap();
+    store(&mut vm, BASE + 5 * PAGE_SIZE, 4).unwrap();
+    vm.activate(child).unwrap();
+    assert_eq!(load(&mut vm, BASE + 5 * PAGE_SIZE), Ok(3));
+    for space in [child, grandchild, grandparent] {
+        vm.destroy(space).unwrap();
+    }
+    assert_eq!(data_frames(&vm), 0);
+    vm.frames().check().unwrap();
+}

@@ -7,8 +7,8 @@
 //! it on the first write, copying it on a write when other sharers hold it (its
 //! chunk first, if the chunk is shared), or taking it over when this space is its
 //! last holder — and asks the MMU for the translation. A fault that fails leaves
-//! nothing observable changed (a chunk may have been copied, which no process
-//! can tell).
+//! nothing changed: the chunk copy, the last step that can fail, is undone
+//! with the frame and translation made before it.
 #![forbid(unsafe_code)]
 
 use super::error::VmError;

@@ -32,14 +32,16 @@ impl<'a, M: Mmu> Vm<'a, M> {
         Ok(id)
     }
 
-    /// Offers the child the parent's translations of its unpinned regions,
-    /// read-only: right after fork they name the same frames (the chunks are
-    /// shared, shared objects are shared), so the child may start with them.
-    /// Pinned regions are left out: the child got copies of their pages.
+    /// Offers the child the parent's translations of the parent's unpinned
+    /// regions, read-only: right after fork they name the same frames (the
+    /// chunks are shared, shared objects are shared), so the child may start
+    /// with them. The parent's pinned regions are left out: the child got
+    /// copies of their pages (and its own regions are never pinned, so it is
+    /// the parent's mark that counts).
     fn copy_translations(&mut self, parent: SpaceId, child: SpaceId) {
         let Vm { spaces, frames, mmu, .. } = self;
-        let Some(target) = spaces.get(&child) else { return };
-        for region in target.regions().filter(|region| !region.pinned()) {
+        let Some(source) = spaces.get(&parent) else { return };
+        for region in source.regions().filter(|region| !region.pinned()) {
             mmu.copy_translations(frames, parent, child, region.start(), region.end());
         }
         mmu.flush(child);

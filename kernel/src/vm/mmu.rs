@@ -29,9 +29,11 @@
 //!    ([`REFERENCED`], [`DIRTY`]); [`Mmu::harvest`] does the
 //!    same for every live translation of a space.
 //! 4. **Never more than asked.** A translation never grants a right that the VM
-//!    did not pass to `map` for that page (the VM relies on this for
-//!    copy-on-write: a page shared by several sharers is mapped without write).
-//!    A translation may grant less, or be missing; both only cost a fault.
+//!    did not pass to `map` for that page, or offer for it (`map_ahead`, or
+//!    `copy_translations`, which offers the source's rights less write) since
+//!    (the VM relies on this for copy-on-write: a page shared by several
+//!    sharers is never offered write). A translation may grant less, or be
+//!    missing; both only cost a fault.
 //!
 //! Page-table pages are frames like any other: operations that may need one take
 //! the [`FrameAllocator`] explicitly (the whole VM sits behind one lock, so the
@@ -176,7 +178,8 @@ pub struct SpaceId(pub u32);
 /// # Safety
 ///
 /// Implementations must keep the four rules of the module documentation: never a
-/// translation with more rights than the last `map` of that page asked for; no
+/// translation with more rights than the last `map` or offer (`map_ahead`,
+/// `copy_translations`) for that page gave; no
 /// translation (nor cached copy of one) left after `unmap` + `flush`, `discard`, or
 /// `destroy` that the call was meant to remove; pinned translations kept until
 /// unmapped, unpinned or destroyed; and `zero_page`/`copy_page` touching exactly the
@@ -218,8 +221,9 @@ pub unsafe trait Mmu {
     /// Offers `to` copies of `from`'s unpinned translations in `[start, end)`,
     /// without write, where `to` has none (pmap_copy: fork gives the child the
     /// parent's view of the memory they now share, so that the child's first
-    /// touches need no fault). The VM asks only where every unpinned
-    /// translation `from` may have there is one `to` may have without write.
+    /// touches need no fault). The VM asks only where `from` has no pinned
+    /// translation and every translation `from` may have is one `to` may have
+    /// without write.
     /// Like [`Mmu::map_ahead`], purely an optimisation: an implementation may
     /// copy any subset, or nothing (the default), and need not allocate.
     fn copy_translations(

@@ -34,6 +34,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     testing::run(&kernel::tests![
         fork_shares_chunks_and_the_first_write_copies_one,
         fork_out_of_frames_changes_nothing,
+        fork_gives_the_child_none_of_the_parents_pinned_translations,
         first_write_to_a_shared_chunk_out_of_frames_changes_nothing,
         first_write_to_a_shared_chunk_out_of_heap_changes_nothing,
     ])
@@ -126,6 +127,34 @@ fn fork_out_of_frames_changes_nothing() {
     (0..PAGES).for_each(|page| assert_eq!(read(at(page)), page + 1));
     write(at(0), 5);
     destroy(&[parent]);
+}
+
+/// A pinned region covering a whole 2 MiB block: fork copies its pages for
+/// the child, so the child must not get the parent's translations of them
+/// (neither leaf by leaf nor as a whole table).
+fn fork_gives_the_child_none_of_the_parents_pinned_translations() {
+    let parent = written_space();
+    let block = VirtAddr(BASE + 4 * PAGES * PAGE_SIZE);
+    with_vm(|vm| {
+        vm.map_anonymous(parent, kernel::vm::Placement::Exact(block), 512 * PAGE_SIZE, READ_WRITE)?;
+        vm.pin(parent, block, 512 * PAGE_SIZE)
+    })
+    .expect("pinned block");
+    (0..512).for_each(|page| write(VirtAddr(block.0 + page * PAGE_SIZE), 7));
+    let child = with_vm(|vm| vm.fork(parent)).expect("fork");
+    with_vm(|vm| {
+        for page in 0..512 {
+            let at = VirtAddr(block.0 + page * PAGE_SIZE);
+            let (own, _) = vm.permitted_translation(child, at).expect("the child's copy");
+            if let Some((mapped, _)) = vm.mmu().query(child, at) {
+                assert_eq!(mapped, own, "page {page}: the child maps the parent's frame");
+            }
+        }
+    });
+    write(VirtAddr(block.0), 8);
+    activate(child);
+    assert_eq!(read(VirtAddr(block.0)), 7, "the child sees the parent's write");
+    destroy(&[parent, child]);
 }
 
 /// A parent and a child sharing [`PAGES`] written pages; the child active.

@@ -411,11 +411,11 @@ unsafe impl Mmu for SimMmu {
         start: VirtAddr,
         end: VirtAddr,
     ) {
+        // Everything in the range, pinned or not, as a careless machine
+        // would: the VM must not ask where `to` may not have it.
         let copies: Vec<(VirtAddr, Entry)> = self
             .entries()
-            .filter(|(space, page, entry)| {
-                *space == from && start <= *page && *page < end && !entry.pinned
-            })
+            .filter(|(space, page, _)| *space == from && start <= *page && *page < end)
             .map(|(_, page, entry)| (page, entry))
             .collect();
         for (page, entry) in copies {
@@ -432,6 +432,7 @@ unsafe impl Mmu for SimMmu {
             let table = self.spaces.get_mut(&to).and_then(|tables| tables.get_mut(&index));
             let copy = Entry {
                 protection: entry.protection - Protection::WRITE,
+                pinned: false,
                 referenced: false,
                 dirty: false,
                 ..entry

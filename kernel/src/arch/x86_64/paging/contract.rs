@@ -89,13 +89,18 @@ impl X86Mmu {
     }
 }
 
-// SAFETY: leaves are encoded from exactly the protection `map` passed and only
-// ever restricted afterwards (`table::restrict`); every removed or restricted
-// leaf of the loaded root is invalidated before the call returns, and every such
-// change to another root marks it stale so that its PCID is flushed before it is
-// loaded again; page-table pages are freed only after that; pinned leaves are
-// recorded and put back whenever a slot is emptied; `zero_page` and `copy_page`
-// write exactly the frames named.
+// SAFETY: leaves are encoded from exactly the protection `map` passed or
+// `map_ahead` offered, or copied from the source space less write (behind a
+// read-only P2 entry, for whole tables) as `copy_translations` offers; rights
+// are added afterwards only by such offers (`table::fill_ahead`), and a P2
+// entry gets write back only after its leaves lost theirs
+// (`split_write_protection`); otherwise leaves are only restricted. Every
+// removed or restricted leaf of the loaded root is invalidated before the call
+// returns, and every such change to another root marks it stale so that its
+// PCID is flushed before it is loaded again; page-table pages are freed only
+// after that; pinned leaves are recorded and put back whenever a slot is
+// emptied, and whole tables holding one are never copied; `zero_page` and
+// `copy_page` write exactly the frames named.
 unsafe impl Mmu for X86Mmu {
     fn map(
         &mut self,
@@ -151,8 +156,10 @@ unsafe impl Mmu for X86Mmu {
         let (from_root, to_root) = (self.slots[source].root, self.slots[target].root);
         let mut installed = core::mem::take(&mut self.slots[target].installed);
         let mut made = 0;
+        // An optional copy: no reclaim of other slots (which could free the
+        // source's tables under it) for its tables.
         let mut allocate = || {
-            let pfn = self.allocate_table(frames, target)?;
+            let pfn = self.allocate_table_without_reclaim(frames)?;
             made += 1;
             Ok(pfn)
         };

@@ -17,10 +17,14 @@
 //!   slot. Roots otherwise stay for good.
 //! - Activating a space that still owns a slot just loads that slot's root. A
 //!   space without one takes a free slot or evicts the least recently activated:
-//!   the victim's accessed/dirty bits go to the page records, its page-table
-//!   pages are freed, its PCID is flushed, and the new owner's pinned
-//!   translations are installed. With N = 1 every switch to another space clears
-//!   the one root.
+//!   the victim's leaves are cleared (their accessed/dirty bits go to the page
+//!   records first), its PCID is flushed, and the new owner's pinned
+//!   translations are installed. The victim's page-table pages stay, empty, for
+//!   the new owner when there are at most 32 and the slot lists every leaf it
+//!   installed (up to 64); otherwise the tables are walked and freed. With
+//!   N = 1 every switch to another space clears the one root.
+//! - Fork may also give the child a slot (`copy_translations`), taking a free
+//!   one or the least recently activated, but never the parent's.
 //! - A space that owns no slot has no translations, only pinned ones recorded on
 //!   the side: `map` of an unpinned translation into it does nothing (rule 1
 //!   allows forgetting it at once; the space faults it back when it runs).
@@ -28,7 +32,7 @@
 //! # Pinned translations
 //! Every pinned translation is recorded per space as (address, frame,
 //! protection) in addition to its leaf (marked with a software bit). Discard
-//! keeps pinned leaves; eviction and pressure free everything, and the record puts
+//! keeps pinned leaves; eviction and pressure clear everything, and the record puts
 //! the pinned leaves back when the space next gets a slot. The page-table pages
 //! that needs are counted and allocated *before* the slot is taken, so an
 //! activation that cannot get them fails with `OutOfMemory` having changed

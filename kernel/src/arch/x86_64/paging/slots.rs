@@ -235,6 +235,17 @@ impl X86Mmu {
         self.statistics.table_pages -= count;
     }
 
+    /// A zeroed frame for a page-table page, without reclaiming anything.
+    pub(super) fn allocate_table_without_reclaim(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+    ) -> Result<Pfn, VmError> {
+        let pfn = frames.alloc()?;
+        fill_frame(pfn, 0);
+        self.statistics.table_pages += 1;
+        Ok(pfn)
+    }
+
     /// A zeroed frame for a page-table page; under pressure first empties idle
     /// slots other than `keep`.
     pub(super) fn allocate_table(
@@ -344,6 +355,11 @@ impl X86Mmu {
             let index = self.slots.len() - 1;
             assert_ne!(self.loaded, Some(index), "shrink_slots: dropping the loaded slot");
             self.release_slot(frames, index, true);
+            if self.slots[index].tables > 0 {
+                // No heap to list its tables in: keep the slot, empty, and
+                // drop it at a later activation.
+                return;
+            }
             let slot = self.slots.pop().expect("shrink_slots: no slot");
             frames.free(slot.root).expect("shrink_slots: root not freeable");
             self.statistics.table_pages -= 1;

@@ -281,11 +281,12 @@ fn ensure_directory(
 /// under `source` to the same addresses under `target`, without write, where
 /// `target` has none; the tables `target` lacks are made with `allocate`, and
 /// a 2 MiB block it cannot get one for is left out (as are those after it).
-/// A block wholly inside the range (which the caller guarantees holds no
-/// pinned leaf: one unpinned region) that `target` has no table for gets a
-/// copy of the source's whole table, write-protected by its P2 entry (one
-/// 4 KiB copy instead of 512 leaf stores; its leaves keep their usage bits,
-/// which only say the pages were used). Tells `stored_at` each leaf address
+/// A block wholly inside the range that `target` has no table for, and whose
+/// source table holds no pinned leaf, gets a copy of the source's whole table,
+/// write-protected by its P2 entry (one 4 KiB copy instead of 512 leaf
+/// stores; its leaves keep their accessed and dirty bits, which only say the
+/// pages were used and written, and their write bits, which the P2 entry
+/// overrides until a writable map splits it). Tells `stored_at` each leaf address
 /// stored one by one, and returns whether whole tables were copied too.
 /// Only unused slots change, so nothing under `target` needs invalidating.
 pub fn copy_leaves(
@@ -306,7 +307,9 @@ pub fn copy_leaves(
         };
         let Ok(directory) = ensure_directory(target, block, allocate) else { break };
         let entry = directory.load(Ordering::Acquire);
-        if !is_present(entry) && start <= block && next <= end {
+        let whole = start <= block && next <= end;
+        let pinned = || table(from).iter().any(|leaf| is_pinned(leaf.load(Ordering::Acquire)));
+        if !is_present(entry) && whole && !pinned() {
             let Ok(fresh) = allocate() else { break };
             crate::arch::x86_64::memory::copy_frame(from, fresh);
             directory.store(fresh.addr() | (TABLE_FLAGS & !WRITABLE), Ordering::Release);

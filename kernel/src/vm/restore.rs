@@ -86,9 +86,10 @@ impl<M: Mmu> Vm<'_, M> {
             if !frames.flags(pfn).contains(PageFlags::REFERENCED) {
                 return false;
             }
-            frames.clear_flags(pfn, PageFlags::REFERENCED);
-            let mapped = mmu.map(frames, space, page, pfn, protection, false);
-            statistics.pages_restored += u64::from(mapped.is_ok());
+            if mmu.map(frames, space, page, pfn, protection, false).is_ok() {
+                frames.clear_flags(pfn, PageFlags::REFERENCED);
+                statistics.pages_restored += 1;
+            }
             true
         });
         mmu.flush(space);

@@ -9,17 +9,20 @@
 //! # Design
 //!
 //! - **Who holds a frame.** A private region's pages live in its own
-//!   [`AnonymousObject`]; a shared region names a [`SharedObject`] and an offset.
-//!   A frame's reference count (kept by the frame allocator) is the number of
-//!   holders: the anonymous objects holding it (one per space sharing it
-//!   copy-on-write), or one for a shared object's page. Page-table pages belong to
-//!   the MMU. Nothing else holds frames, so destroying every space and closing
-//!   every handle frees every frame.
-//! - **Copy-on-write.** Fork gives the child an anonymous object with the same
-//!   frames (each count +1) and write-protects the parent's translations. A write
-//!   fault on a page whose count is above one copies it; on a page whose count is
-//!   one it takes it over. No translation of a page whose count is above one ever
-//!   grants write.
+//!   [`AnonymousObject`], in chunks that several objects may share after fork;
+//!   a shared region names a [`SharedObject`] and an offset. A frame's
+//!   reference count (kept by the frame allocator) is the number of holders:
+//!   the chunks naming it, or one for a shared object's page. The zero page
+//!   is the VM's own. Page-table pages belong to the MMU. Nothing else holds
+//!   frames, so destroying every space and closing every handle frees every
+//!   frame but the zero page.
+//! - **Copy-on-write.** Fork gives the child an anonymous object naming the
+//!   same chunks (no frame count changes) and write-protects the parent's
+//!   translations. A write fault on a page whose chunk is shared copies the
+//!   chunk (each of its frames gains a count), then, if the page's count is
+//!   above one, the page; a page whose chunk and frame are this object's alone
+//!   is taken over. No translation of a page whose chunk is shared or whose
+//!   count is above one ever grants write.
 //! - **Shared objects** count the regions mapping them (a split region counts
 //!   twice) and the open handles; the last of either to go frees the object.
 //! - **Pinning** makes a range resident, exclusive (copy-on-write broken), its

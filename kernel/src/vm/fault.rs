@@ -20,6 +20,16 @@ use super::page::{PAGE_SIZE, Pfn};
 use super::space::{Backing, Region};
 use super::system::{Vm, VmStatistics};
 
+/// What resolving a fault did, as far as fault-around cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolved {
+    /// A write found its page already this space's to write: a copy-on-write
+    /// reuse, or a shared object's resident page.
+    Found,
+    /// Anything else: a page made, copied, or mapped again.
+    Other,
+}
+
 /// Translations offered to the MMU per call (kept on the stack).
 const BATCH: usize = 64;
 
@@ -90,32 +100,23 @@ impl<'a, M: Mmu> Vm<'a, M> {
         access: Access,
     ) -> Result<(), VmError> {
         self.statistics.faults += 1;
-        let before = self.statistics;
-        let result = self.resolve(space, address.page_down(), access);
-        if result.is_ok() {
+        let page = address.page_down();
+        let result = self.resolve(space, page, access);
+        if let Ok(resolved) = result {
             if let Some(target) = self.spaces.get_mut(&space) {
-                target.working_set_mut().note(address.page_down());
+                target.working_set_mut().note(page);
             }
-            // A write that found its page (a reuse, or a shared object's page
-            // already there) offers its neighbours; one that made its page
-            // (zero-fill) does not: they are likely untouched too.
-            let shared = self
-                .spaces
-                .get(&space)
-                .and_then(|target| target.region(address))
-                .is_some_and(|region| matches!(region.backing(), Backing::Shared { .. }));
-            let write_around = self.statistics.cow_reuses > before.cow_reuses
-                || (shared && self.statistics.zero_fills == before.zero_fills);
-            match access {
-                Access::Read | Access::Execute => {
-                    self.map_ahead(space, address.page_down(), Around::Read);
-                }
-                Access::Write if write_around => {
-                    self.map_ahead(space, address.page_down(), Around::Write);
-                }
-                Access::Write => {}
+            // A write that found its page this space's to write (a reuse, or
+            // a shared object's page already there) offers its neighbours;
+            // one that made or copied its page does not: they are likely
+            // untouched or shared too.
+            match (access, resolved) {
+                (Access::Read | Access::Execute, _) => self.map_ahead(space, page, Around::Read),
+                (Access::Write, Resolved::Found) => self.map_ahead(space, page, Around::Write),
+                (Access::Write, Resolved::Other) => {}
             }
         }
+        let result = result.map(drop);
         match result {
             Err(VmError::Protection) => self.statistics.protection_faults += 1,
             Err(VmError::BadAddress) => self.statistics.bad_address_faults += 1,
@@ -215,7 +216,12 @@ impl<'a, M: Mmu> Vm<'a, M> {
     }
 
     /// Finds the region and dispatches on its backing.
-    fn resolve(&mut self, space: SpaceId, page: VirtAddr, access: Access) -> Result<(), VmError> {
+    fn resolve(
+        &mut self,
+        space: SpaceId,
+        page: VirtAddr,
+        access: Access,
+    ) -> Result<Resolved, VmError> {
         let Vm { spaces, frames, mmu, objects, statistics, zero_page, .. } = self;
         let target = spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
         let region = target.region_mut(page).ok_or(VmError::BadAddress)?;
@@ -227,7 +233,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let zero = *zero_page;
         let mut resolver = Resolver { frames, mmu, statistics, space, page, zero };
         match region.object_index(page) {
-            Some((id, index)) => resolver.shared(objects, id, index, protection, pinned),
+            Some((id, index)) => resolver.shared(objects, id, index, access, protection, pinned),
             None => match region.backing_mut() {
                 Backing::Anonymous(object) => resolver.private(object, access, protection, pinned),
                 Backing::Shared { .. } => {
@@ -311,36 +317,40 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         access: Access,
         protection: Protection,
         pinned: bool,
-    ) -> Result<(), VmError> {
+    ) -> Result<Resolved, VmError> {
         let Some(pfn) = object.page(self.page) else {
             if let Some(zero) = self.zero
                 && access != Access::Write
                 && !pinned
             {
                 self.statistics.zero_page_maps += 1;
-                return self.map(zero, protection - Protection::WRITE, false);
+                return self
+                    .map(zero, protection - Protection::WRITE, false)
+                    .map(|()| Resolved::Other);
             }
             let pfn = self.zero_filled()?;
             self.map_or_free(pfn, protection, pinned)?;
-            return self.install(object, pfn).map(drop);
+            return self.install(object, pfn).map(|_| Resolved::Other);
         };
         let shared = object.chunk_shared(self.page) || self.frames.ref_count(pfn) > 1;
         if shared && access == Access::Write {
-            return self.copy_on_write(object, pfn, protection, pinned);
+            return self.copy_on_write(object, pfn, protection, pinned).map(|()| Resolved::Other);
         }
         if shared {
             self.statistics.rebuild_faults += 1;
-            return self.map(pfn, protection - Protection::WRITE, pinned);
+            return self.map(pfn, protection - Protection::WRITE, pinned).map(|()| Resolved::Other);
         }
         let translation = self.mmu.query(self.space, self.page);
         let read_only = translation
             .is_some_and(|(mapped, rights)| mapped == pfn && !rights.contains(Protection::WRITE));
-        if access == Access::Write && read_only {
+        let resolved = if access == Access::Write && read_only {
             self.statistics.cow_reuses += 1;
+            Resolved::Found
         } else {
             self.statistics.rebuild_faults += 1;
-        }
-        self.map(pfn, protection, pinned)
+            Resolved::Other
+        };
+        self.map(pfn, protection, pinned).map(|()| resolved)
     }
 
     /// A write to a private page other sharers still hold: copy it, map the
@@ -418,18 +428,20 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         objects: &mut ObjectTable,
         id: super::object::ObjectId,
         index: u64,
+        access: Access,
         protection: Protection,
         pinned: bool,
-    ) -> Result<(), VmError> {
+    ) -> Result<Resolved, VmError> {
         let object = objects.get_mut(id).expect("shared fault: no such object");
         if let Some(pfn) = object.page(index) {
             self.statistics.rebuild_faults += 1;
-            return self.map(pfn, protection, pinned);
+            let resolved = if access == Access::Write { Resolved::Found } else { Resolved::Other };
+            return self.map(pfn, protection, pinned).map(|()| resolved);
         }
         let pfn = self.zero_filled()?;
         self.map_or_free(pfn, protection, pinned)?;
         object.insert(index, pfn);
-        Ok(())
+        Ok(Resolved::Other)
     }
 
     /// A freshly allocated, zeroed frame.

@@ -2,6 +2,8 @@
 //! from kernel mode, and runs of the `probe` program.
 #![no_std]
 
+extern crate alloc;
+
 use kernel::arch::paging::table;
 use kernel::arch::{self, user_memory};
 use kernel::memory::with_vm;
@@ -21,6 +23,26 @@ pub fn accounted_free() -> usize {
         vm.frames().counters().free
     });
     free + arch::heap_frames() + process::stack_frames()
+}
+
+/// Takes every free frame but `leave`, to make memory short; give them back
+/// with [`release_frames`].
+pub fn hold_frames_but(leave: usize) -> alloc::vec::Vec<Pfn> {
+    kernel::memory::with_frames(|frames| {
+        let count = frames.counters().free.saturating_sub(leave);
+        let mut held = alloc::vec::Vec::with_capacity(count);
+        for _ in 0..count {
+            held.push(frames.alloc().expect("a counted free frame"));
+        }
+        held
+    })
+}
+
+/// Gives back frames [`hold_frames_but`] took.
+pub fn release_frames(held: alloc::vec::Vec<Pfn>) {
+    kernel::memory::with_frames(|frames| {
+        held.into_iter().for_each(|pfn| frames.free(pfn).expect("a frame held by the test"));
+    });
 }
 
 /// A new space with `pages` read-write pages at `start`.

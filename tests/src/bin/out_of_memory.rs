@@ -14,13 +14,9 @@
 #![no_main]
 
 use bootloader_api::{BootInfo, entry_point};
-extern crate alloc;
-
-use alloc::vec::Vec;
-use kernel::memory::with_frames;
 use kernel::testing;
 use kernel_tests::probe::FORK_UNTIL_OUT_OF_MEMORY;
-use kernel_tests::{run_probe, warm_up_with_probe};
+use kernel_tests::{hold_frames_but, release_frames, run_probe, warm_up_with_probe};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -39,18 +35,7 @@ const MARGIN: usize = 400;
 const PROBE_PAGES: usize = 2048;
 
 fn forking_until_memory_runs_out_is_an_error() {
-    let mut held = Vec::new();
-    with_frames(|frames| {
-        let spare = frames.counters().free.saturating_sub(PROBE_PAGES + MARGIN);
-        held.reserve_exact(spare);
-        for _ in 0..spare {
-            held.push(frames.alloc().expect("a counted free frame"));
-        }
-    });
+    let held = hold_frames_but(PROBE_PAGES + MARGIN);
     run_probe(FORK_UNTIL_OUT_OF_MEMORY);
-    with_frames(|frames| {
-        for pfn in held {
-            frames.free(pfn).expect("a frame this test took");
-        }
-    });
+    release_frames(held);
 }

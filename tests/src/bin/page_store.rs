@@ -15,10 +15,12 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use bootloader_api::{BootInfo, entry_point};
-use kernel::memory::{with_frames, with_vm};
+use kernel::memory::with_vm;
 use kernel::testing;
-use kernel::vm::{Access, Mmu, PAGE_SIZE, Pfn, Protection, SpaceId, VirtAddr, VmError};
-use kernel_tests::{READ_WRITE, activate, destroy, read, space_with, write};
+use kernel::vm::{Access, Mmu, PAGE_SIZE, Protection, SpaceId, VirtAddr, VmError};
+use kernel_tests::{
+    READ_WRITE, activate, destroy, hold_frames_but, read, release_frames, space_with, write,
+};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -62,22 +64,6 @@ fn data_frames() -> usize {
     with_vm(|vm| vm.frames().counters().allocated - vm.mmu().statistics().table_pages as usize)
 }
 
-/// Takes every free frame but `leave`; give them back with [`release`].
-fn hog(leave: usize) -> Vec<Pfn> {
-    with_frames(|frames| {
-        let count = frames.counters().free.saturating_sub(leave);
-        let mut held = Vec::with_capacity(count);
-        for _ in 0..count {
-            held.push(frames.alloc().expect("a counted free frame"));
-        }
-        held
-    })
-}
-
-fn release(held: Vec<Pfn>) {
-    with_frames(|frames| held.into_iter().for_each(|pfn| frames.free(pfn).expect("hogged")));
-}
-
 fn fork_shares_chunks_and_the_first_write_copies_one() {
     let parent = written_space();
     let before = (data_frames(), with_vm(|vm| vm.statistics()));
@@ -119,11 +105,11 @@ fn fork_out_of_frames_changes_nothing() {
         vm.pin(parent, pinned, 64 * PAGE_SIZE)
     })
     .expect("pinned region");
-    let held = hog(16);
+    let held = hold_frames_but(16);
     let (frames, spaces) = (data_frames(), with_vm(|vm| vm.spaces().count()));
     assert_eq!(with_vm(|vm| vm.fork(parent)), Err(VmError::OutOfMemory));
     assert_eq!((data_frames(), with_vm(|vm| vm.spaces().count())), (frames, spaces));
-    release(held);
+    release_frames(held);
     (0..PAGES).for_each(|page| assert_eq!(read(at(page)), page + 1));
     write(at(0), 5);
     destroy(&[parent]);
@@ -178,12 +164,12 @@ fn still_shared(parent: SpaceId, child: SpaceId) {
 
 fn first_write_to_a_shared_chunk_out_of_frames_changes_nothing() {
     let (parent, child) = forked_pair();
-    let held = hog(0);
+    let held = hold_frames_but(0);
     let frames = data_frames();
     let fault = with_vm(|vm| vm.fault(child, at(5), Access::Write));
     assert_eq!(fault, Err(VmError::OutOfMemory));
     assert_eq!(data_frames(), frames);
-    release(held);
+    release_frames(held);
     still_shared(parent, child);
     write(at(5), 50);
     activate(parent);
@@ -196,7 +182,7 @@ fn first_write_to_a_shared_chunk_out_of_heap_changes_nothing() {
     // Fewer free frames than one heap arena takes, so the heap cannot grow;
     // then every block the heap has left is taken, down to 64 bytes.
     let mut blocks: Vec<Box<[u8]>> = Vec::with_capacity(4096);
-    let held = hog(16);
+    let held = hold_frames_but(16);
     let fault = x86_64::instructions::interrupts::without_interrupts(|| {
         for size in [65_536, 4_096, 512, 64] {
             while blocks.len() < blocks.capacity() {
@@ -213,7 +199,7 @@ fn first_write_to_a_shared_chunk_out_of_heap_changes_nothing() {
         fault
     });
     drop(blocks);
-    release(held);
+    release_frames(held);
     assert_eq!(fault, Err(VmError::OutOfMemory), "the chunk copy found heap");
     still_shared(parent, child);
     write(at(5), 50);

@@ -37,8 +37,8 @@ test: setup
 
 ## Lints, warnings denied: host crates, then the kernel and test kernels.
 clippy:
-	cargo clippy -p boot -p kernel -p abi -p user --lib --tests -- -D warnings
-	cargo clippy -p kernel -p kernel-tests -p user --target $(KERNEL_TARGET) --lib --bins -- -D warnings
+	cargo clippy -p boot -p kernel -p abi -p user -p words --lib --tests -- -D warnings
+	cargo clippy -p kernel -p kernel-tests -p user -p words --target $(KERNEL_TARGET) --lib --bins -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -14,7 +14,6 @@ pub mod fpu;
 pub mod gdt;
 pub mod interrupts;
 pub mod memory;
-mod page_bytes;
 mod page_fault;
 pub mod paging;
 pub mod pat;

@@ -15,6 +15,7 @@ pub mod page;
 pub mod pin;
 pub mod restore;
 pub mod space;
+pub mod swap;
 pub mod system;
 
 #[cfg(test)]
@@ -25,4 +26,5 @@ pub use frame::{AccountingError, FrameAllocator, FrameCounters, PhysRange};
 pub use mmu::{Access, Mmu, Protection, SpaceId, USER_END, USER_START, VirtAddr};
 pub use object::ObjectId;
 pub use page::{PAGE_SIZE, PageFlags, Pfn, VM_PAGE_BYTES, VmPage};
+pub use swap::SwapDevice;
 pub use system::{Placement, Vm, VmStatistics};

@@ -14,11 +14,13 @@
 use super::error::VmError;
 use super::frame::FrameAllocator;
 use super::mmu::{Access, Mmu, Protection, SpaceId, VirtAddr};
-use super::object::anonymous::CHUNK_SPAN;
+use super::object::anonymous::{CHUNK_SPAN, Entry};
 use super::object::{AnonymousObject, ObjectTable};
 use super::page::{PAGE_SIZE, Pfn};
 use super::space::{Backing, Region};
+use super::swap::SwapDevice;
 use super::system::{Vm, VmStatistics};
+use alloc::boxed::Box;
 
 /// What resolving a fault did, as far as fault-around cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +31,12 @@ enum Resolved {
     /// Anything else: a page made, copied, or mapped again.
     Other,
 }
+
+/// Times a fault that ran out of frames reclaims and tries again.
+const RETRIES: usize = 4;
+
+/// Frames a fault that ran out reclaims before it tries again.
+const RECLAIM_ON_FAILURE: usize = 32;
 
 /// Translations offered to the MMU per call (kept on the stack).
 const BATCH: usize = 64;
@@ -84,6 +92,7 @@ enum Around {
 struct Resolver<'v, 'a, M: Mmu> {
     frames: &'v mut FrameAllocator<'a>,
     mmu: &'v mut M,
+    devices: &'v mut [Box<dyn SwapDevice>],
     statistics: &'v mut VmStatistics,
     space: SpaceId,
     page: VirtAddr,
@@ -100,8 +109,19 @@ impl<'a, M: Mmu> Vm<'a, M> {
         access: Access,
     ) -> Result<(), VmError> {
         self.statistics.faults += 1;
+        if !self.devices.is_empty() {
+            self.balance();
+        }
         let page = address.page_down();
-        let result = self.resolve(space, page, access);
+        let mut result = self.resolve(space, page, access);
+        // A fault that failed changed nothing: reclaim and try again, while
+        // reclaim finds frames.
+        for _ in 0..RETRIES {
+            if result != Err(VmError::OutOfMemory) || self.reclaim(RECLAIM_ON_FAILURE) == 0 {
+                break;
+            }
+            result = self.resolve(space, page, access);
+        }
         if let Ok(resolved) = result {
             if let Some(target) = self.spaces.get_mut(&space) {
                 target.working_set_mut().note(page);
@@ -161,21 +181,22 @@ impl<'a, M: Mmu> Vm<'a, M> {
                 }
             }
             Backing::Anonymous(object) => {
-                let (slots, shared_chunk) = match object.chunk_slots(page) {
-                    Some(chunk) => chunk,
-                    None if around == Around::Read => (&[][..], false),
+                let (entries, shared_chunk) = match object.chunk_entries(page) {
+                    Some((entries, shared)) => (Some(entries), shared),
+                    None if around == Around::Read => (None, false),
                     None => return,
                 };
                 for at in pages {
                     let slot = ((at.0 - chunk_start) / PAGE_SIZE) as usize;
-                    let leaf = match (slots.get(slot).copied().unwrap_or(0), around) {
-                        (0, Around::Read) => match zero_page {
+                    let entry = entries.map_or(Entry::Empty, |entries| entries.get(slot));
+                    let leaf = match (entry, around) {
+                        (Entry::Empty, Around::Read) => match zero_page {
                             Some(zero) => (at, *zero, read_only),
                             None => continue,
                         },
-                        (0, Around::Write) => continue,
-                        (frame, _) => {
-                            let pfn = Pfn(u64::from(frame));
+                        // A swapped page is read back only when touched.
+                        (Entry::Empty | Entry::Swapped(_), _) => continue,
+                        (Entry::Frame(pfn), _) => {
                             let exclusive = !shared_chunk && frames.ref_count(pfn) == 1;
                             match (exclusive, around) {
                                 (true, _) => (at, pfn, rights),
@@ -212,6 +233,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let (pfn, _) = self
             .permitted_translation(space, address)
             .expect("user_page: page not resident after fault");
+        if access == Access::Write {
+            // The kernel writes it through physical memory, where no dirty
+            // bit records it: a copy in swap is stale from now on.
+            self.frames.forget_swap_copy(pfn);
+        }
         Ok(pfn)
     }
 
@@ -222,7 +248,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         page: VirtAddr,
         access: Access,
     ) -> Result<Resolved, VmError> {
-        let Vm { spaces, frames, mmu, objects, statistics, zero_page, .. } = self;
+        let Vm { spaces, frames, mmu, objects, statistics, zero_page, devices, .. } = self;
         let target = spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
         let region = target.region_mut(page).ok_or(VmError::BadAddress)?;
         if !region.protection().allows(access) {
@@ -231,7 +257,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let protection = region.protection() | Protection::USER;
         let pinned = region.pinned();
         let zero = *zero_page;
-        let mut resolver = Resolver { frames, mmu, statistics, space, page, zero };
+        let mut resolver = Resolver { frames, mmu, devices, statistics, space, page, zero };
         match region.object_index(page) {
             Some((id, index)) => resolver.shared(objects, id, index, access, protection, pinned),
             None => match region.backing_mut() {
@@ -256,7 +282,10 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let page = address.page_down();
         let mut protection = region.protection() | Protection::USER;
         let Some(pfn) = resident_page(&self.objects, region, page) else {
-            let private = matches!(region.backing(), Backing::Anonymous(_));
+            let private = match region.backing() {
+                Backing::Anonymous(object) => object.entry(page) == Entry::Empty,
+                Backing::Shared { .. } => false,
+            };
             return self
                 .zero_page
                 .filter(|_| private)
@@ -277,11 +306,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
         space: SpaceId,
         page: VirtAddr,
     ) -> Result<Pfn, VmError> {
-        let Vm { spaces, frames, mmu, objects, statistics, zero_page, .. } = self;
+        let Vm { spaces, frames, mmu, objects, statistics, zero_page, devices, .. } = self;
         let target = spaces.get_mut(&space).ok_or(VmError::InvalidArgument)?;
         let region = target.region_mut(page).ok_or(VmError::BadAddress)?;
         let zero = *zero_page;
-        let mut resolver = Resolver { frames, mmu, statistics, space, page, zero };
+        let mut resolver = Resolver { frames, mmu, devices, statistics, space, page, zero };
         if let Some((id, index)) = region.object_index(page) {
             let object = objects.get_mut(id).expect("make_exclusive: no such object");
             if let Some(pfn) = object.page(index) {
@@ -318,6 +347,7 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         protection: Protection,
         pinned: bool,
     ) -> Result<Resolved, VmError> {
+        self.page_in(object)?;
         let Some(pfn) = object.page(self.page) else {
             if let Some(zero) = self.zero
                 && access != Access::Write
@@ -375,6 +405,7 @@ impl<M: Mmu> Resolver<'_, '_, M> {
     /// Makes a private page resident and held by this object alone; any old
     /// translation of a replaced frame (or of the zero page) is removed.
     fn exclusive_private(&mut self, object: &mut AnonymousObject) -> Result<Pfn, VmError> {
+        self.page_in(object)?;
         let Some(original) = object.page(self.page) else {
             let pfn = self.zero_filled()?;
             self.install(object, pfn)?;
@@ -420,6 +451,30 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         if self.mmu.query(self.space, self.page).is_some_and(|(mapped, _)| mapped != pfn) {
             self.unmap_page();
         }
+    }
+
+    /// If the faulting page is swapped, reads it back into a new frame, which
+    /// keeps the slot as its clean copy. In a chunk several objects hold the
+    /// entry changes for all of them: the contents are the same. On failure
+    /// (no frame, or the device failed) nothing changed.
+    fn page_in(&mut self, object: &mut AnonymousObject) -> Result<(), VmError> {
+        let Entry::Swapped(slot) = object.entry(self.page) else { return Ok(()) };
+        let pfn = self.frames.alloc()?;
+        let (device, local) = self.frames.slots().device_of(slot);
+        if let Err(error) = self.devices[device].read(local, pfn) {
+            self.frames.free(pfn).expect("page_in: fresh frame not freeable");
+            self.statistics.page_in_errors += 1;
+            return Err(error);
+        }
+        let replaced = object.replace(self.page, Entry::Swapped(slot), Entry::Frame(pfn));
+        assert!(replaced, "page_in: entry changed under the lock");
+        // The frame's hold on the slot before the entry's goes: the slot stays.
+        if self.frames.set_swap_copy(pfn, slot).is_err() {
+            // Too many holders to count one more: the frame just keeps no copy.
+        }
+        self.frames.slots_mut().drop_entry(slot);
+        self.statistics.page_ins += 1;
+        Ok(())
     }
 
     /// A fault on a page of a shared object: every mapper sees the same frame.

@@ -40,6 +40,7 @@ pub use segments::MAX_SEGMENTS;
 
 use crate::vm::error::VmError;
 use crate::vm::page::{FrameState, NO_LINK, PageFlags, Pfn, VmPage};
+use crate::vm::swap::SwapSlots;
 use segments::{Segment, SegmentTable};
 
 /// Largest buddy order: blocks are at most `2^MAX_ORDER` frames (4 MiB).
@@ -83,6 +84,14 @@ pub struct FrameAllocator<'a> {
     /// Bit `k` is set when free list `k` is non-empty.
     non_empty: u32,
     counters: FrameCounters,
+    /// Swap slots and who holds them: frames and slots are the two places a
+    /// page's contents can be, and a frame's record names the slot of its
+    /// clean copy, so the two are counted together.
+    slots: SwapSlots,
+    /// Frames only the reclaim path may take (see [`FrameAllocator::set_reclaim_reserve`]).
+    reserve: usize,
+    /// Whether the reclaim path is running (and may take the reserve).
+    reclaiming: bool,
 }
 
 impl<'a> FrameAllocator<'a> {
@@ -108,6 +117,9 @@ impl<'a> FrameAllocator<'a> {
             free_lists: [NO_LINK; ORDERS],
             non_empty: 0,
             counters,
+            slots: SwapSlots::default(),
+            reserve: 0,
+            reclaiming: false,
         };
         for index in 0..allocator.segments.segments().len() {
             let segment = allocator.segments.segments()[index];
@@ -150,6 +162,10 @@ impl<'a> FrameAllocator<'a> {
         if order > MAX_ORDER {
             return Err(VmError::InvalidArgument);
         }
+        let floor = if self.reclaiming { 0 } else { self.reserve };
+        if self.counters.free < floor + (1 << order) {
+            return Err(VmError::OutOfMemory);
+        }
         let candidates = self.non_empty & !((1 << order) - 1);
         if candidates == 0 {
             return Err(VmError::OutOfMemory);
@@ -166,6 +182,7 @@ impl<'a> FrameAllocator<'a> {
             page.set_ref_count(1);
             page.set_flags(PageFlags::empty());
             page.set_pin_count(0);
+            page.set_swap_copy(None);
         }
         self.counters.free -= 1 << order;
         self.counters.allocated += 1 << order;
@@ -221,6 +238,60 @@ impl<'a> FrameAllocator<'a> {
                 page.set_ref_count(count - 1);
                 Ok(false)
             }
+        }
+    }
+
+    /// Keeps `frames` free frames for the reclaim path: other allocations fail
+    /// once only that many are left, so that reclaim (which may need frames to
+    /// store what it evicts, or page-table pages) always has some.
+    pub fn set_reclaim_reserve(&mut self, frames: usize) {
+        self.reserve = frames;
+    }
+
+    /// The frames kept for the reclaim path.
+    pub fn reclaim_reserve(&self) -> usize {
+        self.reserve
+    }
+
+    /// Lets allocations take the reserve (while `reclaiming`), or not.
+    pub fn set_reclaiming(&mut self, reclaiming: bool) {
+        self.reclaiming = reclaiming;
+    }
+
+    /// The swap slots and their holders.
+    pub fn slots(&self) -> &SwapSlots {
+        &self.slots
+    }
+
+    /// The swap slots, to attach devices and hand out slots.
+    pub fn slots_mut(&mut self) -> &mut SwapSlots {
+        &mut self.slots
+    }
+
+    /// The slot holding a clean copy of the allocated frame `pfn`, if any.
+    pub fn swap_copy(&self, pfn: Pfn) -> Option<u32> {
+        self.page(pfn).and_then(VmPage::swap_copy)
+    }
+
+    /// Records that `pfn` (allocated, with no copy yet) holds a clean copy of
+    /// `slot`, which it then holds.
+    pub fn set_swap_copy(&mut self, pfn: Pfn, slot: u32) -> Result<(), VmError> {
+        let page = self.allocated_mut(pfn)?;
+        if page.swap_copy().is_some() {
+            return Err(VmError::BadFrame);
+        }
+        self.slots.hold_cache(slot)?;
+        self.allocated_mut(pfn)?.set_swap_copy(Some(slot));
+        Ok(())
+    }
+
+    /// Forgets the clean copy `pfn` had (it is about to be written, or was).
+    pub fn forget_swap_copy(&mut self, pfn: Pfn) {
+        if let Ok(page) = self.allocated_mut(pfn)
+            && let Some(slot) = page.swap_copy()
+        {
+            page.set_swap_copy(None);
+            self.slots.drop_cache(slot);
         }
     }
 
@@ -340,6 +411,9 @@ impl<'a> FrameAllocator<'a> {
     fn release_block(&mut self, segment: &Segment, first: u64, order: u32) {
         let index = segment.index(first);
         for page in &mut self.pages[index..index + (1 << order)] {
+            if let Some(slot) = page.swap_copy() {
+                self.slots.drop_cache(slot);
+            }
             page.set_ref_count(0);
             page.set_flags(PageFlags::empty());
             page.set_state(FrameState::FreeTail);

@@ -24,6 +24,8 @@ pub struct VmMetadata {
     /// Private pages, counted once per chunk that names them (a page of a
     /// chunk copied since fork counts in both until it is copied too).
     pub private_pages: u64,
+    /// Private pages whose contents are in swap, counted the same way.
+    pub swapped_pages: u64,
     /// Distinct chunks.
     pub chunks: u64,
     /// Chunks named by more than one object (shared since a fork).
@@ -51,7 +53,7 @@ impl<M: Mmu> Vm<'_, M> {
     /// Counts the VM's metadata: O(regions + chunks) and a sort of the chunks.
     pub fn metadata(&self) -> VmMetadata {
         let mut counted = VmMetadata::default();
-        let mut chunks: Vec<(usize, usize, usize)> = Vec::new();
+        let mut chunks: Vec<(usize, usize, usize, usize)> = Vec::new();
         for space in self.spaces() {
             for region in space.regions() {
                 counted.regions += 1;
@@ -65,11 +67,12 @@ impl<M: Mmu> Vm<'_, M> {
             }
         }
         chunks.sort_unstable();
-        chunks.dedup_by_key(|(identity, _, _)| *identity);
-        for (_, holders, resident) in chunks {
+        chunks.dedup_by_key(|(identity, _, _, _)| *identity);
+        for (_, holders, resident, swapped) in chunks {
             counted.chunks += 1;
             counted.shared_chunks += u64::from(holders > 1);
             counted.private_pages += resident as u64;
+            counted.swapped_pages += swapped as u64;
         }
         counted.chunk_bytes = counted.chunks * CHUNK_BYTES as u64;
         counted.region_bytes = counted.regions * REGION_BYTES as u64;

@@ -286,6 +286,14 @@ pub unsafe trait Mmu {
     /// page records and clears them in the translations.
     fn harvest(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId);
 
+    /// Frees page-table pages of spaces that are not active (their unpinned
+    /// translations are forgotten, rule 1), for reclaim under memory
+    /// pressure; returns how many it freed. The default frees none.
+    fn reclaim_tables(&mut self, frames: &mut FrameAllocator<'_>) -> usize {
+        let _ = frames;
+        0
+    }
+
     /// Forgets every unpinned translation of `space` (and may free the page-table
     /// pages that held them). Complete on return.
     fn discard(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId);

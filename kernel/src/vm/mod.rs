@@ -13,6 +13,7 @@ pub mod mmu;
 pub mod object;
 pub mod page;
 pub mod pin;
+pub mod reclaim;
 pub mod restore;
 pub mod space;
 pub mod swap;

@@ -112,7 +112,8 @@ impl FrameState {
 pub struct VmPage {
     /// Frame number; frames at or above 2^32 (16 TiB) are not managed.
     frame: u32,
-    /// Next free-list index while free.
+    /// Next free-list index while free; the swap slot of a clean copy while
+    /// allocated (see [`VmPage::swap_copy`]).
     next: u32,
     /// Previous free-list index while free; pin count while allocated.
     shared: u32,
@@ -166,6 +167,21 @@ impl VmPage {
             Some(FrameState::Allocated) => self.shared,
             _ => 0,
         }
+    }
+
+    /// The swap slot that holds a clean copy of this allocated frame (read
+    /// from it and not written since), if any. The free-list word holds it
+    /// while the frame is allocated.
+    pub const fn swap_copy(&self) -> Option<u32> {
+        match self.state() {
+            Some(FrameState::Allocated) if self.next != NO_LINK => Some(self.next),
+            _ => None,
+        }
+    }
+
+    /// Records (or clears) the slot holding a clean copy; the frame is allocated.
+    pub(super) fn set_swap_copy(&mut self, slot: Option<u32>) {
+        self.next = slot.unwrap_or(NO_LINK);
     }
 
     /// Sets the allocator state.

@@ -83,6 +83,8 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// Makes one page resident and exclusive, pins its frame and maps it pinned.
     fn pin_page(&mut self, space: SpaceId, page: VirtAddr) -> Result<(), VmError> {
         let pfn = self.make_exclusive(space, page)?;
+        // The kernel may write a pinned page where no dirty bit records it.
+        self.frames.forget_swap_copy(pfn);
         let region = self.spaces.get(&space).and_then(|target| target.region(page));
         let protection = region.expect("pin_page: unmapped page").protection() | Protection::USER;
         self.frames.pin(pfn)?;

@@ -40,6 +40,7 @@
 //! [`SharedObject`]: super::object::SharedObject
 #![forbid(unsafe_code)]
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -49,6 +50,7 @@ use super::mmu::{Access, Mmu, Protection, SpaceId, VirtAddr};
 use super::object::{AnonymousObject, ObjectId, ObjectTable};
 use super::page::{PAGE_SIZE, Pfn};
 use super::space::{AddressSpace, Backing, Region, check_range};
+use super::swap::SwapDevice;
 
 /// Counters of what the VM has done, for statistics and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,6 +85,26 @@ pub struct VmStatistics {
     pub pages_offered_ahead: u64,
     /// Translations of working sets made again at activation.
     pub pages_restored: u64,
+    /// Pages the page daemon looked at (see `reclaim`).
+    pub pages_scanned: u64,
+    /// Pages it let stay because they had been referenced since its last look.
+    pub pages_referenced: u64,
+    /// Pages whose frames it freed.
+    pub pages_reclaimed: u64,
+    /// Of those, pages it could drop without writing (their swap copy was current).
+    pub clean_reclaims: u64,
+    /// Pages written to swap.
+    pub page_outs: u64,
+    /// Writes a device refused (full, or a page that does not compress).
+    pub page_out_refusals: u64,
+    /// Pages read back from swap.
+    pub page_ins: u64,
+    /// Reads that failed (the fault failed with them).
+    pub page_in_errors: u64,
+    /// Page-table pages freed by reclaim.
+    pub tables_reclaimed: u64,
+    /// Times reclaim ran (by the daemon, or by an allocation that failed).
+    pub reclaim_runs: u64,
 }
 
 /// Where to place a new mapping.
@@ -104,6 +126,12 @@ pub struct Vm<'a, M: Mmu> {
     /// The frame every never-touched private page reads as, mapped read-only;
     /// `None` only if there was no frame for it at start.
     pub(super) zero_page: Option<Pfn>,
+    /// Swap devices, in the order reclaim tries them (see `reclaim`).
+    pub(super) devices: Vec<Box<dyn SwapDevice>>,
+    /// Where the page daemon's clock hand is.
+    pub(super) hand: super::reclaim::Hand,
+    /// When the daemon starts, and where it stops (see `reclaim`).
+    pub(super) watermarks: super::reclaim::Watermarks,
     next_space: u32,
     active: Option<SpaceId>,
     region_limit: usize,
@@ -124,6 +152,9 @@ impl<'a, M: Mmu> Vm<'a, M> {
             spaces: BTreeMap::new(),
             objects: ObjectTable::new(),
             statistics: VmStatistics::default(),
+            devices: Vec::new(),
+            hand: super::reclaim::Hand::default(),
+            watermarks: super::reclaim::Watermarks::default(),
             next_space: 1,
             active: None,
             region_limit: usize::MAX,
@@ -337,6 +368,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         for region in removed {
             self.release_region(region);
         }
+        self.settle_slots();
         Ok(())
     }
 
@@ -412,6 +444,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if self.active == Some(space) {
             self.active = None;
         }
+        self.settle_slots();
         Ok(())
     }
 

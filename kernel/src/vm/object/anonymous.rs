@@ -44,6 +44,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::size_of;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::vm::error::VmError;
 use crate::vm::frame::FrameAllocator;
@@ -64,13 +65,64 @@ pub const CHUNK_BYTES: usize = size_of::<Chunk>() + 2 * size_of::<usize>();
 /// Bytes one entry of an object's chunk list takes.
 pub const LIST_ENTRY_BYTES: usize = size_of::<(u64, Arc<Chunk>)>();
 
+/// Marks an entry that names a swap slot rather than a frame.
+const SWAPPED: u32 = 1 << 31;
+
+/// What a chunk holds for one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Never touched: reads as zeros.
+    Empty,
+    /// Resident in this frame.
+    Frame(Pfn),
+    /// Not resident: its contents are in this swap slot.
+    Swapped(u32),
+}
+
+impl Entry {
+    /// The entry a chunk stores for `word`.
+    fn decode(word: u32) -> Entry {
+        match word {
+            0 => Entry::Empty,
+            slot if slot & SWAPPED != 0 => Entry::Swapped(slot & !SWAPPED),
+            frame => Entry::Frame(Pfn(u64::from(frame))),
+        }
+    }
+
+    /// The word a chunk stores for this entry.
+    fn encode(self) -> u32 {
+        match self {
+            Entry::Empty => 0,
+            Entry::Frame(pfn) => {
+                let frame = u32::try_from(pfn.0).ok().filter(|frame| frame & SWAPPED == 0);
+                let frame = frame.expect("Entry: frame beyond 2^31");
+                assert!(frame != 0, "Entry: frame 0 is never managed");
+                frame
+            }
+            Entry::Swapped(slot) => {
+                assert!(slot & SWAPPED == 0, "Entry: slot beyond 2^31");
+                slot | SWAPPED
+            }
+        }
+    }
+}
+
 /// The entries of [`CHUNK_PAGES`] consecutive pages.
+///
+/// An entry changes while the chunk is shared in one way only: reclaim
+/// replaces a frame by the slot its contents went to, and a page-in the slot
+/// by a frame it read them into ([`AnonymousObject::replace`]). Both keep what
+/// every holder sees the same, which is what sharing promises; so the entries
+/// are atomic words (plain loads and stores on x86-64), changed through a
+/// shared reference under the VM's lock.
 pub struct Chunk {
-    /// Frame number per page; zero for a page never touched (frame 0 is never
-    /// managed).
-    entries: [u32; CHUNK_PAGES],
-    /// Non-zero entries.
+    /// One [`Entry`] per page, encoded: zero, a frame number, or a slot with
+    /// [`SWAPPED`] set (frames and slots stay below 2^31).
+    entries: [AtomicU32; CHUNK_PAGES],
+    /// Non-empty entries (frames and slots).
     resident: u32,
+    /// Entries naming slots (changed by [`Chunk::replace`] too, so atomic).
+    swapped: AtomicU32,
     /// No entry outside `low..high` is non-zero (the bounds may be wider than
     /// the pages, never narrower): scans, cuts and joins cost the pages
     /// spanned, not the chunk.
@@ -79,7 +131,15 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    const EMPTY: Chunk = Chunk { entries: [0; CHUNK_PAGES], resident: 0, low: 0, high: 0 };
+    fn empty() -> Chunk {
+        Chunk {
+            entries: [const { AtomicU32::new(0) }; CHUNK_PAGES],
+            resident: 0,
+            swapped: AtomicU32::new(0),
+            low: 0,
+            high: 0,
+        }
+    }
 
     /// The slots that may hold pages.
     fn span(&self) -> core::ops::Range<usize> {
@@ -99,33 +159,63 @@ impl Chunk {
         }
     }
 
-    /// The frame of page `slot`, if any.
+    /// The raw word of page `slot`.
+    fn word(&self, slot: usize) -> u32 {
+        self.entries[slot].load(Ordering::Relaxed)
+    }
+
+    /// What page `slot` holds.
+    fn entry(&self, slot: usize) -> Entry {
+        Entry::decode(self.word(slot))
+    }
+
+    /// The frame of page `slot`, if it is resident.
     fn get(&self, slot: usize) -> Option<Pfn> {
-        match self.entries[slot] {
-            0 => None,
-            frame => Some(Pfn(u64::from(frame))),
+        match self.entry(slot) {
+            Entry::Frame(pfn) => Some(pfn),
+            _ => None,
         }
     }
 
-    /// Sets page `slot` to `pfn`, returning the frame it replaces.
-    fn set(&mut self, slot: usize, pfn: Pfn) -> Option<Pfn> {
-        let frame = u32::try_from(pfn.0).expect("Chunk::set: frame beyond 2^32");
-        assert!(frame != 0, "Chunk::set: frame 0 is never managed");
-        let old = self.get(slot);
-        self.entries[slot] = frame;
-        if old.is_none() {
+    /// Sets page `slot` to `entry` (not empty), returning what it replaces.
+    fn set(&mut self, slot: usize, entry: Entry) -> Entry {
+        debug_assert!(entry != Entry::Empty);
+        let old = self.entry(slot);
+        *self.entries[slot].get_mut() = entry.encode();
+        let swapped = self.swapped.get_mut();
+        *swapped = *swapped + u32::from(matches!(entry, Entry::Swapped(_)))
+            - u32::from(matches!(old, Entry::Swapped(_)));
+        if old == Entry::Empty {
             self.resident += 1;
             self.widen(slot..slot + 1);
         }
         old
     }
 
-    /// Clears page `slot`, returning its frame.
-    fn take(&mut self, slot: usize) -> Option<Pfn> {
-        let old = self.get(slot);
-        if old.is_some() {
-            self.entries[slot] = 0;
+    /// Replaces non-empty `old` at page `slot` by non-empty `new` in a chunk
+    /// that may be shared; false (and nothing changed) if `old` is not there.
+    fn replace(&self, slot: usize, old: Entry, new: Entry) -> bool {
+        debug_assert!(old != Entry::Empty && new != Entry::Empty);
+        if self.entry(slot) != old {
+            return false;
+        }
+        self.entries[slot].store(new.encode(), Ordering::Relaxed);
+        match (old, new) {
+            (Entry::Frame(_), Entry::Swapped(_)) => self.swapped.fetch_add(1, Ordering::Relaxed),
+            (Entry::Swapped(_), Entry::Frame(_)) => self.swapped.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        true
+    }
+
+    /// Clears page `slot`, returning what it held.
+    fn take(&mut self, slot: usize) -> Entry {
+        let old = Entry::decode(core::mem::take(self.entries[slot].get_mut()));
+        if old != Entry::Empty {
             self.resident -= 1;
+        }
+        if matches!(old, Entry::Swapped(_)) {
+            *self.swapped.get_mut() -= 1;
         }
         old
     }
@@ -135,16 +225,20 @@ impl Chunk {
         self.span().filter_map(|slot| self.get(slot).map(|pfn| (slot, pfn)))
     }
 
+    /// The non-empty entries as (slot, entry).
+    fn entries(&self) -> impl Iterator<Item = (usize, Entry)> + '_ {
+        self.span().map(|slot| (slot, self.entry(slot))).filter(|(_, entry)| *entry != Entry::Empty)
+    }
+
     /// `slots` within the bounds.
     fn within(&self, slots: core::ops::Range<usize>) -> core::ops::Range<usize> {
         let span = self.span();
         slots.start.max(span.start)..slots.end.min(span.end)
     }
 
-    /// Whether any page in `slots` is resident.
+    /// Whether any page in `slots` is resident or swapped.
     fn any_in(&self, slots: core::ops::Range<usize>) -> bool {
-        let slots = self.within(slots);
-        slots.start < slots.end && self.entries[slots].iter().any(|&frame| frame != 0)
+        self.within(slots).any(|slot| self.word(slot) != 0)
     }
 
     /// Moves the pages at and above `slot` into `empty`, a chunk with none.
@@ -153,11 +247,17 @@ impl Chunk {
         if moving.start >= moving.end {
             return;
         }
-        let count = self.entries[moving.clone()].iter().filter(|&&frame| frame != 0).count();
-        empty.entries[moving.clone()].copy_from_slice(&self.entries[moving.clone()]);
-        self.entries[moving.clone()].fill(0);
-        self.resident -= count as u32;
-        empty.resident += count as u32;
+        let (mut count, mut swapped) = (0, 0);
+        for at in moving.clone() {
+            let word = core::mem::take(self.entries[at].get_mut());
+            count += u32::from(word != 0);
+            swapped += u32::from(word & SWAPPED != 0);
+            *empty.entries[at].get_mut() = word;
+        }
+        self.resident -= count;
+        empty.resident += count;
+        *self.swapped.get_mut() -= swapped;
+        *empty.swapped.get_mut() += swapped;
         empty.widen(moving.clone());
         self.high = moving.start as u16;
         self.low = self.low.min(self.high);
@@ -168,13 +268,26 @@ impl Chunk {
     fn join(&mut self, other: &mut Chunk) {
         let span = other.span();
         for slot in span.clone() {
-            let theirs = core::mem::take(&mut other.entries[slot]);
-            debug_assert!(theirs == 0 || self.entries[slot] == 0, "Chunk::join: pages overlap");
-            self.entries[slot] |= theirs;
+            let theirs = core::mem::take(other.entries[slot].get_mut());
+            let ours = self.entries[slot].get_mut();
+            debug_assert!(theirs == 0 || *ours == 0, "Chunk::join: pages overlap");
+            *ours |= theirs;
         }
         self.resident += core::mem::take(&mut other.resident);
+        *self.swapped.get_mut() += core::mem::take(other.swapped.get_mut());
         self.widen(span);
         (other.low, other.high) = (0, 0);
+    }
+}
+
+/// A chunk's entries, for walking it without a lookup per page.
+#[derive(Clone, Copy)]
+pub struct ChunkEntries<'c>(&'c Chunk);
+
+impl ChunkEntries<'_> {
+    /// What page `slot` of the chunk holds (`Empty` past its end).
+    pub fn get(&self, slot: usize) -> Entry {
+        if slot < CHUNK_PAGES { self.0.entry(slot) } else { Entry::Empty }
     }
 }
 
@@ -202,25 +315,33 @@ fn copy_chunk(
     slots: core::ops::Range<usize>,
     frames: &mut FrameAllocator<'_>,
 ) -> Result<Arc<Chunk>, VmError> {
-    let mut copy = new_chunk(Chunk::EMPTY)?;
+    let mut copy = new_chunk(Chunk::empty())?;
     let fresh = Arc::get_mut(&mut copy).expect("copy_chunk: new chunk is shared");
     for slot in chunk.within(slots) {
-        if let Some(pfn) = chunk.get(slot) {
-            if let Err(error) = frames.add_ref(pfn) {
-                release_chunk(fresh, frames);
-                return Err(error);
-            }
-            fresh.set(slot, pfn);
+        let entry = chunk.entry(slot);
+        let held = match entry {
+            Entry::Empty => continue,
+            Entry::Frame(pfn) => frames.add_ref(pfn).map(drop),
+            Entry::Swapped(swapped) => frames.slots_mut().hold_entry(swapped),
+        };
+        if let Err(error) = held {
+            release_chunk(fresh, frames);
+            return Err(error);
         }
+        fresh.set(slot, entry);
     }
     Ok(copy)
 }
 
-/// Drops the chunk's reference on every frame it names.
+/// Drops the chunk's reference on every frame and slot it names.
 fn release_chunk(chunk: &mut Chunk, frames: &mut FrameAllocator<'_>) {
     for slot in chunk.span() {
-        if let Some(pfn) = chunk.take(slot) {
-            frames.release(pfn).expect("release_chunk: frame not referenced");
+        match chunk.take(slot) {
+            Entry::Empty => {}
+            Entry::Frame(pfn) => {
+                frames.release(pfn).expect("release_chunk: frame not referenced");
+            }
+            Entry::Swapped(swapped) => frames.slots_mut().drop_entry(swapped),
         }
     }
 }
@@ -286,15 +407,49 @@ impl AnonymousObject {
         self.chunks[index].1.get(slot)
     }
 
-    /// The frame numbers of the chunk holding `address`, by slot (0 for a page
-    /// never touched), and whether another object holds the chunk too; `None`
-    /// if the object has no such chunk. For walking a chunk without a lookup
-    /// per page.
-    pub fn chunk_slots(&self, address: VirtAddr) -> Option<(&[u32], bool)> {
+    /// What the page at `address` holds.
+    pub fn entry(&self, address: VirtAddr) -> Entry {
+        let (number, slot) = locate(address);
+        match self.find(number) {
+            Ok(index) => self.chunks[index].1.entry(slot),
+            Err(_) => Entry::Empty,
+        }
+    }
+
+    /// The entries of the chunk holding `address`, and whether another
+    /// object holds the chunk too; `None` if the object has no such chunk.
+    /// For walking a chunk without a lookup per page.
+    pub fn chunk_entries(&self, address: VirtAddr) -> Option<(ChunkEntries<'_>, bool)> {
         let (number, _) = locate(address);
         let index = self.find(number).ok()?;
         let chunk = &self.chunks[index].1;
-        Some((&chunk.entries[..], Arc::strong_count(chunk) > 1))
+        Some((ChunkEntries(chunk), Arc::strong_count(chunk) > 1))
+    }
+
+    /// Replaces `old` by `new` at `address`, both non-empty, even in a chunk
+    /// other objects hold too: for reclaim (a frame by the slot holding its
+    /// contents) and page-in (the reverse), which change where the contents
+    /// are and not what they are. False, with nothing changed, if the page
+    /// does not hold `old`. The caller moves the references.
+    pub fn replace(&self, address: VirtAddr, old: Entry, new: Entry) -> bool {
+        let (number, slot) = locate(address);
+        self.find(number).is_ok_and(|index| self.chunks[index].1.replace(slot, old, new))
+    }
+
+    /// The non-empty entries in `[start, end)`, in address order.
+    pub fn entries_in(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> impl Iterator<Item = (VirtAddr, Entry)> + '_ {
+        let first = self.find(locate(start).0).unwrap_or_else(|index| index);
+        self.chunks[first..]
+            .iter()
+            .take_while(move |(number, _)| *number * CHUNK_SPAN < end.0)
+            .flat_map(|(number, chunk)| {
+                chunk.entries().map(move |(slot, entry)| (address_of(*number, slot), entry))
+            })
+            .filter(move |(address, _)| start <= *address && *address < end)
     }
 
     /// Whether the chunk holding `address` is also held by another object (so
@@ -323,7 +478,7 @@ impl AnonymousObject {
             }
             Err(index) => {
                 self.chunks.try_reserve(1).map_err(|_| VmError::OutOfMemory)?;
-                let chunk = new_chunk(Chunk::EMPTY)?;
+                let chunk = new_chunk(Chunk::empty())?;
                 self.chunks.insert(index, (number, chunk));
             }
         }
@@ -331,13 +486,18 @@ impl AnonymousObject {
     }
 
     /// Installs `pfn` at `address`, returning the frame it replaces. The chunk
-    /// must have been made ready with [`AnonymousObject::prepare`].
+    /// must have been made ready with [`AnonymousObject::prepare`], and a
+    /// swapped page read back first.
     pub fn set(&mut self, address: VirtAddr, pfn: Pfn) -> Option<Pfn> {
         let (number, slot) = locate(address);
         let index = self.find(number).expect("AnonymousObject::set: chunk not prepared");
         let chunk = Arc::get_mut(&mut self.chunks[index].1)
             .expect("AnonymousObject::set: chunk shared, not prepared");
-        chunk.set(slot, pfn)
+        match chunk.set(slot, Entry::Frame(pfn)) {
+            Entry::Empty => None,
+            Entry::Frame(old) => Some(old),
+            Entry::Swapped(_) => panic!("AnonymousObject::set: page swapped, not read back"),
+        }
     }
 
     /// Every resident page, in address order.
@@ -389,10 +549,22 @@ impl AnonymousObject {
     }
 
     /// Each chunk as (an identity shared by every object naming it, how many
-    /// objects name it, resident pages), for accounting and invariant checks.
-    pub fn chunk_identities(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    /// objects name it, pages in memory, pages in swap), for accounting and
+    /// invariant checks.
+    pub fn chunk_identities(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
         self.chunks.iter().map(|(_, chunk)| {
-            (Arc::as_ptr(chunk) as usize, Arc::strong_count(chunk), chunk.resident as usize)
+            let swapped = chunk.swapped.load(Ordering::Relaxed) as usize;
+            let identity = Arc::as_ptr(chunk) as usize;
+            (identity, Arc::strong_count(chunk), chunk.resident as usize - swapped, swapped)
+        })
+    }
+
+    /// Every non-empty entry with the identity of its chunk (as
+    /// [`AnonymousObject::chunk_identities`] gives it), in address order.
+    pub fn entries_by_chunk(&self) -> impl Iterator<Item = (usize, VirtAddr, Entry)> + '_ {
+        self.chunks.iter().flat_map(|(number, chunk)| {
+            let identity = Arc::as_ptr(chunk) as usize;
+            chunk.entries().map(move |(slot, entry)| (identity, address_of(*number, slot), entry))
         })
     }
 
@@ -508,7 +680,7 @@ impl AnonymousObject {
             (false, true) => Cut::AllAbove,
             (true, true) if Arc::strong_count(chunk) == 1 => match self.spare.take() {
                 Some(spare) => Cut::Move(spare),
-                None => Cut::Move(new_chunk(Chunk::EMPTY)?),
+                None => Cut::Move(new_chunk(Chunk::empty())?),
             },
             (true, true) => {
                 let mut lower = copy_chunk(chunk, 0..slot, frames)?;

@@ -12,12 +12,15 @@ use super::machine::SimMmu;
 use super::model::{Model, check_protection, check_range};
 use super::ops::{Op, generate};
 use super::rng::Rng;
+use super::swap::{SimSwap, StorageFrames};
 use crate::vm::error::VmError;
 use crate::vm::frame::{FrameAllocator, PhysRange};
 use crate::vm::mmu::{Access, Protection, SpaceId, VirtAddr};
 use crate::vm::object::ObjectId;
 use crate::vm::page::{PAGE_SIZE, PageFlags, Pfn, VmPage};
+use crate::vm::reclaim::Watermarks;
 use crate::vm::system::{Placement, Vm};
+use std::boxed::Box;
 
 /// How many recent operations a failure report shows.
 const HISTORY: usize = 40;
@@ -44,6 +47,8 @@ pub struct Driver {
     pub(super) closed: Vec<ObjectId>,
     /// Frames taken straight from the allocator to make memory tight.
     pub(super) hogs: Vec<Pfn>,
+    /// Frames the swap device keeps for storage, if there is one.
+    storage: Option<StorageFrames>,
     history: VecDeque<String>,
     /// Operations that failed for lack of memory.
     pub out_of_memory: u64,
@@ -61,6 +66,18 @@ impl Driver {
         let mut vm = simulated_vm(frames, rng.next_u64(), chaos);
         vm.mmu_mut().single_table = rng.chance(1, 3);
         vm.mmu_mut().activation_refusals = rng.pick(&[0, 0, 30, 200]);
+        // Two seeds in three swap, to a device of a few to many slots.
+        let mut storage = None;
+        if rng.chance(2, 3) {
+            let slots = rng.between(4, 96) as u32;
+            let refusals = rng.pick(&[0, 0, 50, 300]);
+            let device = SimSwap::new(vm.mmu().memory(), slots, rng.next_u64(), refusals);
+            storage = Some(device.storage());
+            vm.attach_swap(Box::new(device)).expect("attach_swap");
+            let low = rng.below(6) as usize;
+            vm.set_watermarks(Watermarks { low, high: low + rng.between(1, 8) as usize });
+            vm.frames_mut().set_reclaim_reserve(rng.below(3) as usize);
+        }
         Driver {
             seed,
             rng,
@@ -70,6 +87,7 @@ impl Driver {
             handles: Vec::new(),
             closed: Vec::new(),
             hogs: Vec::new(),
+            storage,
             history: VecDeque::new(),
             out_of_memory: 0,
             operations: BTreeMap::new(),
@@ -105,7 +123,7 @@ impl Driver {
             *self.operations.entry(op.kind()).or_default() += 1;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.apply(&op);
-                if let Err(problem) = invariants::check(&self.vm, &self.hogs) {
+                if let Err(problem) = invariants::check(&self.vm, &self.held()) {
                     panic!("invariant broken: {problem}");
                 }
             }));
@@ -115,6 +133,16 @@ impl Driver {
             }
         }
         self.sweep();
+    }
+
+    /// Frames held outside the VM's structures: hogged, or kept by the swap
+    /// device for storage.
+    fn held(&self) -> Vec<Pfn> {
+        let mut held = self.hogs.clone();
+        if let Some(storage) = &self.storage {
+            held.extend(storage.lock().expect("storage").values().copied());
+        }
+        held
     }
 
     /// Remembers an operation for the failure report.
@@ -213,6 +241,9 @@ impl Driver {
             }
             Op::Discard { space } => self.vm.discard(space).expect("discard"),
             Op::Harvest { space } => self.harvest(space),
+            Op::Reclaim { count } => {
+                self.vm.reclaim(count);
+            }
             _ => unreachable!("apply_to_space: {op:?}"),
         }
     }
@@ -261,6 +292,7 @@ impl Driver {
     /// Forks in both (unless memory runs out).
     fn fork(&mut self, space: SpaceId) {
         let before = self.snapshot();
+        let reclaims = self.vm.statistics().reclaim_runs;
         match self.vm.fork(space) {
             Ok(child) => {
                 self.model.fork(space, child);
@@ -268,7 +300,13 @@ impl Driver {
             }
             Err(VmError::OutOfMemory) => {
                 self.out_of_memory += 1;
-                assert!(self.snapshot() == before, "fork ran out of memory but changed the VM");
+                // Reclaim may have moved pages to swap (changing where they
+                // are, not what they hold).
+                let reclaimed = self.vm.statistics().reclaim_runs != reclaims;
+                assert!(
+                    reclaimed || self.snapshot() == before,
+                    "fork ran out of memory but changed the VM"
+                );
             }
             Err(error) => panic!("fork failed: {error:?}"),
         }
@@ -287,14 +325,19 @@ impl Driver {
             }
         }
         let tables = self.vm.mmu().table_frames().count();
-        (pages, frames.counters().allocated - tables - self.hogs.len())
+        (pages, frames.counters().allocated - tables - self.held().len())
     }
 
     /// An access with the check that, if it runs out of memory, nothing changed.
     fn checked_access(&mut self, address: VirtAddr, access: Access) -> Result<Pfn, VmError> {
-        let before = (self.vm.frames().counters().free < 3).then(|| self.snapshot());
+        let tight = self.vm.frames().counters().free < 3 + self.vm.frames().reclaim_reserve();
+        let before = tight.then(|| self.snapshot());
+        let reclaims = self.vm.statistics().reclaim_runs;
         let result = self.user_access(address, access);
-        if result == Err(VmError::OutOfMemory) {
+        // Reclaim may have moved pages to swap (changing where they are, not
+        // what they hold): then only the contents are compared, by the sweep.
+        let reclaimed = self.vm.statistics().reclaim_runs != reclaims;
+        if result == Err(VmError::OutOfMemory) && !reclaimed {
             let before = before.expect("an access ran out of memory with frames to spare");
             assert!(
                 self.snapshot() == before,

@@ -15,10 +15,10 @@
 use std::collections::BTreeMap;
 use std::format;
 use std::string::String;
-use std::vec::Vec;
 
 use super::machine::SimMmu;
 use crate::vm::mmu::{Protection, SpaceId, VirtAddr};
+use crate::vm::object::anonymous::Entry;
 use crate::vm::page::{PAGE_SIZE, Pfn};
 use crate::vm::space::{Backing, Region};
 use crate::vm::system::Vm;
@@ -28,6 +28,8 @@ use crate::vm::system::Vm;
 struct Holders {
     references: BTreeMap<Pfn, u64>,
     pins: BTreeMap<Pfn, u64>,
+    /// Chunk entries naming each swap slot.
+    slot_entries: BTreeMap<u32, u64>,
 }
 
 /// Checks every invariant; the error says which broke and where.
@@ -49,6 +51,7 @@ pub fn check(vm: &Vm<'_, SimMmu>, hogs: &[Pfn]) -> Result<(), String> {
         }
     }
     check_counts(vm, &holders)?;
+    check_slots(vm, &holders)?;
     check_translations(vm)
 }
 
@@ -61,23 +64,43 @@ fn count_region(
     chunks_seen: &mut std::collections::BTreeSet<usize>,
 ) -> Result<(), String> {
     if let Backing::Anonymous(object) = region.backing() {
-        // A chunk holds one reference on each frame it names, however many
-        // objects name the chunk; and it names only pages inside the region.
-        let identities: Vec<_> = object.chunk_identities().collect();
-        let pages: Vec<_> = object.pages().collect();
-        if let Some((address, _)) = pages.iter().find(|(address, _)| !region.contains(*address)) {
-            return Err(format!("{space:?}: a chunk names {address:?} outside its region"));
-        }
-        let mut page_index = 0;
-        for (identity, _, resident) in identities {
-            let chunk_pages = &pages[page_index..page_index + resident];
-            page_index += resident;
-            if chunks_seen.insert(identity) {
-                for (_, pfn) in chunk_pages {
-                    *holders.references.entry(*pfn).or_default() += 1;
+        // A chunk holds one reference on each frame it names, and one on each
+        // slot, however many objects name the chunk; and it names only pages
+        // inside the region.
+        let mut fresh = std::collections::BTreeMap::new();
+        for (identity, address, entry) in object.entries_by_chunk() {
+            if !region.contains(address) {
+                return Err(format!("{space:?}: a chunk names {address:?} outside its region"));
+            }
+            if chunks_seen.contains(&identity) {
+                continue;
+            }
+            let (frames, swapped) = fresh.entry(identity).or_insert((0, 0));
+            match entry {
+                Entry::Frame(pfn) => {
+                    *frames += 1;
+                    *holders.references.entry(pfn).or_default() += 1;
                 }
+                Entry::Swapped(slot) => {
+                    *swapped += 1;
+                    *holders.slot_entries.entry(slot).or_default() += 1;
+                }
+                Entry::Empty => return Err(format!("{space:?}: an empty entry listed")),
             }
         }
+        for (identity, _, frames, swapped) in object.chunk_identities() {
+            if chunks_seen.contains(&identity) {
+                continue;
+            }
+            let counted = fresh.get(&identity).copied().unwrap_or((0, 0));
+            if counted != (frames, swapped) {
+                return Err(format!(
+                    "{space:?}: a chunk counts {:?} frames and slots, holds {counted:?}",
+                    (frames, swapped)
+                ));
+            }
+        }
+        chunks_seen.extend(fresh.keys().copied());
     }
     if !region.pinned() {
         return Ok(());
@@ -129,6 +152,40 @@ fn check_counts(vm: &Vm<'_, SimMmu>, holders: &Holders) -> Result<(), String> {
     }
     if counters.pinned != holders.pins.len() {
         return Err(format!("{} frames pinned, expected {}", counters.pinned, holders.pins.len()));
+    }
+    Ok(())
+}
+
+/// Checks that each swap slot's holders are the chunk entries naming it and
+/// the frames keeping a clean copy of it, and that no slot is lost.
+fn check_slots(vm: &Vm<'_, SimMmu>, holders: &Holders) -> Result<(), String> {
+    let frames = vm.frames();
+    let mut expected = holders.slot_entries.clone();
+    for pfn in holders.references.keys() {
+        if let Some(slot) = frames.swap_copy(*pfn) {
+            *expected.entry(slot).or_default() += 1;
+        }
+    }
+    let slots = frames.slots();
+    let counters = slots.counters();
+    let mut held = 0;
+    for slot in 0..counters.total as u32 {
+        let want = expected.get(&slot).copied().unwrap_or(0);
+        if u64::from(slots.holders(slot)) != want {
+            return Err(format!("slot {slot}: {} holders, expected {want}", slots.holders(slot)));
+        }
+        held += u64::from(want > 0);
+    }
+    let entries: u64 = holders.slot_entries.values().sum();
+    if counters.entries != entries {
+        return Err(format!("{} slot entries counted, {entries} found", counters.entries));
+    }
+    if counters.used != held + slots.pending() as u64 {
+        return Err(format!(
+            "{} slots in use, {held} held and {} waiting to be discarded: leak",
+            counters.used,
+            slots.pending()
+        ));
     }
     Ok(())
 }

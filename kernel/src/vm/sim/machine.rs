@@ -77,11 +77,15 @@ pub struct TlbEntry {
     pub protection: Protection,
 }
 
+/// Physical memory: the contents of every frame ever written, shared with
+/// the simulated swap device.
+pub type SimMemory = std::sync::Arc<std::sync::Mutex<HashMap<Pfn, Box<[u8]>>>>;
+
 /// The simulated machine.
 pub struct SimMmu {
     spaces: BTreeMap<SpaceId, BTreeMap<u64, Table>>,
     tlb: Vec<TlbEntry>,
-    memory: HashMap<Pfn, Box<[u8]>>,
+    memory: SimMemory,
     active: Option<SpaceId>,
     rng: Rng,
     /// Chance in a thousand, per `map`/`unmap`/`protect`, of discarding a random space.
@@ -106,9 +110,16 @@ pub struct SimMmu {
     pub mapped_ahead: u64,
     /// Translations made by `copy_translations` so far.
     pub copied: u64,
+    /// Table frames freed by `reclaim_tables` so far.
+    pub reclaimed_tables: usize,
 }
 
 impl SimMmu {
+    /// The machine's physical memory, for a device that reaches it.
+    pub fn memory(&self) -> SimMemory {
+        self.memory.clone()
+    }
+
     /// How many times `unmap` was called.
     pub fn unmap_calls(&self) -> u64 {
         self.unmap_calls
@@ -119,7 +130,7 @@ impl SimMmu {
         SimMmu {
             spaces: BTreeMap::new(),
             tlb: Vec::new(),
-            memory: HashMap::new(),
+            memory: SimMemory::default(),
             active: None,
             rng: Rng::new(seed ^ 0x5151_5151),
             chaos,
@@ -128,6 +139,7 @@ impl SimMmu {
             activation_refusals: 0,
             refused_activations: 0,
             unmap_calls: 0,
+            reclaimed_tables: 0,
             write_protects: 0,
             lazy_write_protects: 0,
             mapped_ahead: 0,
@@ -190,13 +202,15 @@ impl SimMmu {
 
     /// Reads bytes of physical memory.
     pub fn read(&self, pfn: Pfn, offset: usize, buffer: &mut [u8]) {
-        let frame = self.memory.get(&pfn).expect("SimMmu::read: frame never initialised");
+        let memory = self.memory.lock().expect("memory");
+        let frame = memory.get(&pfn).expect("SimMmu::read: frame never initialised");
         buffer.copy_from_slice(&frame[offset..offset + buffer.len()]);
     }
 
     /// Writes bytes of physical memory.
     pub fn write(&mut self, pfn: Pfn, offset: usize, bytes: &[u8]) {
-        let frame = self.memory.get_mut(&pfn).expect("SimMmu::write: frame never initialised");
+        let mut memory = self.memory.lock().expect("memory");
+        let frame = memory.get_mut(&pfn).expect("SimMmu::write: frame never initialised");
         frame[offset..offset + bytes.len()].copy_from_slice(bytes);
     }
 
@@ -505,6 +519,17 @@ unsafe impl Mmu for SimMmu {
         self.forget(frames, space, false);
     }
 
+    fn reclaim_tables(&mut self, frames: &mut FrameAllocator<'_>) -> usize {
+        let before = frames.counters().free;
+        let others: Vec<SpaceId> =
+            self.spaces.keys().copied().filter(|space| Some(*space) != self.active).collect();
+        for space in others {
+            self.forget(frames, space, false);
+        }
+        self.reclaimed_tables += frames.counters().free - before;
+        frames.counters().free - before
+    }
+
     fn destroy(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
         self.forget(frames, space, true);
         self.spaces.remove(&space);
@@ -539,13 +564,17 @@ unsafe impl Mmu for SimMmu {
     }
 
     fn zero_page(&mut self, pfn: Pfn) {
-        self.memory.insert(pfn, vec![0; PAGE_SIZE as usize].into_boxed_slice());
+        self.memory
+            .lock()
+            .expect("memory")
+            .insert(pfn, vec![0; PAGE_SIZE as usize].into_boxed_slice());
     }
 
     fn copy_page(&mut self, source: Pfn, destination: Pfn) {
+        let mut memory = self.memory.lock().expect("memory");
         let copy =
-            self.memory.get(&source).expect("SimMmu::copy_page: source never initialised").clone();
-        self.memory.insert(destination, copy);
+            memory.get(&source).expect("SimMmu::copy_page: source never initialised").clone();
+        memory.insert(destination, copy);
     }
 }
 

@@ -16,6 +16,7 @@ pub mod machine;
 pub mod model;
 pub mod ops;
 pub mod rng;
+pub mod swap;
 
 #[cfg(test)]
 mod tests;

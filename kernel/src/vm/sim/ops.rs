@@ -70,11 +70,13 @@ pub enum Op {
     ZapObject { object: ObjectId },
     /// Harvests referenced/dirty bits.
     Harvest { space: SpaceId },
+    /// Runs reclaim for up to `count` frames.
+    Reclaim { count: usize },
 }
 
 impl Op {
     /// The name of every kind of operation, as [`Op::kind`] gives it.
-    pub const KINDS: [&'static str; 20] = [
+    pub const KINDS: [&'static str; 21] = [
         "CreateSpace",
         "MapAnonymous",
         "CreateShared",
@@ -95,6 +97,7 @@ impl Op {
         "Unhog",
         "ZapObject",
         "Harvest",
+        "Reclaim",
     ];
 
     /// The name of this operation's kind.
@@ -120,6 +123,7 @@ impl Op {
             Op::Unhog { .. } => "Unhog",
             Op::ZapObject { .. } => "ZapObject",
             Op::Harvest { .. } => "Harvest",
+            Op::Reclaim { .. } => "Reclaim",
         }
     }
 }
@@ -184,7 +188,8 @@ fn attempt(driver: &mut Driver) -> Option<Op> {
         93..=94 => Op::Unpin { space, start: start(driver), length: length(driver) },
         95..=96 => Op::Hog { count: driver.rng.between(1, 8) },
         97..=98 => Op::Unhog { count: driver.rng.between(1, 8) },
-        99 => Op::Harvest { space },
+        99 if driver.rng.chance(1, 2) => Op::Harvest { space },
+        99 => Op::Reclaim { count: driver.rng.between(1, 16) as usize },
         _ => return None,
     };
     Some(op)

@@ -109,6 +109,12 @@ fn check_coverage(summary: &Summary) {
         ("translations made ahead", summary.mapped_ahead),
         ("translations copied at fork", summary.copied),
         ("working-set pages restored", summary.statistics.pages_restored),
+        ("pages written to swap", summary.statistics.page_outs),
+        ("pages read back", summary.statistics.page_ins),
+        ("clean pages dropped", summary.statistics.clean_reclaims),
+        ("referenced pages kept", summary.statistics.pages_referenced),
+        ("writes refused", summary.statistics.page_out_refusals),
+        ("page-table pages reclaimed", summary.statistics.tables_reclaimed),
     ];
     for (path, count) in paths {
         assert!(count >= MINIMUM_PER_PATH, "{path}: {count}, under {MINIMUM_PER_PATH}");
@@ -131,6 +137,16 @@ fn add(total: &mut VmStatistics, run: &VmStatistics) {
     total.chunk_copies += run.chunk_copies;
     total.pages_offered_ahead += run.pages_offered_ahead;
     total.pages_restored += run.pages_restored;
+    total.pages_scanned += run.pages_scanned;
+    total.pages_referenced += run.pages_referenced;
+    total.pages_reclaimed += run.pages_reclaimed;
+    total.clean_reclaims += run.clean_reclaims;
+    total.page_outs += run.page_outs;
+    total.page_out_refusals += run.page_out_refusals;
+    total.page_ins += run.page_ins;
+    total.page_in_errors += run.page_in_errors;
+    total.tables_reclaimed += run.tables_reclaimed;
+    total.reclaim_runs += run.reclaim_runs;
 }
 
 #[test]

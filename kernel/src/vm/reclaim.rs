@@ -1,0 +1,371 @@
+//! Page reclaim: the page daemon and its clock.
+//!
+//! When free frames run short the VM takes frames back, cheapest first:
+//!
+//! 1. **Page-table pages of idle spaces.** Translations are a cache (rule 1 of
+//!    the MMU contract), so the MMU may drop every table of a space that is
+//!    not running ([`Mmu::reclaim_tables`]); the space rebuilds them by
+//!    faulting when it runs again.
+//! 2. **Clean pages**: a page read back from swap and not written since still
+//!    has its contents in its slot (its frame's record names the slot), so its
+//!    frame is freed without any I/O.
+//! 3. **Dirty pages**, written to a swap device first (see [`super::swap`]).
+//!
+//! Pages are chosen by a clock (the second-chance algorithm of BSD's and
+//! Mach's page daemons) that sweeps every private page of every space in
+//! address order. Each time the hand enters a space it harvests the
+//! referenced and dirty bits of the space's translations into the page
+//! records ([`Mmu::harvest`], which also clears them in the translations). A
+//! page found referenced loses the bit and stays; one found unreferenced,
+//! and not pinned, is evicted: its translations go (which folds their bits
+//! once more: a page touched since the harvest is kept after all), then its
+//! contents go to the first device that takes them, and every chunk entry
+//! naming the frame is replaced by the slot.
+//!
+//! # Finding a page's mappings without a reverse map
+//! Private memory never moves in the address space (there is no `mremap`),
+//! fork keeps addresses, and chunks are keyed by address: so every object
+//! that holds a frame holds it at the same virtual address, and every space
+//! that may translate it does so there. A page held by one object alone is
+//! translated only by its space; a shared one is looked up at its address in
+//! every space. That is the whole reverse map, and it costs no memory.
+//!
+//! # What is not reclaimed
+//! Pinned pages; pages of shared objects (their mappers would have to be
+//! found region by region; a shared object's pages are counted as
+//! unreclaimable in the monitor); the zero page; page-table pages of the
+//! running space; the kernel's own memory (its heap and stacks).
+//!
+//! # No deadlock under pressure
+//! The frame allocator keeps a reserve that only reclaim may take
+//! ([`FrameAllocator::set_reclaim_reserve`]): a compressed pool may need a
+//! frame to store what it compresses, and the reserve is refilled by the
+//! very frames reclaim frees. Device tables are allocated when a device is
+//! attached, never while reclaiming. A fault that fails for lack of frames
+//! reclaims and tries again ([`Vm::fault`]).
+//!
+//! [`FrameAllocator::set_reclaim_reserve`]: super::frame::FrameAllocator::set_reclaim_reserve
+#![forbid(unsafe_code)]
+
+use alloc::boxed::Box;
+
+use super::error::VmError;
+use super::mmu::{Mmu, SpaceId, VirtAddr};
+use super::object::anonymous::Entry;
+use super::page::{PAGE_SIZE, PageFlags, Pfn};
+use super::space::Backing;
+use super::swap::SwapDevice;
+use super::system::Vm;
+
+/// Pages the clock gathers before it evicts them (kept on the stack).
+const BATCH: usize = 32;
+
+/// Where the clock hand is: the next page it looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hand {
+    space: u32,
+    address: u64,
+    /// Whether the space under the hand has been harvested this sweep.
+    harvested: bool,
+}
+
+/// Free-frame levels: below `low` the daemon runs; it stops at `high`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watermarks {
+    /// The daemon (or a fault) starts reclaiming below this many free frames.
+    pub low: usize,
+    /// It reclaims until this many are free.
+    pub high: usize,
+}
+
+/// A page the clock picked: where, and which frame.
+#[derive(Clone, Copy, Debug)]
+struct Victim {
+    address: VirtAddr,
+    pfn: Pfn,
+    /// Held by one object alone (chunk and frame), so translated only there.
+    alone: bool,
+}
+
+impl<'a, M: Mmu> Vm<'a, M> {
+    /// Adds a swap device; reclaim tries devices in the order they were
+    /// attached. Sets the watermarks and the reclaim reserve from the memory
+    /// size if they are not set yet. On failure nothing changed.
+    pub fn attach_swap(&mut self, device: Box<dyn SwapDevice>) -> Result<(), VmError> {
+        self.devices.try_reserve(1).map_err(|_| VmError::OutOfMemory)?;
+        self.frames.slots_mut().attach(device.slots())?;
+        self.devices.push(device);
+        if self.watermarks == Watermarks::default() {
+            let total = self.frames.counters().total;
+            let low = (total / 128).clamp(32, 1024);
+            self.watermarks = Watermarks { low, high: low * 2 };
+            self.frames.set_reclaim_reserve((low / 4).max(16));
+        }
+        Ok(())
+    }
+
+    /// The attached swap devices.
+    pub fn swap_devices(&self) -> impl Iterator<Item = &dyn SwapDevice> + '_ {
+        self.devices.iter().map(|device| &**device)
+    }
+
+    /// The daemon's free-frame levels.
+    pub fn watermarks(&self) -> Watermarks {
+        self.watermarks
+    }
+
+    /// Sets the daemon's free-frame levels (`low <= high`).
+    pub fn set_watermarks(&mut self, watermarks: Watermarks) {
+        self.watermarks = watermarks;
+    }
+
+    /// The page daemon's work: if free frames are below the low watermark,
+    /// reclaims up to the high one. Returns the frames freed.
+    pub fn balance(&mut self) -> usize {
+        let free = self.frames.counters().free;
+        if free >= self.watermarks.low {
+            return 0;
+        }
+        self.reclaim(self.watermarks.high - free)
+    }
+
+    /// Frees up to `want` frames (see the module documentation); returns how
+    /// many it freed. Bounded: the clock goes round at most twice.
+    pub fn reclaim(&mut self, want: usize) -> usize {
+        self.statistics.reclaim_runs += 1;
+        self.frames.set_reclaiming(true);
+        let before = self.frames.counters().free;
+        let tables = self.mmu.reclaim_tables(&mut self.frames);
+        self.statistics.tables_reclaimed += tables as u64;
+        if !self.devices.is_empty() {
+            self.settle_slots();
+            self.sweep(before + want);
+            self.settle_slots();
+        }
+        self.frames.set_reclaiming(false);
+        self.frames.counters().free.saturating_sub(before)
+    }
+
+    /// Tells the devices which slots are free again (so that a pool gives
+    /// back what it stored there), and lets them be used.
+    pub(super) fn settle_slots(&mut self) {
+        let Vm { frames, devices, .. } = self;
+        let mut discarded = [(0, 0); BATCH];
+        loop {
+            let mut count = 0;
+            frames.slots_mut().take_some_discarded(&mut discarded, &mut count);
+            if count == 0 {
+                return;
+            }
+            for &(device, local) in &discarded[..count] {
+                devices[device].discard(frames, local);
+            }
+        }
+    }
+
+    /// Runs the clock until `target` frames are free, the devices are full,
+    /// or it has gone round twice.
+    fn sweep(&mut self, target: usize) {
+        let budget = 2 * (self.frames.counters().allocated + BATCH);
+        let mut scanned = 0;
+        let mut wrapped = 0;
+        while self.frames.counters().free < target && scanned < budget && wrapped < 3 {
+            let mut victims = [None; BATCH];
+            let (space, found) = self.gather(&mut victims);
+            let Some(space) = space else {
+                // Past the last space: round again from the first.
+                self.hand = Hand::default();
+                wrapped += 1;
+                continue;
+            };
+            scanned += found;
+            let chosen = self.second_chance(space, &mut victims[..found]);
+            if chosen > 0 && !self.evict(space, &victims[..found]) {
+                return;
+            }
+        }
+    }
+
+    /// Gathers up to [`BATCH`] resident private pages of one space from the
+    /// hand on (harvesting the space when the hand enters it), and moves the
+    /// hand past them. Returns the space (`None` past the last one) and how
+    /// many pages it found.
+    fn gather(&mut self, victims: &mut [Option<Victim>; BATCH]) -> (Option<SpaceId>, usize) {
+        loop {
+            let Some((&id, space)) = self.spaces.range(SpaceId(self.hand.space)..).next() else {
+                return (None, 0);
+            };
+            if id.0 != self.hand.space {
+                self.hand = Hand { space: id.0, address: 0, harvested: false };
+            }
+            if !self.hand.harvested {
+                self.mmu.harvest(&mut self.frames, id);
+                self.hand.harvested = true;
+            }
+            let mut found = 0;
+            let mut next = None;
+            let from = VirtAddr(self.hand.address);
+            'regions: for region in space.regions().filter(|region| region.end() > from) {
+                let Backing::Anonymous(object) = region.backing() else { continue };
+                if region.pinned() {
+                    continue;
+                }
+                let start = region.start().max(from);
+                for (address, entry) in object.entries_in(start, region.end()) {
+                    if found == BATCH {
+                        next = Some(address);
+                        break 'regions;
+                    }
+                    if let Entry::Frame(pfn) = entry {
+                        let alone =
+                            !object.chunk_shared(address) && self.frames.ref_count(pfn) == 1;
+                        victims[found] = Some(Victim { address, pfn, alone });
+                        found += 1;
+                    }
+                }
+            }
+            match next {
+                Some(address) => self.hand.address = address.0,
+                None => self.hand = Hand { space: id.0 + 1, address: 0, harvested: false },
+            }
+            if found > 0 || next.is_some() {
+                return (Some(id), found);
+            }
+            // An empty space: on to the next.
+        }
+    }
+
+    /// Gives the referenced pages among `victims` their second chance
+    /// (clearing the bit, dropping them from the list), and drops pinned
+    /// ones. Returns how many are left.
+    fn second_chance(&mut self, space: SpaceId, victims: &mut [Option<Victim>]) -> usize {
+        let _ = space;
+        let mut left = 0;
+        for victim in victims.iter_mut() {
+            let Some(page) = *victim else { continue };
+            self.statistics.pages_scanned += 1;
+            let flags = self.frames.flags(page.pfn);
+            if flags.contains(PageFlags::PINNED) {
+                *victim = None;
+            } else if flags.contains(PageFlags::REFERENCED) {
+                self.frames.clear_flags(page.pfn, PageFlags::REFERENCED);
+                self.statistics.pages_referenced += 1;
+                *victim = None;
+            } else {
+                left += 1;
+            }
+        }
+        left
+    }
+
+    /// Evicts the chosen pages of `space`: removes their translations
+    /// (everywhere, for shared ones), then writes and frees each. Returns
+    /// false if the devices took nothing more (the sweep stops).
+    fn evict(&mut self, space: SpaceId, victims: &[Option<Victim>]) -> bool {
+        for page in victims.iter().flatten() {
+            self.forget_translations(space, *page);
+        }
+        self.mmu.flush(space);
+        for page in victims.iter().flatten() {
+            let flags = self.frames.flags(page.pfn);
+            if flags.contains(PageFlags::REFERENCED) {
+                // Touched since the harvest: it stays (and faults back in).
+                self.frames.clear_flags(page.pfn, PageFlags::REFERENCED);
+                self.statistics.pages_referenced += 1;
+                continue;
+            }
+            let slot = match self.frames.swap_copy(page.pfn) {
+                Some(slot) if !flags.contains(PageFlags::DIRTY) => {
+                    self.statistics.clean_reclaims += 1;
+                    slot
+                }
+                _ => {
+                    self.frames.forget_swap_copy(page.pfn);
+                    match self.write_out(page.pfn) {
+                        Some(slot) => slot,
+                        None => return false,
+                    }
+                }
+            };
+            self.replace_holders(space, *page, slot);
+        }
+        true
+    }
+
+    /// Removes every translation of `page` (in `space` only if it is held
+    /// there alone; else in every space mapping private memory at its
+    /// address). Shared ones are flushed here; `space`'s by the caller.
+    fn forget_translations(&mut self, space: SpaceId, page: Victim) {
+        let end = page.address.add(PAGE_SIZE);
+        if page.alone {
+            self.mmu.zap(&mut self.frames, space, page.address, end);
+            return;
+        }
+        for (id, other) in &self.spaces {
+            // A pinned region's page is its own (pinning breaks sharing):
+            // it is not this frame, and its translation must stay.
+            let private = other.region(page.address).is_some_and(|region| {
+                matches!(region.backing(), Backing::Anonymous(_)) && !region.pinned()
+            });
+            if private {
+                self.mmu.zap(&mut self.frames, *id, page.address, end);
+                if *id != space {
+                    self.mmu.flush(*id);
+                }
+            }
+        }
+    }
+
+    /// Writes `pfn` to the first device that takes it; the slot, or `None`
+    /// if no device has room.
+    fn write_out(&mut self, pfn: Pfn) -> Option<u32> {
+        for device in 0..self.devices.len() {
+            let Some(slot) = self.frames.slots_mut().allocate(device) else { continue };
+            let (_, local) = self.frames.slots().device_of(slot);
+            match self.devices[device].write(&mut self.frames, local, pfn) {
+                Ok(()) => {
+                    self.statistics.page_outs += 1;
+                    return Some(slot);
+                }
+                Err(_) => {
+                    self.statistics.page_out_refusals += 1;
+                    self.frames.slots_mut().unallocate(slot);
+                }
+            }
+        }
+        None
+    }
+
+    /// Makes every chunk entry naming `page`'s frame name `slot` instead,
+    /// moving each entry's hold from the frame to the slot; the frame is
+    /// free once the last goes.
+    fn replace_holders(&mut self, space: SpaceId, page: Victim, slot: u32) {
+        let Vm { spaces, frames, .. } = self;
+        let (old, new) = (Entry::Frame(page.pfn), Entry::Swapped(slot));
+        let holders = spaces.iter().filter(|(id, _)| !page.alone || **id == space);
+        for (_, target) in holders {
+            let Some(region) = target.region(page.address) else { continue };
+            let Backing::Anonymous(object) = region.backing() else { continue };
+            // A chunk several objects hold is replaced once.
+            if object.entry(page.address) != old {
+                continue;
+            }
+            // The slot's hold first: a clean copy's slot would be freed with
+            // the frame otherwise.
+            if frames.slots_mut().hold_entry(slot).is_err() {
+                break;
+            }
+            let replaced = object.replace(page.address, old, new);
+            debug_assert!(replaced);
+            frames.release(page.pfn).expect("reclaim: frame not referenced");
+        }
+        if frames.slots().holders(slot) == 0 {
+            frames.slots_mut().abandon(slot);
+        }
+        if frames.ref_count(page.pfn) == 0 {
+            self.statistics.pages_reclaimed += 1;
+        } else {
+            debug_assert!(false, "reclaim: a holder of {:?} was not found", page.pfn);
+        }
+    }
+}

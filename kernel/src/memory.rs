@@ -66,13 +66,40 @@ pub fn with_vm_room<R>(
     let mut vm = VM.lock();
     let vm = vm.as_mut().expect("with_vm_room: memory not initialised");
     arch::refill_heap_reserve(vm.frames_mut());
-    if !arch::ensure_heap_free(vm.frames_mut(), heap) {
+    if !heap_room_or_reclaim(vm, heap) {
         log::warn!("kernel heap: {heap} bytes needed, not to be had: refused");
         return Err(VmError::OutOfMemory);
     }
     let result = f(vm);
     arch::refill_heap_reserve(vm.frames_mut());
     result
+}
+
+/// Makes sure `heap` bytes of kernel heap are free, growing the heap; if
+/// there are no frames to grow it with, reclaims some (see `vm::reclaim`)
+/// and tries again. False if they cannot be had.
+pub fn heap_room_or_reclaim(vm: &mut KernelVm, heap: usize) -> bool {
+    for _ in 0..4 {
+        if arch::ensure_heap_free(vm.frames_mut(), heap) {
+            return true;
+        }
+        if vm.reclaim(heap.div_ceil(4096) + 8) == 0 {
+            return false;
+        }
+    }
+    false
+}
+
+/// The page daemon's turn, for the idle task: if free frames are below the
+/// low watermark, reclaims up to the high one, with interrupts enabled (the
+/// VM lock is not one an interrupt handler takes). Returns whether it freed
+/// anything.
+pub fn page_daemon() -> bool {
+    let Some(mut vm) = VM.try_lock() else { return false };
+    let Some(vm) = vm.as_mut() else { return false };
+    let freed = vm.balance();
+    arch::refill_heap_reserve(vm.frames_mut());
+    freed > 0
 }
 
 /// Like [`with_vm`], but `None` instead of waiting if the lock is held (or the

@@ -30,6 +30,8 @@ pub mod elf;
 #[cfg(target_os = "none")]
 mod loader;
 #[cfg(target_os = "none")]
+mod oom;
+#[cfg(target_os = "none")]
 mod scheduler;
 #[cfg(target_os = "none")]
 mod syscall;
@@ -40,6 +42,8 @@ mod usercopy;
 
 #[cfg(target_os = "none")]
 pub use loader::{SpawnError, spawn};
+#[cfg(target_os = "none")]
+pub use oom::{Verdict, out_of_memory};
 #[cfg(target_os = "none")]
 pub use scheduler::{
     idle, kill, kill_current, preempt, reap, run_until_settled, wait_for, with_last_kill_report,

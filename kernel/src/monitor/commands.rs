@@ -128,6 +128,38 @@ fn memory() {
     );
     let (heap, used) = crate::heap::usage();
     println!("heap: {} KiB, {} KiB in use", heap / 1024, used / 1024);
+    swap(&metadata);
+}
+
+/// The swap part of `mem`: where private pages are, and each device's use.
+fn swap(metadata: &crate::vm::metadata::VmMetadata) {
+    let (devices, slots, shared) = with_vm(|vm| {
+        let mut devices = alloc::vec::Vec::new();
+        for (index, device) in vm.swap_devices().enumerate() {
+            let (total, used) = vm.frames().slots().device_counters(index);
+            devices.push((device.name(), total, used, device.frames_held(), device.bytes_stored()));
+        }
+        let shared: usize = vm.objects().iter().map(|(_, object)| object.pages().count()).sum();
+        (devices, vm.frames().slots().counters(), shared)
+    });
+    println!(
+        "pages: {} private in memory, {} in swap; {} of shared objects (not reclaimed)",
+        metadata.private_pages, metadata.swapped_pages, shared
+    );
+    if devices.is_empty() {
+        println!("swap: none");
+        return;
+    }
+    println!("swap: {} of {} slots in use", slots.used, slots.total);
+    for (name, total, used, frames, bytes) in devices {
+        println!(
+            "  {name}: {used} of {total} slots ({} of {} KiB), {} frames held, {} KiB stored",
+            used * PAGE_SIZE / 1024,
+            total * PAGE_SIZE / 1024,
+            frames,
+            bytes / 1024
+        );
+    }
 }
 
 fn vm() {
@@ -156,6 +188,23 @@ fn vm() {
         statistics.zero_fills,
         statistics.cow_copies,
         statistics.cow_reuses
+    );
+    println!(
+        "reclaim: {} runs, {} pages scanned, {} kept as referenced, {} reclaimed ({} clean), \
+         {} page-table pages",
+        statistics.reclaim_runs,
+        statistics.pages_scanned,
+        statistics.pages_referenced,
+        statistics.pages_reclaimed,
+        statistics.clean_reclaims,
+        statistics.tables_reclaimed
+    );
+    println!(
+        "swap: {} page-outs ({} refused), {} page-ins ({} failed)",
+        statistics.page_outs,
+        statistics.page_out_refusals,
+        statistics.page_ins,
+        statistics.page_in_errors
     );
 }
 

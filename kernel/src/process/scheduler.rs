@@ -19,10 +19,11 @@ static DISCARDED_CONTEXT: AtomicU64 = AtomicU64::new(0);
 /// Ticks a sleeper must still have for the system to count as settled.
 const SETTLED_TICKS: u64 = arch::interrupts::TICK_HZ;
 
-/// For the idle task: runs the next ready process for one turn, or waits for an
-/// interrupt if there is none.
+/// For the idle task: runs the next ready process for one turn; if there is
+/// none, gives the page daemon its turn, or waits for an interrupt if it had
+/// nothing to do.
 pub fn idle() {
-    if !run_next() {
+    if !run_next() && !crate::memory::page_daemon() {
         arch::wait_for_interrupt();
     }
 }

@@ -110,7 +110,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
     ) -> Result<(), VmError> {
         self.statistics.faults += 1;
         if !self.devices.is_empty() {
-            self.balance();
+            self.balance_at_most(RECLAIM_ON_FAILURE);
         }
         let page = address.page_down();
         let mut result = self.resolve(space, page, access);

@@ -122,11 +122,34 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// The page daemon's work: if free frames are below the low watermark,
     /// reclaims up to the high one. Returns the frames freed.
     pub fn balance(&mut self) -> usize {
+        self.balance_at_most(usize::MAX)
+    }
+
+    /// Like [`Vm::balance`], freeing at most `limit` frames (what a fault
+    /// does on its way, leaving the rest to the daemon).
+    pub fn balance_at_most(&mut self, limit: usize) -> usize {
         let free = self.frames.counters().free;
         if free >= self.watermarks.low {
             return 0;
         }
-        self.reclaim(self.watermarks.high - free)
+        self.reclaim((self.watermarks.high - free).min(limit))
+    }
+
+    /// Pages of `space`'s private memory in frames and in swap (a page a
+    /// fork shares counts in every space holding it): what the
+    /// out-of-memory policy weighs. O(regions + chunks).
+    pub fn footprint(&self, space: SpaceId) -> (u64, u64) {
+        let Some(target) = self.spaces.get(&space) else { return (0, 0) };
+        let (mut resident, mut swapped) = (0, 0);
+        for region in target.regions() {
+            if let Backing::Anonymous(object) = region.backing() {
+                for (_, _, frames, slots) in object.chunk_identities() {
+                    resident += frames as u64;
+                    swapped += slots as u64;
+                }
+            }
+        }
+        (resident, swapped)
     }
 
     /// Frees up to `want` frames (see the module documentation); returns how

@@ -250,6 +250,13 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
         panic!("EXCEPTION: {report}: kernel access to user memory outside an accessor");
     }
     let Err(unresolved) = super::page_fault::resolve(address, code) else { return };
+    if from_user
+        && unresolved == super::page_fault::Unresolved::Refused(crate::vm::VmError::OutOfMemory)
+        && let crate::process::Verdict::Retry = crate::process::out_of_memory()
+    {
+        // A larger process went: its memory is free, try again.
+        return;
+    }
     let report = report(&frame);
     if from_user {
         crate::process::kill_current(format_args!("{report}: {unresolved}"), report.user_place());

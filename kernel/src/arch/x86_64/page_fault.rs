@@ -66,7 +66,7 @@ pub fn resolve(address: u64, code: PageFaultErrorCode) -> Result<(), Unresolved>
         let space = vm.active().ok_or(Unresolved::NoAddressSpace)?;
         // A fault may insert into a page tree: refuse it (the process dies, the
         // kernel lives) rather than let the heap run dry inside the VM.
-        if !super::memory::ensure_heap_free(vm.frames_mut(), FAULT_HEAP) {
+        if !memory::heap_room_or_reclaim(vm, FAULT_HEAP) {
             return Err(Unresolved::Refused(vm.refuse_fault_for_memory()));
         }
         if vm.mmu_mut().chaos_due() {

@@ -257,6 +257,13 @@ unsafe impl Mmu for X86Mmu {
         self.change_leaves(space, (0, USER_END), &mut harvest);
     }
 
+    fn reclaim_tables(&mut self, frames: &mut FrameAllocator<'_>) -> usize {
+        let before = self.statistics.table_pages;
+        // Idle slots keep their roots (one frame each, at most the capacity).
+        self.reclaim_idle(frames, usize::MAX);
+        (before - self.statistics.table_pages) as usize
+    }
+
     fn discard(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
         if let Some(index) = self.slot_of(space) {
             self.forget(frames, index, (0, USER_END), true, true);

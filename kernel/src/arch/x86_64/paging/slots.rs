@@ -267,7 +267,7 @@ impl X86Mmu {
 
     /// Empties every slot that is neither loaded nor `keep`; their spaces
     /// rebuild on their next activation (pinned leaves from their records).
-    fn reclaim_idle(&mut self, frames: &mut FrameAllocator<'_>, keep: usize) {
+    pub(super) fn reclaim_idle(&mut self, frames: &mut FrameAllocator<'_>, keep: usize) {
         for index in 0..self.slots.len() {
             let slot = &self.slots[index];
             let idle = index != keep && self.loaded != Some(index) && slot.owner.is_some();

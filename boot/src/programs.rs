@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use crate::build;
 
 /// The programs packed into every ramdisk, by binary name.
-pub const PROGRAMS: &[&str] = &["init", "probe", "bench", "hostile", "fuzz", "crash"];
+pub const PROGRAMS: &[&str] = &["init", "probe", "bench", "hostile", "fuzz", "crash", "swapper"];
 
 /// One file of the archive.
 pub struct File {

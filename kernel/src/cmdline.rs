@@ -29,6 +29,9 @@ pub struct Options {
     /// boot that carries on after a test that ended the kernel by panicking as
     /// it expected.
     pub skip_tests: usize,
+    /// Most of memory, in percent, the compressed swap pool may hold
+    /// (`swap_pool=PERCENT`; 0 turns it off).
+    pub swap_pool: u8,
 }
 
 /// Prefix of the words that are a test kernel's own parameters
@@ -37,6 +40,12 @@ pub const TEST_PARAMETER: &str = "test.";
 
 /// Page-table cache size when the command line does not say.
 pub const DEFAULT_PT_CACHE: usize = 8;
+/// Share of memory the compressed swap pool may hold, in percent, when the
+/// command line does not say (Linux's zram is often set up with half).
+pub const DEFAULT_SWAP_POOL: u8 = 25;
+/// Most a `swap_pool=` may ask for.
+pub const MAX_SWAP_POOL: u8 = 75;
+
 /// Chaos interval meant by a bare `chaos`.
 pub const DEFAULT_CHAOS: u64 = 4;
 
@@ -50,6 +59,7 @@ impl Default for Options {
             chaos: 0,
             tlb_check: false,
             skip_tests: 0,
+            swap_pool: DEFAULT_SWAP_POOL,
         }
     }
 }
@@ -82,6 +92,10 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
             ("chaos", Some(interval)) => match interval.parse() {
                 Ok(interval) => options.chaos = interval,
                 Err(_) => unknown(UnknownOption(word)),
+            },
+            ("swap_pool", Some(percent)) => match percent.parse() {
+                Ok(percent) if percent <= MAX_SWAP_POOL => options.swap_pool = percent,
+                _ => unknown(UnknownOption(word)),
             },
             ("skip_tests", Some(count)) => match count.parse() {
                 Ok(count) => options.skip_tests = count,

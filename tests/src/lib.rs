@@ -29,7 +29,8 @@ pub fn accounted_free() -> usize {
 /// with [`release_frames`].
 pub fn hold_frames_but(leave: usize) -> alloc::vec::Vec<Pfn> {
     kernel::memory::with_frames(|frames| {
-        let count = frames.counters().free.saturating_sub(leave);
+        // The reclaim reserve cannot be taken by anyone else.
+        let count = frames.counters().free.saturating_sub(leave.max(frames.reclaim_reserve()));
         let mut held = alloc::vec::Vec::with_capacity(count);
         for _ in 0..count {
             held.push(frames.alloc().expect("a counted free frame"));
@@ -148,6 +149,18 @@ pub mod probe {
 /// The `crash` program's modes (see `user/src/bin/crash/main.rs`): each does
 /// one forbidden thing, but `CALM` (exits with 0), and `SSE_USABLE` and
 /// `X87_USABLE`, which exit with 0 if a plain SSE or x87 instruction works.
+/// Modes of the `swapper` program (its argument: mode, then MiB from bit 8).
+pub mod swapper {
+    pub const BIG: u64 = 1;
+    pub const FORK: u64 = 2;
+    pub const SHARED: u64 = 3;
+
+    /// The argument for `mode` over `mib` MiB.
+    pub const fn argument(mode: u64, mib: u64) -> u64 {
+        mode | mib << 8
+    }
+}
+
 pub mod crash {
     pub const CALM: u64 = 0;
     pub const UNDEFINED_OPCODE: u64 = 1;

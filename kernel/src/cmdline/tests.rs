@@ -62,3 +62,14 @@ fn test_parameters_are_known_words() {
     assert_eq!(unknown, vec![UnknownOption("pt_cahce=1")]);
     assert_eq!(options, Options::default());
 }
+
+#[test]
+fn swap_pool_share_is_parsed_and_bounded() {
+    assert_eq!(parse("", |_| {}).swap_pool, DEFAULT_SWAP_POOL);
+    assert_eq!(parse("swap_pool=0", |_| panic!("known")).swap_pool, 0);
+    assert_eq!(parse("swap_pool=50", |_| panic!("known")).swap_pool, 50);
+    let mut unknown = Vec::new();
+    let options = parse("swap_pool=76 swap_pool=x", |word| unknown.push(word.0));
+    assert_eq!(options.swap_pool, DEFAULT_SWAP_POOL);
+    assert_eq!(unknown, ["swap_pool=76", "swap_pool=x"]);
+}

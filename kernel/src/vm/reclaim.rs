@@ -161,9 +161,9 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let tables = self.mmu.reclaim_tables(&mut self.frames);
         self.statistics.tables_reclaimed += tables as u64;
         if !self.devices.is_empty() {
-            self.settle_slots();
+            self.settle_swap();
             self.sweep(before + want);
-            self.settle_slots();
+            self.settle_swap();
         }
         self.frames.set_reclaiming(false);
         self.frames.counters().free.saturating_sub(before)
@@ -171,7 +171,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
 
     /// Tells the devices which slots are free again (so that a pool gives
     /// back what it stored there), and lets them be used.
-    pub(super) fn settle_slots(&mut self) {
+    pub fn settle_swap(&mut self) {
         let Vm { frames, devices, .. } = self;
         let mut discarded = [(0, 0); BATCH];
         loop {

@@ -368,7 +368,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         for region in removed {
             self.release_region(region);
         }
-        self.settle_slots();
+        self.settle_swap();
         Ok(())
     }
 
@@ -444,7 +444,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if self.active == Some(space) {
             self.active = None;
         }
-        self.settle_slots();
+        self.settle_swap();
         Ok(())
     }
 

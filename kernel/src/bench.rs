@@ -19,6 +19,7 @@ const REPETITIONS: usize = 5;
 mod metadata;
 mod page_tables;
 mod processes;
+mod swap;
 
 /// Runs `operation` `count` times per repetition, prints its line, and returns
 /// the median cycles per operation. `operation` must not hold the VM lock when
@@ -94,6 +95,14 @@ pub fn run_all() -> bool {
     metadata::run();
     screen();
     let passed = processes::run();
+    print_final_facts();
+    passed
+}
+
+/// The swap benchmarks alone (`bench=swap`), on a machine of their own.
+pub fn run_swap() -> bool {
+    print_facts();
+    let passed = swap::run();
     print_final_facts();
     passed
 }

@@ -15,6 +15,9 @@ pub struct Options {
     pub once: bool,
     /// Run the benchmarks after start-up.
     pub bench: bool,
+    /// Run only the swap benchmarks (`bench=swap`; the runner gives them a
+    /// small machine of their own).
+    pub bench_swap: bool,
     /// Log level: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: log::LevelFilter,
     /// Address spaces whose page tables are kept (`pt_cache=N`, N >= 1).
@@ -54,6 +57,7 @@ impl Default for Options {
         Options {
             once: false,
             bench: false,
+            bench_swap: false,
             log_level: log::LevelFilter::Info,
             pt_cache: DEFAULT_PT_CACHE,
             chaos: 0,
@@ -79,6 +83,7 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
         match (key, value) {
             ("once", None) => options.once = true,
             ("bench", None) => options.bench = true,
+            ("bench", Some("swap")) => options.bench_swap = true,
             ("log", Some(level)) => match level.parse() {
                 Ok(level) => options.log_level = level,
                 Err(_) => unknown(UnknownOption(word)),

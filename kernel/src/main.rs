@@ -13,8 +13,9 @@ entry_point!(kernel_main, config = &kernel::BOOTLOADER_CONFIG);
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let options = kernel::boot::init(boot_info);
     log::info!("start-up complete");
-    if options.bench {
-        let passed = kernel::bench::run_all();
+    if options.bench || options.bench_swap {
+        let passed =
+            if options.bench_swap { kernel::bench::run_swap() } else { kernel::bench::run_all() };
         if options.once {
             arch::exit(if passed { ExitCode::Success } else { ExitCode::Failure });
         }

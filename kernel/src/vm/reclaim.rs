@@ -104,6 +104,17 @@ impl<'a, M: Mmu> Vm<'a, M> {
         Ok(())
     }
 
+    /// Lets reclaim write to device `index`, or not (to measure one device
+    /// of several); pages already there are read back either way.
+    pub fn set_swap_device_enabled(&mut self, index: usize, enabled: bool) {
+        let bit = 1u64 << index.min(63);
+        if enabled {
+            self.swap_disabled &= !bit;
+        } else {
+            self.swap_disabled |= bit;
+        }
+    }
+
     /// The attached swap devices.
     pub fn swap_devices(&self) -> impl Iterator<Item = &dyn SwapDevice> + '_ {
         self.devices.iter().map(|device| &**device)
@@ -343,6 +354,9 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// if no device has room.
     fn write_out(&mut self, pfn: Pfn) -> Option<u32> {
         for device in 0..self.devices.len() {
+            if self.swap_disabled & (1 << device.min(63)) != 0 {
+                continue;
+            }
             let Some(slot) = self.frames.slots_mut().allocate(device) else { continue };
             let (_, local) = self.frames.slots().device_of(slot);
             match self.devices[device].write(&mut self.frames, local, pfn) {

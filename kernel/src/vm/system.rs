@@ -128,6 +128,8 @@ pub struct Vm<'a, M: Mmu> {
     pub(super) zero_page: Option<Pfn>,
     /// Swap devices, in the order reclaim tries them (see `reclaim`).
     pub(super) devices: Vec<Box<dyn SwapDevice>>,
+    /// Devices reclaim may not write to, by bit (see `set_swap_device_enabled`).
+    pub(super) swap_disabled: u64,
     /// Where the page daemon's clock hand is.
     pub(super) hand: super::reclaim::Hand,
     /// When the daemon starts, and where it stops (see `reclaim`).
@@ -153,6 +155,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             objects: ObjectTable::new(),
             statistics: VmStatistics::default(),
             devices: Vec::new(),
+            swap_disabled: 0,
             hand: super::reclaim::Hand::default(),
             watermarks: super::reclaim::Watermarks::default(),
             next_space: 1,

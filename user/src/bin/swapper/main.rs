@@ -30,6 +30,10 @@ pub const BIG: u64 = 1;
 pub const FORK: u64 = 2;
 /// Private memory larger than the machine beside a shared object both sides use.
 pub const SHARED: u64 = 3;
+/// Writes every page, then touches each twice more in order (a benchmark).
+pub const THRASH_SEQUENTIAL: u64 = 4;
+/// Writes every page, then touches each twice more out of order.
+pub const THRASH_RANDOM: u64 = 5;
 
 fn main(argument: u64) -> i32 {
     let mode = argument & 0xff;
@@ -38,6 +42,8 @@ fn main(argument: u64) -> i32 {
         BIG => big(pages),
         FORK => fork(pages),
         SHARED => shared(pages),
+        THRASH_SEQUENTIAL => thrash(pages, false),
+        THRASH_RANDOM => thrash(pages, true),
         _ => {
             println!("swapper: unknown mode {mode}");
             false
@@ -114,6 +120,26 @@ fn big(pages: u64) -> bool {
     // must go out again, the others may be dropped.
     (0..pages).step_by(2).for_each(|page| fill(base, page, 2));
     passed & (0..pages).all(|page| check(base, page, if page % 2 == 0 { 2 } else { 1 }))
+}
+
+/// Touches every page three times, checking and changing its first word
+/// (the benchmark times the whole run).
+fn thrash(pages: u64, random: bool) -> bool {
+    let Some(base) = map(pages) else { return false };
+    (0..pages).for_each(|page| fill(base, page, 1));
+    let mut passed = true;
+    for pass in 0..2u64 {
+        let mut touch = |page: u64| {
+            let word = &mut page_words(base, page)[0];
+            passed &= *word == expected(page, 0, 1) + pass;
+            *word += 1;
+        };
+        if random { scattered(pages).for_each(&mut touch) } else { (0..pages).for_each(touch) }
+    }
+    if !passed {
+        println!("swapper: a touched page lost its contents");
+    }
+    passed
 }
 
 fn fork(pages: u64) -> bool {

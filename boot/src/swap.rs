@@ -53,7 +53,7 @@ impl SwapImage {
     pub fn qemu_args(&self) -> [String; 4] {
         [
             "-drive".into(),
-            format!("if=none,id=swap,format=raw,file={}", self.path.display()),
+            format!("if=none,id=swap,format=raw,file={}", self.path().display()),
             "-device".into(),
             "virtio-blk-pci,drive=swap".into(),
         ]

@@ -120,7 +120,8 @@ pub fn keep_swap_disk(disk: SwapDisk) {
 
 impl SwapDisk {
     /// Opens the virtio-blk function at `location`: lets it decode memory and
-    /// master the bus, maps its memory BARs, and starts the device.
+    /// master the bus (with its INTx line off), maps its memory BARs, and
+    /// starts the device.
     fn open(
         root: &mut PciRoot<PortConfiguration>,
         location: DeviceFunction,
@@ -129,7 +130,9 @@ impl SwapDisk {
             return Err("no frame for the bounce page");
         }
         let (_, command) = root.get_status_command(location);
-        root.set_command(location, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
+        // Polled, so the device's interrupt line stays quiet.
+        let wanted = Command::MEMORY_SPACE | Command::BUS_MASTER | Command::INTERRUPT_DISABLE;
+        root.set_command(location, command | wanted);
         let bars = root.bars(location).map_err(|_| "a BAR of an unknown type")?;
         for bar in bars.iter().flatten() {
             if let BarInfo::Memory { address, size, .. } = *bar

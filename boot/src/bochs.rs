@@ -123,6 +123,8 @@ pub fn unsupported(run: &Run) -> Option<&'static str> {
         Some("--bochs has no gdb stub; Bochs has its own debugger")
     } else if !run.qemu_args.is_empty() {
         Some("--bochs takes no QEMU arguments")
+    } else if run.swap.is_some() {
+        Some("--bochs attaches no swap disk: --swap is a virtio-blk device, which QEMU has")
     } else {
         None
     }

@@ -155,7 +155,7 @@ pub fn run(missing: &Missing, tally: &mut Tally) {
 fn gdb_stops_at_kernel_main() -> Result<(), String> {
     let run = gdb_run();
     let images = build::kernel_images(&run)?;
-    let mut qemu = crate::qemu::command(&images.bios, &run)?
+    let mut qemu = crate::qemu::command(&images.bios, &run, None)?
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -42,7 +42,8 @@ pub fn debug(run: &Run) -> Result<bool, String> {
     let image = if run.uefi { &images.uefi } else { &images.bios };
     let log = build::target_dir().join("gdb-serial.log");
     let serial = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut qemu = crate::qemu::command(image, run)?
+    let swap = crate::swap::SwapImage::for_run(run)?;
+    let mut qemu = crate::qemu::command(image, run, swap.as_ref())?
         .stdin(Stdio::null())
         .stdout(serial)
         .spawn()

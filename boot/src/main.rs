@@ -17,6 +17,7 @@ mod qemu;
 mod report;
 mod screenshot;
 mod session;
+mod swap;
 mod symbols;
 mod test;
 mod tools;

@@ -44,6 +44,8 @@ pub struct Run {
     pub qemu_args: Vec<String>,
     /// Boot in Bochs (a processor with PCIDs) instead of QEMU.
     pub bochs: bool,
+    /// Size of a fresh swap disk to attach (virtio-blk), in QEMU's syntax.
+    pub swap: Option<String>,
 }
 
 impl Default for Run {
@@ -60,6 +62,7 @@ impl Default for Run {
             kernel_args: Vec::new(),
             qemu_args: Vec::new(),
             bochs: false,
+            swap: None,
         }
     }
 }
@@ -106,6 +109,8 @@ options:
   --release          build the kernel with the release profile
   --kernel-arg WORD  add WORD to the kernel command line (e.g. log=debug)
   --pt-cache N       keep page tables for N address spaces (1-64; kernel's pt_cache=N)
+  --swap SIZE        attach a fresh, empty swap disk of SIZE (e.g. 64M) as a virtio-blk
+                     PCI device; made under target/swap/ for this run and removed after
   --bochs            boot the BIOS image in Bochs, on a processor with PCIDs (QEMU's
                      TCG has none); needs `apt-get install bochs bochs-term bochsbios vgabios`
   --anchor LOG       (bench) a Linux anchor log (anchor-linux/run.sh's tcg-N.log) whose
@@ -169,6 +174,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--release" => run.release = true,
             "--bochs" => run.bochs = true,
             "--memory" => run.memory = parse_memory(&value(word)?)?,
+            "--swap" => run.swap = Some(parse_swap(&value(word)?)?),
             "--accel" => run.accel = value(word)?,
             "--kernel-arg" => run.kernel_args.push(value(word)?),
             "--anchor" if mode == "bench" => anchors.push(value(word)?),
@@ -225,6 +231,15 @@ fn parse_memory(size: &str) -> Result<String, String> {
     match memory_kib(size) {
         Some(_) => Ok(size.to_uppercase()),
         None => Err(format!("bad memory size {size:?} (try 16M or 1G)")),
+    }
+}
+
+/// Checks a swap disk size: a memory size (see [`memory_kib`]) of at least
+/// one 4 KiB page and a whole number of them.
+fn parse_swap(size: &str) -> Result<String, String> {
+    match memory_kib(size) {
+        Some(kib) if kib >= 4 && kib % 4 == 0 => Ok(size.to_uppercase()),
+        _ => Err(format!("bad swap size {size:?} (a whole number of 4 KiB pages: try 64M)")),
     }
 }
 
@@ -288,6 +303,20 @@ mod tests {
         assert!(parse(&strings(&["--bochs", "--uefi"])).is_err());
         assert!(parse(&strings(&["--bochs", "--", "-smp", "2"])).is_err());
         assert!(parse(&strings(&["bench", "--bochs"])).is_err());
+    }
+
+    #[test]
+    fn swap_takes_a_size_of_whole_pages() {
+        let Ok(Command::Run(run)) = parse(&strings(&["--swap", "64m"])) else {
+            panic!("not a run")
+        };
+        assert_eq!(run.swap.as_deref(), Some("64M"));
+        assert_eq!(Run::default().swap, None);
+        assert!(parse(&strings(&["--swap"])).is_err());
+        assert!(parse(&strings(&["--swap", "0"])).is_err());
+        assert!(parse(&strings(&["--swap", "6K"])).is_err());
+        assert!(parse(&strings(&["--swap", "lots"])).is_err());
+        assert!(parse(&strings(&["--bochs", "--swap", "64M"])).is_err());
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //!
 //! Every run has the isa-debug-exit device (the kernel's way to report success or
 //! failure), `-no-reboot` (a triple fault ends QEMU instead of looping), and the
-//! serial console on stdio.
+//! serial console on stdio. A run with `--swap` has its swap disk too (see
+//! `swap`), made for the run and removed when QEMU has ended.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::options::Run;
+use crate::swap::SwapImage;
 use crate::watch::{self, Ended};
 
 /// QEMU's exit status when the kernel wrote `Success` (0x10) to isa-debug-exit.
@@ -87,8 +89,10 @@ fn ovmf() -> Result<PathBuf, String> {
 /// The processor QEMU presents unless told otherwise (see [`command`]).
 pub const DEFAULT_CPU: &str = "qemu64,vendor=GenuineIntel,+smep,+smap,+umip";
 
-/// The QEMU command line for `image` with `run`'s options.
-pub fn command(image: &Path, run: &Run) -> Result<Command, String> {
+/// The QEMU command line for `image` with `run`'s options; `swap` is the
+/// swap disk made for it ([`SwapImage::for_run`]), which must outlive QEMU.
+/// A run that asks for a swap disk and has none is an error.
+pub fn command(image: &Path, run: &Run, swap: Option<&SwapImage>) -> Result<Command, String> {
     let mut qemu = Command::new("qemu-system-x86_64");
     if run.usb {
         qemu.arg("-drive").arg(format!("if=none,id=stick,format=raw,file={}", image.display()));
@@ -112,6 +116,13 @@ pub fn command(image: &Path, run: &Run) -> Result<Command, String> {
     }
     if run.uefi {
         qemu.arg("-bios").arg(ovmf()?);
+    }
+    match (run.swap.is_some(), swap) {
+        (_, Some(swap)) => {
+            qemu.args(swap.qemu_args());
+        }
+        (true, None) => return Err("qemu: --swap was asked for, but no disk was made".into()),
+        (false, None) => {}
     }
     if run.gdb {
         qemu.args(["-s", "-S"]);
@@ -149,7 +160,8 @@ pub fn run_interactive(image: &Path, run: &Run) -> Result<Outcome, String> {
             "boot: no graphical display found: running without a window (serial console here)"
         );
     }
-    let status = command(image, run)?.status().map_err(spawn_error)?;
+    let swap = SwapImage::for_run(run)?;
+    let status = command(image, run, swap.as_ref())?.status().map_err(spawn_error)?;
     Ok(Outcome::from_status(status))
 }
 
@@ -161,7 +173,8 @@ pub fn run_captured(
     limit: Duration,
     line: impl FnMut(&str),
 ) -> Result<Outcome, String> {
-    let mut child = command(image, run)?
+    let swap = SwapImage::for_run(run)?;
+    let mut child = command(image, run, swap.as_ref())?
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -193,5 +206,24 @@ mod tests {
         assert!(!Outcome::from_status(exited(1)).passed());
         assert!(!Outcome::TimedOut.passed());
         assert!(Outcome::from_status(exited(0)).ended_quietly(), "a closed window");
+    }
+
+    #[test]
+    fn a_swap_disk_is_attached_as_virtio_blk_only_when_made() {
+        let run = Run { swap: Some("16M".into()), ..Run::default() };
+        let image = Path::new("bios.img");
+        assert!(command(image, &run, None).is_err(), "asked for, not made");
+        let target = std::env::temp_dir().join(format!("boot-qemu-{}", std::process::id()));
+        let swap = SwapImage::create(&target, "16M").unwrap();
+        let qemu = command(image, &run, Some(&swap)).unwrap();
+        let args: Vec<String> =
+            qemu.get_args().map(|arg| arg.to_string_lossy().into_owned()).collect();
+        let drive = format!("if=none,id=swap,format=raw,file={}", swap.path().display());
+        assert!(args.windows(2).any(|pair| pair == ["-drive", drive.as_str()]), "{args:?}");
+        assert!(args.windows(2).any(|pair| pair == ["-device", "virtio-blk-pci,drive=swap"]));
+        let plain = command(image, &Run::default(), None).unwrap();
+        assert!(!plain.get_args().any(|arg| arg.to_string_lossy().contains("virtio-blk")));
+        drop(swap);
+        std::fs::remove_dir_all(target).unwrap();
     }
 }

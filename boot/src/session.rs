@@ -169,7 +169,7 @@ impl Session {
         let qmp = monitor.with_extension("qmp");
         let _ = std::fs::remove_file(monitor);
         let _ = std::fs::remove_file(&qmp);
-        let mut command = qemu::command(image, run)?;
+        let mut command = qemu::command(image, run, None)?;
         command.arg("-monitor").arg(format!("unix:{},server=on,wait=off", monitor.display()));
         command.arg("-qmp").arg(format!("unix:{},server=on,wait=off", qmp.display()));
         let mut child = command

@@ -73,6 +73,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
         console::init_screen(framebuffer);
     }
     crate::memory::log_summary();
+    crate::drivers::virtio_blk::init();
     arch::init_interrupts();
     options
 }

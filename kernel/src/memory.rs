@@ -40,6 +40,22 @@ pub fn physical_offset() -> u64 {
     PHYSICAL_OFFSET.load(Ordering::Relaxed)
 }
 
+static PHYSICAL_END: AtomicU64 = AtomicU64::new(0);
+
+/// Records where the mapping of physical memory ends (physical address).
+pub fn set_physical_end(end: u64) {
+    PHYSICAL_END.store(end, Ordering::Relaxed);
+}
+
+/// The physical address that the kernel address `address` reaches, if it lies
+/// in the mapping of physical memory (heap, stacks and the kernel image lie
+/// elsewhere).
+pub fn physical_address_of(address: u64) -> Option<u64> {
+    address
+        .checked_sub(physical_offset())
+        .filter(|physical| *physical < PHYSICAL_END.load(Ordering::Relaxed))
+}
+
 /// Runs `f` with the VM locked, then refills the heap's frame reserve. Panics if
 /// memory is not set up yet. `f` must not touch user memory.
 pub fn with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> R {

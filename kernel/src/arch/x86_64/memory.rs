@@ -83,6 +83,9 @@ pub fn init_memory(boot_info: &'static BootInfo) {
         .into_option()
         .expect("init_memory: bootloader did not map physical memory");
     memory::set_physical_offset(offset);
+    // The bootloader maps every region of the map, and at least the first 4 GiB.
+    let end = boot_info.memory_regions.iter().map(|region| region.end).max().unwrap_or(0);
+    memory::set_physical_end(end.max(1 << 32));
 
     let mut ranges = [PhysRange { start: 0, end: 0 }; MAX_RANGES];
     let mut count = 0;
@@ -265,7 +268,9 @@ pub(super) fn kernel_mapper() -> OffsetPageTable<'static> {
     let root = boot_root();
     let table = (offset + root.addr()) as *mut PageTable;
     // SAFETY: all physical memory is mapped at `offset`, so `table` is the boot
-    // root; only heap growth maps through it, and the heap lock serialises that.
+    // root; only heap growth and device mappings (`device_memory`) map through
+    // it, the heap lock serialises the first, and the second runs with
+    // interrupts off on the one processor, so neither interrupts the other.
     unsafe { OffsetPageTable::new(&mut *table, VirtAddr::new(offset)) }
 }
 

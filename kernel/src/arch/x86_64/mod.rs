@@ -9,6 +9,7 @@ pub mod backtrace;
 pub mod boot_info;
 pub mod context;
 pub mod cpu;
+pub mod device_memory;
 pub mod exceptions;
 pub mod fpu;
 pub mod gdt;
@@ -23,6 +24,7 @@ pub mod stack;
 pub mod tsc;
 pub mod user_memory;
 
+pub use device_memory::map_device_memory;
 pub use interrupts::{init as init_interrupts, read_input, ticks, wait_for_interrupt};
 pub use pat::map_write_combining;
 pub use qemu::ExitCode;

@@ -74,6 +74,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     }
     crate::memory::log_summary();
     crate::drivers::virtio_blk::init();
+    crate::memory::configure_swap(&options);
     arch::init_interrupts();
     options
 }

@@ -35,6 +35,9 @@ pub struct Options {
     /// Most of memory, in percent, the compressed swap pool may hold
     /// (`swap_pool=PERCENT`; 0 turns it off).
     pub swap_pool: u8,
+    /// Swap to a virtio-blk disk if the machine has one (`swap_disk=off`
+    /// leaves it alone).
+    pub swap_disk: bool,
 }
 
 /// Prefix of the words that are a test kernel's own parameters
@@ -64,6 +67,7 @@ impl Default for Options {
             tlb_check: false,
             skip_tests: 0,
             swap_pool: DEFAULT_SWAP_POOL,
+            swap_disk: true,
         }
     }
 }
@@ -102,6 +106,8 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
                 Ok(percent) if percent <= MAX_SWAP_POOL => options.swap_pool = percent,
                 _ => unknown(UnknownOption(word)),
             },
+            ("swap_disk", Some("on")) => options.swap_disk = true,
+            ("swap_disk", Some("off")) => options.swap_disk = false,
             ("skip_tests", Some(count)) => match count.parse() {
                 Ok(count) => options.skip_tests = count,
                 Err(_) => unknown(UnknownOption(word)),

@@ -155,6 +155,25 @@ pub fn configure_page_tables(options: &crate::cmdline::Options) {
     }
 }
 
+/// Attaches the swap devices the machine has and the command line allows:
+/// the compressed pool first (cheap), then the swap disk the runner's
+/// `--swap` attached, if start-up found one.
+pub fn configure_swap(options: &crate::cmdline::Options) {
+    let disk = if options.swap_disk { crate::drivers::virtio_blk::take_swap_disk() } else { None };
+    if let Some(disk) = disk {
+        let slots = crate::vm::SwapDevice::slots(&disk);
+        let refused = with_vm(|vm| vm.attach_swap(alloc::boxed::Box::new(disk)).err());
+        match refused {
+            None => log::info!("swap: disk of {} MiB attached", slots / 256),
+            Some((error, device)) => {
+                log::warn!("swap: the disk cannot be attached: {error}");
+                // Dropped without the VM lock: its DMA frames go back through it.
+                drop(device);
+            }
+        }
+    }
+}
+
 /// Logs the frame counts and what the `VmPage` array costs.
 pub fn log_summary() {
     use crate::vm::page::{PAGE_SIZE, VM_PAGE_BYTES};

@@ -90,10 +90,18 @@ struct Victim {
 impl<'a, M: Mmu> Vm<'a, M> {
     /// Adds a swap device; reclaim tries devices in the order they were
     /// attached. Sets the watermarks and the reclaim reserve from the memory
-    /// size if they are not set yet. On failure nothing changed.
-    pub fn attach_swap(&mut self, device: Box<dyn SwapDevice>) -> Result<(), VmError> {
-        self.devices.try_reserve(1).map_err(|_| VmError::OutOfMemory)?;
-        self.frames.slots_mut().attach(device.slots())?;
+    /// size if they are not set yet. On failure nothing changed and the
+    /// device comes back.
+    pub fn attach_swap(
+        &mut self,
+        device: Box<dyn SwapDevice>,
+    ) -> Result<(), (VmError, Box<dyn SwapDevice>)> {
+        if self.devices.try_reserve(1).is_err() {
+            return Err((VmError::OutOfMemory, device));
+        }
+        if let Err(error) = self.frames.slots_mut().attach(device.slots()) {
+            return Err((error, device));
+        }
         self.devices.push(device);
         if self.watermarks == Watermarks::default() {
             let total = self.frames.counters().total;

@@ -91,11 +91,14 @@ const BASE: u64 = 0x4000_0000;
 /// The entries of `pages` pages of `space` from [`BASE`].
 fn entries(space: SpaceId, pages: u64) -> Vec<Entry> {
     with_vm(|vm| {
-        let region = vm.space(space).and_then(|target| target.region(VirtAddr(BASE)));
-        let Some(Backing::Anonymous(object)) = region.map(|region| region.backing()) else {
-            panic!("no private region at {BASE:#x}")
+        let entry = |address: VirtAddr| {
+            let region = vm.space(space).and_then(|target| target.region(address));
+            match region.map(|region| region.backing()) {
+                Some(Backing::Anonymous(object)) => object.entry(address),
+                _ => panic!("no private region at {address:?}"),
+            }
         };
-        (0..pages).map(|page| object.entry(VirtAddr(BASE + page * PAGE_SIZE))).collect()
+        (0..pages).map(|page| entry(VirtAddr(BASE + page * PAGE_SIZE))).collect()
     })
 }
 

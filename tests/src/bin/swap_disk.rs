@@ -5,10 +5,10 @@
 //! every frame taken comes back. The writes and reads are made with the VM
 //! lock held, as the VM makes them. Prints the time a page takes each way
 //! (`I swap_disk_write_ns_per_page=...`). The test parameter `test.disk` says
-//! whether the run has a disk. Under UEFI too, whose firmware puts the disk's
+//! whether the run has a disk (which `swap_disk=off` keeps from the VM). Under UEFI too, whose firmware puts the disk's
 //! registers (its 64-bit BAR) at 32 GiB, beyond the mapping of physical memory.
-//! run: --swap 16M --kernel-arg test.disk=yes
-//! run: --uefi --swap 16M --kernel-arg test.disk=yes
+//! run: --swap 16M --kernel-arg swap_disk=off --kernel-arg test.disk=yes
+//! run: --uefi --swap 16M --kernel-arg swap_disk=off --kernel-arg test.disk=yes
 //! run: --kernel-arg test.disk=no
 #![no_std]
 #![no_main]

@@ -73,7 +73,7 @@ impl Driver {
             let refusals = rng.pick(&[0, 0, 50, 300]);
             let device = SimSwap::new(vm.mmu().memory(), slots, rng.next_u64(), refusals);
             storage = Some(device.storage());
-            vm.attach_swap(Box::new(device)).expect("attach_swap");
+            assert!(vm.attach_swap(Box::new(device)).is_ok(), "attach_swap");
             let low = rng.below(6) as usize;
             vm.set_watermarks(Watermarks { low, high: low + rng.between(1, 8) as usize });
             vm.frames_mut().set_reclaim_reserve(rng.below(3) as usize);

@@ -22,6 +22,10 @@ impl CompressedPool<crate::arch::PhysicalMap> {
     /// caller sizes both, e.g. a quarter of RAM and four slots a frame).
     /// `OutOfMemory` if the heap cannot hold its metadata.
     pub fn new(capacity_frames: usize, slots: u32) -> Result<KernelPool, crate::vm::VmError> {
-        CompressedPool::with_memory(crate::arch::PhysicalMap, capacity_frames, slots)
+        // SAFETY: the pool asks only for its own storage frames and for the
+        // frame the VM hands to `write` or `read`, which the VM keeps from
+        // everyone else for the call; the map is the pool's alone.
+        let memory = unsafe { crate::arch::PhysicalMap::new() };
+        CompressedPool::with_memory(memory, capacity_frames, slots)
     }
 }

@@ -157,13 +157,16 @@ impl<P: PhysicalPages> CompressedPool<P> {
             + self.scratch.len()
     }
 
-    /// The memory the pool reaches pages through.
-    pub fn memory(&self) -> &P {
+    /// The memory the pool reaches pages through (for tests, which fill and
+    /// check frames through it).
+    #[cfg(test)]
+    fn memory(&self) -> &P {
         &self.memory
     }
 
     /// The memory the pool reaches pages through, to change.
-    pub fn memory_mut(&mut self) -> &mut P {
+    #[cfg(test)]
+    fn memory_mut(&mut self) -> &mut P {
         &mut self.memory
     }
 

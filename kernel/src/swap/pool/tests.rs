@@ -1,6 +1,7 @@
 //! Host tests of the compressed pool: unit tests here, random sequences checked
-//! against a map in `properties`.
+//! against a map in `properties`, and the ratio and speed figures in `measure`.
 
+mod measure;
 mod properties;
 
 use super::*;

@@ -15,11 +15,13 @@
 //! # Storage
 //! Compressed pages live in frames the pool takes from the [`FrameAllocator`]
 //! handed to `write` and gives back in `discard` as soon as one empties, so
-//! they are counted like every other frame. Each frame is cut into equal blocks
-//! of one size class (multiples of [`GRAIN`] bytes, see `blocks`), several
-//! pages to a frame. A page that compresses to more than [`MAX_BLOCK`] bytes
-//! is refused (`OutOfMemory`): storing it would save too little, and the VM then
-//! tries another device. The pool never holds more than its capacity in frames;
+//! they are counted like every other frame. Frames are grouped in spans of one
+//! to four, each cut into equal blocks of one size class (multiples of
+//! [`GRAIN`] bytes, see `blocks`), several pages to a frame: a page that
+//! compresses to a little over 2 KiB takes 4/7 of a frame, not a whole one. A
+//! page that compresses to more than [`MAX_BLOCK`] bytes is refused
+//! (`OutOfMemory`): storing it would save too little, and the VM then tries
+//! another device. The pool never holds more than its capacity in frames;
 //! past that `write` is refused too. A page filled with one byte value (zeros,
 //! most often) takes no block at all: the slot keeps the byte.
 //!
@@ -193,9 +195,14 @@ impl<P: PhysicalPages> CompressedPool<P> {
         let block = self.store.allocate(frames, blocks::class_of(length)).inspect_err(|_| {
             self.statistics.refused_full += 1;
         })?;
-        let (pfn, offset, _) = self.store.place(block);
-        let target = &mut self.memory.page_mut(pfn)[offset..offset + length];
-        target.copy_from_slice(&self.scratch[..length]);
+        let (first, rest) = self.store.extents(block, length);
+        let mut copied = 0;
+        for extent in [Some(first), rest].into_iter().flatten() {
+            let bytes = extent.end - extent.start;
+            let target = &mut self.memory.page_mut(extent.pfn)[extent.start..extent.end];
+            target.copy_from_slice(&self.scratch[copied..copied + bytes]);
+            copied += bytes;
+        }
         Ok(block)
     }
 
@@ -262,9 +269,14 @@ impl<P: PhysicalPages + Send> SwapDevice for CompressedPool<P> {
             }
             Location::Stored { record, index, length } => {
                 let length = usize::from(length);
-                let (source, offset, _) = self.store.place(Block { record, index });
-                let compressed = &self.memory.page(source)[offset..offset + length];
-                self.scratch[..length].copy_from_slice(compressed);
+                let (first, rest) = self.store.extents(Block { record, index }, length);
+                let mut copied = 0;
+                for extent in [Some(first), rest].into_iter().flatten() {
+                    let bytes = extent.end - extent.start;
+                    let source = &self.memory.page(extent.pfn)[extent.start..extent.end];
+                    self.scratch[copied..copied + bytes].copy_from_slice(source);
+                    copied += bytes;
+                }
                 let page = self.memory.page_mut(pfn);
                 match decompress_into(&self.scratch[..length], page) {
                     Ok(PAGE) => Ok(()),

@@ -275,31 +275,55 @@ fn discarding_everything_gives_every_frame_back() {
 
 #[test]
 fn a_full_pool_refuses_until_a_slot_is_discarded() {
-    with_pool(2, 8, |frames, pool| {
-        // Half-random pages need a block of more than half a page: one a frame.
-        write_page(frames, pool, 0, &page_of(Content::HalfRandom, 0)).unwrap();
-        write_page(frames, pool, 1, &page_of(Content::HalfRandom, 1)).unwrap();
-        let third = page_of(Content::HalfRandom, 2);
-        assert_eq!(write_page(frames, pool, 2, &third), Err(VmError::OutOfMemory));
+    with_pool(4, 16, |frames, pool| {
+        // Half-random pages take 2112-byte blocks, seven to a span of four
+        // frames: the pool's whole capacity.
+        let pages: Vec<PageBytes> = (0..8).map(|seed| page_of(Content::HalfRandom, seed)).collect();
+        for (slot, page) in pages.iter().take(7).enumerate() {
+            write_page(frames, pool, slot as u32, page).unwrap();
+        }
+        assert_eq!(pool.frames_held(), 4);
+        assert_eq!(write_page(frames, pool, 7, &pages[7]), Err(VmError::OutOfMemory));
         assert_eq!(pool.statistics().refused_full, 1);
-        assert_eq!(pool.frames_held(), 2);
         pool.discard(frames, 0);
-        write_page(frames, pool, 2, &third).unwrap();
-        assert!(read_back(frames, pool, 2) == Ok(third));
-        assert!(read_back(frames, pool, 1) == Ok(page_of(Content::HalfRandom, 1)));
+        write_page(frames, pool, 7, &pages[7]).unwrap();
+        for slot in 1..8 {
+            assert!(read_back(frames, pool, slot) == Ok(pages[slot as usize]), "slot {slot}");
+        }
     });
 }
 
 #[test]
-fn an_empty_allocator_refuses() {
+fn blocks_that_straddle_frames_come_back() {
+    with_pool(64, 64, |frames, pool| {
+        // Text takes 1472-byte blocks, eleven to four frames: every third or
+        // so crosses into the next frame.
+        for slot in 0..64 {
+            write_page(frames, pool, slot, &page_of(Content::Text, slot.into())).unwrap();
+        }
+        for slot in 0..64 {
+            assert!(read_back(frames, pool, slot) == Ok(page_of(Content::Text, slot.into())));
+        }
+        // Fewer frames than two blocks a frame, all that fit without spans.
+        assert!(pool.frames_held() < 32, "{} frames for 64 pages", pool.frames_held());
+    });
+}
+
+#[test]
+fn an_empty_allocator_refuses_and_keeps_no_frame() {
     with_pool(FRAMES as usize, 8, |frames, pool| {
         let source = frame_with(frames, pool, &page_of(Content::Text, 0));
-        let hoard: Vec<Pfn> = core::iter::from_fn(|| frames.alloc().ok()).collect();
+        let mut hoard: Vec<Pfn> = core::iter::from_fn(|| frames.alloc().ok()).collect();
+        // One frame free, a span of four needed: the one taken goes back.
+        frames.free(hoard.pop().unwrap()).unwrap();
         assert_eq!(pool.write(frames, 0, source), Err(VmError::OutOfMemory));
-        assert_eq!(pool.statistics().pages, 0);
-        frames.free(hoard[0]).unwrap();
+        assert_eq!((pool.statistics().pages, pool.frames_held()), (0, 0));
+        assert_eq!(frames.counters().free, 1);
+        for _ in 1..blocks::SPAN_MAX {
+            frames.free(hoard.pop().unwrap()).unwrap();
+        }
         assert_eq!(pool.write(frames, 0, source), Ok(()));
-        for pfn in hoard.into_iter().skip(1).chain([source]) {
+        for pfn in hoard.into_iter().chain([source]) {
             frames.free(pfn).unwrap();
         }
         pool.discard(frames, 0);

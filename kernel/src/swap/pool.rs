@@ -115,7 +115,8 @@ pub struct CompressedPool<P> {
     /// One location per slot.
     slots: Vec<Location>,
     store: BlockStore,
-    /// The compressor's hash table (one, kept off the stack: 8 KiB).
+    /// The compressor's hash table, kept off the stack (16 KiB: the enum is
+    /// as large as its 32-bit variant, though pages use the 16-bit one).
     table: Vec<CompressTable>,
     /// Compressed output, and compressed input on the way back.
     scratch: Vec<u8>,

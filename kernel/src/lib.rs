@@ -1,10 +1,10 @@
 //! A small x86_64 kernel built around a portable virtual memory system.
 //!
 //! The library holds everything; `main.rs` and the test kernels under `tests/` are
-//! thin entry points. The portable VM (`vm`) and the command-line parser build on
-//! the host too, so that their unit and property tests run with a plain
-//! `cargo test -p kernel --lib`; everything that touches the machine is compiled
-//! only for the bare-metal target.
+//! thin entry points. The portable VM (`vm`), the swap pool's logic (`swap`) and
+//! the command-line parser build on the host too, so that their unit and property
+//! tests run with a plain `cargo test -p kernel --lib`; everything that touches the
+//! machine is compiled only for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(target_os = "none", feature(abi_x86_interrupt))]
 #![feature(allocator_ext)]
@@ -20,6 +20,7 @@ pub mod power;
 pub mod process;
 pub mod ramdisk;
 pub mod screen;
+pub mod swap;
 pub mod symbols;
 pub mod vm;
 

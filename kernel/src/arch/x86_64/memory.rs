@@ -359,7 +359,7 @@ pub fn frame_of(pfn: Pfn) -> PhysFrame {
 }
 
 /// The kernel's address of physical frame `pfn`, through the physical map.
-fn frame_pointer(pfn: Pfn) -> *mut u8 {
+pub(super) fn frame_pointer(pfn: Pfn) -> *mut u8 {
     (memory::physical_offset() + pfn.addr()) as *mut u8
 }
 

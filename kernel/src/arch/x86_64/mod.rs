@@ -18,6 +18,7 @@ pub mod memory;
 mod page_fault;
 pub mod paging;
 pub mod pat;
+pub mod physical_pages;
 pub mod qemu;
 pub mod serial;
 pub mod stack;
@@ -133,3 +134,4 @@ pub use memory::{
 };
 pub use page_fault::Unresolved;
 pub use paging::X86Mmu as MachineMmu;
+pub use physical_pages::PhysicalMap;

@@ -75,9 +75,12 @@ pub fn with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> R {
 /// be had. Heap allocations have no error path (`BTreeMap::insert`), so this is
 /// what turns "the kernel heap is exhausted" into an error that unwinds instead
 /// of a panic; `heap` must bound what `f` allocates.
+///
+/// A VM operation that fails changes nothing, so one that runs out of frames
+/// is tried again after reclaim (see `vm::reclaim`), while reclaim finds some.
 pub fn with_vm_room<R>(
     heap: usize,
-    f: impl FnOnce(&mut KernelVm) -> Result<R, VmError>,
+    mut f: impl FnMut(&mut KernelVm) -> Result<R, VmError>,
 ) -> Result<R, VmError> {
     let mut vm = VM.lock();
     let vm = vm.as_mut().expect("with_vm_room: memory not initialised");
@@ -86,10 +89,22 @@ pub fn with_vm_room<R>(
         log::warn!("kernel heap: {heap} bytes needed, not to be had: refused");
         return Err(VmError::OutOfMemory);
     }
-    let result = f(vm);
+    let mut result = f(vm);
+    for _ in 0..RETRIES {
+        if !matches!(result, Err(VmError::OutOfMemory)) || vm.reclaim(RECLAIM_ON_FAILURE) == 0 {
+            break;
+        }
+        arch::refill_heap_reserve(vm.frames_mut());
+        result = f(vm);
+    }
     arch::refill_heap_reserve(vm.frames_mut());
     result
 }
+
+/// Times a call that ran out of frames reclaims and tries again.
+const RETRIES: usize = 4;
+/// Frames it reclaims each time.
+const RECLAIM_ON_FAILURE: usize = 64;
 
 /// Makes sure `heap` bytes of kernel heap are free, growing the heap; if
 /// there are no frames to grow it with, reclaims some (see `vm::reclaim`)
@@ -155,15 +170,35 @@ pub fn configure_page_tables(options: &crate::cmdline::Options) {
     }
 }
 
+/// Slots of the compressed pool per frame it may hold: pages compress to a
+/// quarter of a page or less often enough (zero-filled ones take no frame).
+/// Each slot costs 18 bytes of tables (the pool's and the VM's).
+const POOL_SLOTS_PER_FRAME: usize = 4;
+
 /// Attaches the swap devices the machine has and the command line allows:
 /// the compressed pool first (cheap), then the swap disk the runner's
 /// `--swap` attached, if start-up found one.
 pub fn configure_swap(options: &crate::cmdline::Options) {
+    if options.swap_pool > 0 {
+        let total = with_vm(|vm| vm.frames().counters().total);
+        let capacity = total * usize::from(options.swap_pool) / 100;
+        let slots = u32::try_from(capacity * POOL_SLOTS_PER_FRAME).unwrap_or(u32::MAX / 2);
+        match crate::swap::CompressedPool::new(capacity, slots) {
+            Ok(pool) => match attach(alloc::boxed::Box::new(pool), slots) {
+                None => log::info!(
+                    "swap: compressed pool of at most {} KiB ({}% of memory), {slots} slots",
+                    capacity * 4,
+                    options.swap_pool
+                ),
+                Some((error, _)) => log::warn!("swap: the pool cannot be attached: {error}"),
+            },
+            Err(error) => log::warn!("swap: no compressed pool: {error}"),
+        }
+    }
     let disk = if options.swap_disk { crate::drivers::virtio_blk::take_swap_disk() } else { None };
     if let Some(disk) = disk {
         let slots = crate::vm::SwapDevice::slots(&disk);
-        let refused = with_vm(|vm| vm.attach_swap(alloc::boxed::Box::new(disk)).err());
-        match refused {
+        match attach(alloc::boxed::Box::new(disk), slots) {
             None => log::info!("swap: disk of {} MiB attached", slots / 256),
             Some((error, device)) => {
                 log::warn!("swap: the disk cannot be attached: {error}");
@@ -171,6 +206,29 @@ pub fn configure_swap(options: &crate::cmdline::Options) {
                 drop(device);
             }
         }
+    }
+}
+
+/// Attaches a swap device of `slots` slots, with room in the heap for the
+/// VM's tables of them; the device comes back if it cannot be attached.
+fn attach(
+    device: alloc::boxed::Box<dyn crate::vm::SwapDevice>,
+    slots: u32,
+) -> Option<(VmError, alloc::boxed::Box<dyn crate::vm::SwapDevice>)> {
+    let mut device = Some(device);
+    let mut refused = None;
+    let room = slots as usize * crate::vm::swap::SLOT_TABLE_BYTES + 4096;
+    let result = with_vm_room(room, |vm| {
+        let Some(next) = device.take() else { return Ok(()) };
+        vm.attach_swap(next).map_err(|(error, back)| {
+            refused = Some(back);
+            error
+        })
+    });
+    match (result, refused) {
+        (Ok(()), _) => None,
+        (Err(error), Some(device)) => Some((error, device)),
+        (Err(error), None) => device.map(|device| (error, device)),
     }
 }
 

@@ -29,6 +29,13 @@ pub fn out_of_memory() -> Verdict {
     let current = with_table(|table| table.current);
     let sized = with_vm(|vm| {
         let free = vm.frames().counters().free;
+        let slots = vm.frames().slots().counters();
+        let held: usize = vm.swap_devices().map(|device| device.frames_held()).sum();
+        log::info!(
+            "out of memory: swap slots {} of {} in use, devices hold {held} frames",
+            slots.used,
+            slots.total
+        );
         let sizes: alloc::vec::Vec<_> =
             candidates.iter().map(|&(pid, name, space)| (pid, name, vm.footprint(space))).collect();
         (free, sizes)
@@ -40,7 +47,7 @@ pub fn out_of_memory() -> Verdict {
         return Verdict::KillCurrent;
     };
     log::warn!(
-        "out of memory ({free} frames free, swap full or absent): killing process {victim} \
+        "out of memory ({free} frames free, nothing left to reclaim): killing process {victim} \
          ({name}), the largest: {resident} pages in memory, {swapped} in swap"
     );
     if Some(victim) == current || current.is_none() {

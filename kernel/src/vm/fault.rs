@@ -468,9 +468,11 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         }
         let replaced = object.replace(self.page, Entry::Swapped(slot), Entry::Frame(pfn));
         assert!(replaced, "page_in: entry changed under the lock");
-        // The frame's hold on the slot before the entry's goes: the slot stays.
-        if self.frames.set_swap_copy(pfn, slot).is_err() {
-            // Too many holders to count one more: the frame just keeps no copy.
+        // The frame's hold on the slot before the entry's goes: the slot
+        // stays. Not when slots are short, nor past the holders' limit: the
+        // frame then just keeps no copy.
+        if !self.frames.slots().tight() {
+            let _ = self.frames.set_swap_copy(pfn, slot);
         }
         self.frames.slots_mut().drop_entry(slot);
         self.statistics.page_ins += 1;

@@ -282,10 +282,15 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// ones. Returns how many are left.
     fn second_chance(&mut self, space: SpaceId, victims: &mut [Option<Victim>]) -> usize {
         let _ = space;
+        let tight = self.frames.slots().tight();
         let mut left = 0;
         for victim in victims.iter_mut() {
             let Some(page) = *victim else { continue };
             self.statistics.pages_scanned += 1;
+            if tight {
+                // Slots are short: a page in memory lets its copy go.
+                self.frames.forget_swap_copy(page.pfn);
+            }
             let flags = self.frames.flags(page.pfn);
             if flags.contains(PageFlags::PINNED) {
                 *victim = None;

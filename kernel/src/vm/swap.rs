@@ -60,6 +60,9 @@ pub trait SwapDevice: Send {
     }
 }
 
+/// Bytes of [`SwapSlots`] tables per slot: holders, free stack, discarded list.
+pub const SLOT_TABLE_BYTES: usize = 2 + 4 + 4;
+
 /// Which slots of the attached devices are in use, and by whom.
 ///
 /// Slots of all devices share one numbering: device `d` owns
@@ -209,6 +212,15 @@ impl SwapSlots {
     pub fn abandon(&mut self, slot: u32) {
         debug_assert_eq!(self.holders[slot as usize], 0);
         self.discarded.push(slot);
+    }
+
+    /// Whether more than half the slots are in use: then a page read back
+    /// keeps no copy in its slot, and copies already kept are let go as
+    /// reclaim meets their pages (Linux's `vm_swap_full`), so that copies of
+    /// pages in memory never crowd out pages that have nowhere else to go.
+    pub fn tight(&self) -> bool {
+        let counters = self.counters();
+        counters.used * 2 > counters.total
     }
 
     /// Slots freed but not yet told to their devices.

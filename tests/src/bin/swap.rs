@@ -5,9 +5,9 @@
 //! chaos mode. Pinned pages are never taken, and afterwards frames, heap and
 //! swap slots are all back where they were.
 //! programs: swapper
-//! run: --memory 21M --kernel-arg test.swap=pool
+//! run: --memory 21M --kernel-arg swap_pool=50 --kernel-arg test.swap=pool
 //! run: --memory 21M --swap 64M --kernel-arg swap_pool=0 --kernel-arg test.swap=disk
-//! run: --memory 21M --kernel-arg pt_cache=1 --kernel-arg chaos --kernel-arg test.swap=pool
+//! run: --memory 21M --kernel-arg swap_pool=50 --kernel-arg pt_cache=1 --kernel-arg chaos --kernel-arg test.swap=pool
 //! run: --memory 21M --swap 64M --kernel-arg swap_pool=0 --kernel-arg pt_cache=1 --kernel-arg chaos --kernel-arg test.swap=disk
 //! timeout: 900
 #![no_std]

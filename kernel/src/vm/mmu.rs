@@ -294,6 +294,20 @@ pub unsafe trait Mmu {
         0
     }
 
+    /// [`Mmu::harvest`] for the translations in `[start, end)` only (the page
+    /// daemon harvests what it is about to look at). The default harvests
+    /// the whole space.
+    fn harvest_range(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        let _ = (start, end);
+        self.harvest(frames, space);
+    }
+
     /// Forgets every unpinned translation of `space` (and may free the page-table
     /// pages that held them). Complete on return.
     fn discard(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId);

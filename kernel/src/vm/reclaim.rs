@@ -13,9 +13,9 @@
 //!
 //! Pages are chosen by a clock (the second-chance algorithm of BSD's and
 //! Mach's page daemons) that sweeps every private page of every space in
-//! address order. Each time the hand enters a space it harvests the
-//! referenced and dirty bits of the space's translations into the page
-//! records ([`Mmu::harvest`], which also clears them in the translations). A
+//! address order, a batch at a time. It harvests the referenced and dirty
+//! bits of the translations a batch spans into the page records
+//! ([`Mmu::harvest_range`], which also clears them in the translations). A
 //! page found referenced loses the bit and stays; one found unreferenced,
 //! and not pinned, is evicted: its translations go (which folds their bits
 //! once more: a page touched since the harvest is kept after all), then its
@@ -65,8 +65,6 @@ const BATCH: usize = 32;
 pub struct Hand {
     space: u32,
     address: u64,
-    /// Whether the space under the hand has been harvested this sweep.
-    harvested: bool,
 }
 
 /// Free-frame levels: below `low` the daemon runs; it stops at `high`.
@@ -229,8 +227,8 @@ impl<'a, M: Mmu> Vm<'a, M> {
     }
 
     /// Gathers up to [`BATCH`] resident private pages of one space from the
-    /// hand on (harvesting the space when the hand enters it), and moves the
-    /// hand past them. Returns the space (`None` past the last one) and how
+    /// hand on (harvesting the range they span), and moves the hand past
+    /// them. Returns the space (`None` past the last one) and how
     /// many pages it found.
     fn gather(&mut self, victims: &mut [Option<Victim>; BATCH]) -> (Option<SpaceId>, usize) {
         loop {
@@ -238,11 +236,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
                 return (None, 0);
             };
             if id.0 != self.hand.space {
-                self.hand = Hand { space: id.0, address: 0, harvested: false };
-            }
-            if !self.hand.harvested {
-                self.mmu.harvest(&mut self.frames, id);
-                self.hand.harvested = true;
+                self.hand = Hand { space: id.0, address: 0 };
             }
             let mut found = 0;
             let mut next = None;
@@ -268,7 +262,14 @@ impl<'a, M: Mmu> Vm<'a, M> {
             }
             match next {
                 Some(address) => self.hand.address = address.0,
-                None => self.hand = Hand { space: id.0 + 1, address: 0, harvested: false },
+                None => self.hand = Hand { space: id.0 + 1, address: 0 },
+            }
+            if found > 0 {
+                // What the batch spans, harvested: O(its page tables), not
+                // the space's.
+                let first = victims[0].expect("gather: first victim").address;
+                let last = victims[found - 1].expect("gather: last victim").address;
+                self.mmu.harvest_range(&mut self.frames, id, first, last.add(PAGE_SIZE));
             }
             if found > 0 || next.is_some() {
                 return (Some(id), found);

@@ -44,14 +44,24 @@ fn exhaustion_is_an_error_and_every_frame_comes_back() {
     // Room for every frame's number, taken before the baseline is read.
     let mut taken: Vec<Pfn> = Vec::with_capacity(checked_free_count() + 64);
     let baseline = checked_free_count();
-    let error = with_frames(|frames| {
-        loop {
+    let (error, reserve) = with_frames(|frames| {
+        let take = |frames: &mut kernel::vm::FrameAllocator<'_>, taken: &mut Vec<Pfn>| loop {
             match frames.alloc() {
                 Ok(pfn) => taken.push(pfn),
                 Err(error) => break error,
             }
-        }
+        };
+        let error = take(frames, &mut taken);
+        // The frames kept for reclaim (with swap) go only to reclaim.
+        let reserve = taken.len();
+        frames.set_reclaiming(true);
+        let last = take(frames, &mut taken);
+        frames.set_reclaiming(false);
+        assert_eq!(last, VmError::OutOfMemory);
+        (error, baseline - reserve)
     });
+    let expected = with_frames(|frames| frames.reclaim_reserve()).min(baseline);
+    assert_eq!(reserve, expected, "the reclaim reserve is kept from others");
     assert_eq!(error, VmError::OutOfMemory);
     assert_eq!(taken.len(), baseline, "every free frame is handed out");
     assert_eq!(checked_free_count(), 0);
@@ -74,7 +84,12 @@ fn contiguous_blocks_are_aligned_and_disjoint() {
     // baseline is read.
     let mut blocks: Vec<Block> = Vec::with_capacity(checked_free_count() + 64);
     let baseline = checked_free_count();
-    with_frames(|frames| exhaust(frames, &mut blocks));
+    // The reclaim reserve too: every frame is the test's.
+    with_frames(|frames| {
+        frames.set_reclaiming(true);
+        exhaust(frames, &mut blocks);
+        frames.set_reclaiming(false);
+    });
     assert_eq!(checked_free_count(), 0, "frames left free after order 0 ran out");
     let taken: u64 = blocks.iter().map(|&(first, end, _)| end - first).sum();
     assert_eq!(taken, baseline as u64, "the blocks do not hold every frame that was free");
@@ -84,7 +99,11 @@ fn contiguous_blocks_are_aligned_and_disjoint() {
     }
     let largest = blocks.iter().filter(|block| block.2 == MAX_ORDER).count();
     assert!(largest > 0, "no block of order {MAX_ORDER}");
-    with_frames(|frames| carve(frames, &mut blocks));
+    with_frames(|frames| {
+        frames.set_reclaiming(true);
+        carve(frames, &mut blocks);
+        frames.set_reclaiming(false);
+    });
     assert_eq!(checked_free_count(), 0, "carving left frames free");
     for &(first, _, order) in &blocks {
         assert_eq!(first % (1 << order), 0, "order-{order} block at {first:#x} misaligned");

@@ -8,7 +8,8 @@
 //! itself, never a kernel panic; every child then checks its memory and exits,
 //! and every frame comes back.
 //! programs: probe
-//! run: --memory 21M
+//! Without swap (`swap_pool=0`): running out of frames is the point here.
+//! run: --memory 21M --kernel-arg swap_pool=0
 //! timeout: 300
 #![no_std]
 #![no_main]

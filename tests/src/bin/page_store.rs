@@ -4,9 +4,10 @@
 //! or heap in the middle of a fork or of a first write to a shared chunk is
 //! an error that changes nothing. Under QEMU with a shadow TLB, with one
 //! shared root in chaos mode, and under Bochs (PCIDs) with the shadow TLB.
-//! run: --kernel-arg pt_cache=2 --kernel-arg tlb_check
-//! run: --kernel-arg pt_cache=1 --kernel-arg chaos
-//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg tlb_check
+//! Without swap (`swap_pool=0`): running out of frames is the point here.
+//! run: --kernel-arg pt_cache=2 --kernel-arg tlb_check --kernel-arg swap_pool=0
+//! run: --kernel-arg pt_cache=1 --kernel-arg chaos --kernel-arg swap_pool=0
+//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg tlb_check --kernel-arg swap_pool=0
 #![no_std]
 #![no_main]
 
@@ -164,6 +165,8 @@ fn still_shared(parent: SpaceId, child: SpaceId) {
 
 fn first_write_to_a_shared_chunk_out_of_frames_changes_nothing() {
     let (parent, child) = forked_pair();
+    // Nothing idle for the fault to reclaim: the parent's page tables go now.
+    with_vm(|vm| vm.reclaim(0));
     let held = hold_frames_but(0);
     let frames = data_frames();
     let fault = with_vm(|vm| vm.fault(child, at(5), Access::Write));
@@ -179,6 +182,8 @@ fn first_write_to_a_shared_chunk_out_of_frames_changes_nothing() {
 
 fn first_write_to_a_shared_chunk_out_of_heap_changes_nothing() {
     let (parent, child) = forked_pair();
+    // Nothing idle for the fault to reclaim: the parent's page tables go now.
+    with_vm(|vm| vm.reclaim(0));
     // Fewer free frames than one heap arena takes, so the heap cannot grow;
     // then every block the heap has left is taken, down to 64 bytes.
     let mut blocks: Vec<Box<[u8]>> = Vec::with_capacity(4096);

@@ -9,15 +9,16 @@
 //! PCIDs when the processor offers them. Those runs, and one without PCIDs, also
 //! check every CR3 load against a shadow TLB (`tlb_check`) that keeps what an
 //! emulator would drop.
-//! run: --kernel-arg pt_cache=1
-//! run: --kernel-arg pt_cache=2 --kernel-arg tlb_check
-//! run: --kernel-arg pt_cache=16
-//! run: --kernel-arg pt_cache=2 --kernel-arg chaos
-//! run: --kernel-arg pt_cache=1 --kernel-arg chaos=3
-//! run: --bochs --kernel-arg pt_cache=1 --kernel-arg tlb_check
-//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg tlb_check
-//! run: --bochs --kernel-arg pt_cache=16 --kernel-arg tlb_check
-//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg chaos --kernel-arg tlb_check
+//! Without swap (`swap_pool=0`): running out of frames is the point here.
+//! run: --kernel-arg pt_cache=1 --kernel-arg swap_pool=0
+//! run: --kernel-arg pt_cache=2 --kernel-arg tlb_check --kernel-arg swap_pool=0
+//! run: --kernel-arg pt_cache=16 --kernel-arg swap_pool=0
+//! run: --kernel-arg pt_cache=2 --kernel-arg chaos --kernel-arg swap_pool=0
+//! run: --kernel-arg pt_cache=1 --kernel-arg chaos=3 --kernel-arg swap_pool=0
+//! run: --bochs --kernel-arg pt_cache=1 --kernel-arg tlb_check --kernel-arg swap_pool=0
+//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg tlb_check --kernel-arg swap_pool=0
+//! run: --bochs --kernel-arg pt_cache=16 --kernel-arg tlb_check --kernel-arg swap_pool=0
+//! run: --bochs --kernel-arg pt_cache=2 --kernel-arg chaos --kernel-arg tlb_check --kernel-arg swap_pool=0
 #![no_std]
 #![no_main]
 

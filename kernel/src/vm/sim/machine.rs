@@ -515,6 +515,16 @@ unsafe impl Mmu for SimMmu {
         }
     }
 
+    fn harvest_range(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        self.for_range(space, start, end, |entry| fold_bits(frames, entry));
+    }
+
     fn discard(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
         self.forget(frames, space, false);
     }

@@ -257,6 +257,20 @@ unsafe impl Mmu for X86Mmu {
         self.change_leaves(space, (0, USER_END), &mut harvest);
     }
 
+    fn harvest_range(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        space: SpaceId,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) {
+        let mut harvest = |entry| {
+            fold(frames, entry);
+            table::without_usage(entry)
+        };
+        self.change_leaves(space, (start.0, end.0), &mut harvest);
+    }
+
     fn reclaim_tables(&mut self, frames: &mut FrameAllocator<'_>) -> usize {
         let before = self.statistics.table_pages;
         // Idle slots keep their roots (one frame each, at most the capacity).

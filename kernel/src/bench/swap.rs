@@ -56,7 +56,7 @@ pub fn run() -> bool {
 
 /// Word `index` of page `page`.
 fn pattern(page: u64, index: u64) -> u64 {
-    let x = (page << 8 | index % DISTINCT).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let x = ((page << 8) | (index % DISTINCT)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     x ^ x >> 29
 }
 

@@ -145,6 +145,9 @@ pub fn run(options: Bench) -> Result<bool, String> {
     small.swap = Some(SWAP_BENCH_DISK.into());
     small.kernel_args.retain(|arg| arg != "bench");
     small.kernel_args.push("bench=swap".into());
+    // A pool that may hold half the machine: room for the thrashing rows'
+    // working set in compressed form (4 slots a frame of it).
+    small.kernel_args.push("swap_pool=50".into());
     let swapped = qemu::run_captured(image, &small, Duration::from_secs(900), &mut keep)?;
     println!("\n{}", table(&rows));
     if !rows.is_empty() {

@@ -30,6 +30,9 @@ enum Resolved {
     Found,
     /// Anything else: a page made, copied, or mapped again.
     Other,
+    /// The page was read back from swap: its neighbours in memory were
+    /// offered when they came back, and those in swap are not offered.
+    PagedIn,
 }
 
 /// Times a fault that ran out of frames reclaims and tries again.
@@ -131,6 +134,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             // one that made or copied its page does not: they are likely
             // untouched or shared too.
             match (access, resolved) {
+                (_, Resolved::PagedIn) => {}
                 (Access::Read | Access::Execute, _) => self.map_ahead(space, page, Around::Read),
                 (Access::Write, Resolved::Found) => self.map_ahead(space, page, Around::Write),
                 (Access::Write, Resolved::Other) => {}
@@ -347,7 +351,19 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         protection: Protection,
         pinned: bool,
     ) -> Result<Resolved, VmError> {
-        self.page_in(object)?;
+        let paged_in = self.page_in(object)?;
+        let resolved = self.resident_private(object, access, protection, pinned)?;
+        Ok(if paged_in { Resolved::PagedIn } else { resolved })
+    }
+
+    /// [`Resolver::private`] once the page is not in swap.
+    fn resident_private(
+        &mut self,
+        object: &mut AnonymousObject,
+        access: Access,
+        protection: Protection,
+        pinned: bool,
+    ) -> Result<Resolved, VmError> {
         let Some(pfn) = object.page(self.page) else {
             if let Some(zero) = self.zero
                 && access != Access::Write
@@ -457,8 +473,8 @@ impl<M: Mmu> Resolver<'_, '_, M> {
     /// keeps the slot as its clean copy. In a chunk several objects hold the
     /// entry changes for all of them: the contents are the same. On failure
     /// (no frame, or the device failed) nothing changed.
-    fn page_in(&mut self, object: &mut AnonymousObject) -> Result<(), VmError> {
-        let Entry::Swapped(slot) = object.entry(self.page) else { return Ok(()) };
+    fn page_in(&mut self, object: &mut AnonymousObject) -> Result<bool, VmError> {
+        let Entry::Swapped(slot) = object.entry(self.page) else { return Ok(false) };
         let pfn = self.frames.alloc()?;
         let (device, local) = self.frames.slots().device_of(slot);
         if let Err(error) = self.devices[device].read(local, pfn) {
@@ -476,7 +492,7 @@ impl<M: Mmu> Resolver<'_, '_, M> {
         }
         self.frames.slots_mut().drop_entry(slot);
         self.statistics.page_ins += 1;
-        Ok(())
+        Ok(true)
     }
 
     /// A fault on a page of a shared object: every mapper sees the same frame.

@@ -220,8 +220,10 @@ impl<'a, M: Mmu> Vm<'a, M> {
             };
             scanned += found;
             let chosen = self.second_chance(space, &mut victims[..found]);
-            if chosen > 0 && !self.evict(space, &victims[..found]) {
-                return;
+            if chosen > 0 {
+                // A device that took nothing more does not stop the sweep:
+                // clean pages can still go, and copies give their slots up.
+                self.evict(space, &victims[..found]);
             }
         }
     }
@@ -307,9 +309,9 @@ impl<'a, M: Mmu> Vm<'a, M> {
     }
 
     /// Evicts the chosen pages of `space`: removes their translations
-    /// (everywhere, for shared ones), then writes and frees each. Returns
-    /// false if the devices took nothing more (the sweep stops).
-    fn evict(&mut self, space: SpaceId, victims: &[Option<Victim>]) -> bool {
+    /// (everywhere, for shared ones), then writes and frees each (those no
+    /// device takes stay, and fault their translations back).
+    fn evict(&mut self, space: SpaceId, victims: &[Option<Victim>]) {
         for page in victims.iter().flatten() {
             self.forget_translations(space, *page);
         }
@@ -331,13 +333,12 @@ impl<'a, M: Mmu> Vm<'a, M> {
                     self.frames.forget_swap_copy(page.pfn);
                     match self.write_out(page.pfn) {
                         Some(slot) => slot,
-                        None => return false,
+                        None => continue,
                     }
                 }
             };
             self.replace_holders(space, *page, slot);
         }
-        true
     }
 
     /// Removes every translation of `page` (in `space` only if it is held

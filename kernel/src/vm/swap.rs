@@ -16,6 +16,7 @@
 use super::error::VmError;
 use super::frame::FrameAllocator;
 use super::page::Pfn;
+use alloc::vec::Vec;
 
 /// A store of page-sized slots (see the module documentation).
 ///
@@ -60,32 +61,47 @@ pub trait SwapDevice: Send {
     }
 }
 
-/// Bytes of [`SwapSlots`] tables per slot: holders, free stack, discarded list.
-pub const SLOT_TABLE_BYTES: usize = 2 + 4 + 4;
+/// Bytes of [`SwapSlots`] tables per slot: holders, and a bit each in the
+/// free and the discarded bitmaps (rounded up).
+pub const SLOT_TABLE_BYTES: usize = 3;
 
 /// Which slots of the attached devices are in use, and by whom.
 ///
-/// Slots of all devices share one numbering: device `d` owns
-/// `ranges[d]`. A slot's holders are the chunk entries that name it (a page
-/// whose contents are only there) plus the frames that were read from it
-/// (their records name the slot): while such a frame is not dirty, the slot
-/// still holds its contents, and reclaim drops the frame without writing. A slot with no holder is free: it goes
-/// first to the discarded list, and back to its device's free stack once the
-/// device has been told ([`SwapSlots::take_discarded`]), so that storage a
-/// slot held is returned before the slot is written again.
+/// Slots of all devices share one numbering: device `d` owns `ranges[d]`. A
+/// slot's holders are the chunk entries that name it (a page whose contents
+/// are only there) plus the frames that were read from it (their records
+/// name the slot): while such a frame is not dirty, the slot still holds its
+/// contents, and reclaim drops the frame without writing. A slot with no
+/// holder is free: it is first marked discarded, and becomes free for reuse
+/// once its device has been told ([`SwapSlots::take_some_discarded`]), so
+/// that storage a slot held is returned before the slot is written again.
 ///
-/// The tables are allocated when a device is attached, never later: nothing
-/// here allocates while pages are reclaimed.
+/// The tables (a count and two bits a slot) are allocated when a device is
+/// attached, never later: nothing here allocates while pages are reclaimed.
 #[derive(Debug, Default)]
 pub struct SwapSlots {
     /// Holders per slot.
-    holders: alloc::vec::Vec<u16>,
-    /// Slots of each device, and its free slots (a stack).
-    devices: alloc::vec::Vec<(core::ops::Range<u32>, alloc::vec::Vec<u32>)>,
-    /// Slots freed since the devices were last told.
-    discarded: alloc::vec::Vec<u32>,
+    holders: Vec<u16>,
+    /// Bit per slot: free for reuse.
+    free: Vec<u64>,
+    /// Bit per slot: freed, its device not yet told.
+    discarded: Vec<u64>,
+    /// Slots of each device, its free count, and where its search for a free
+    /// slot starts.
+    devices: Vec<Device>,
+    /// Slots marked discarded.
+    pending: usize,
     /// Chunk entries naming slots, over all slots.
     entries: u64,
+}
+
+/// One device's share of the slots.
+#[derive(Debug)]
+struct Device {
+    range: core::ops::Range<u32>,
+    free: u32,
+    /// Next slot to look at for a free one (allocation goes round).
+    rotor: u32,
 }
 
 /// What [`SwapSlots`] counts, for the monitor.
@@ -99,6 +115,21 @@ pub struct SlotCounters {
     pub entries: u64,
 }
 
+/// Whether bit `slot` of `bits` is set.
+fn bit(bits: &[u64], slot: u32) -> bool {
+    bits[slot as usize / 64] & (1 << (slot % 64)) != 0
+}
+
+/// Sets bit `slot` of `bits` to `on`.
+fn set_bit(bits: &mut [u64], slot: u32, on: bool) {
+    let word = &mut bits[slot as usize / 64];
+    if on {
+        *word |= 1 << (slot % 64);
+    } else {
+        *word &= !(1 << (slot % 64));
+    }
+}
+
 impl SwapSlots {
     /// Adds a device of `count` slots; returns its index. On failure nothing changed.
     pub fn attach(&mut self, count: u32) -> Result<usize, VmError> {
@@ -106,18 +137,20 @@ impl SwapSlots {
         let end = first.checked_add(count).filter(|end| *end < 1 << 31);
         let end = end.ok_or(VmError::InvalidArgument)?;
         let total = end as usize;
-        let mut free = alloc::vec::Vec::new();
-        free.try_reserve_exact(count as usize).map_err(|_| VmError::OutOfMemory)?;
-        self.devices.try_reserve(1).map_err(|_| VmError::OutOfMemory)?;
-        self.holders
-            .try_reserve_exact(total - self.holders.len())
-            .map_err(|_| VmError::OutOfMemory)?;
-        let more = total.saturating_sub(self.discarded.capacity());
-        self.discarded.try_reserve_exact(more).map_err(|_| VmError::OutOfMemory)?;
-        // Nothing below allocates. Low slots are handed out first.
+        let words = total.div_ceil(64);
+        let oom = |_| VmError::OutOfMemory;
+        self.devices.try_reserve(1).map_err(oom)?;
+        self.holders.try_reserve_exact(total - self.holders.len()).map_err(oom)?;
+        self.free.try_reserve_exact(words - self.free.len()).map_err(oom)?;
+        self.discarded.try_reserve_exact(words - self.discarded.len()).map_err(oom)?;
+        // Nothing below allocates.
         self.holders.resize(total, 0);
-        free.extend((first..end).rev());
-        self.devices.push((first..end, free));
+        self.free.resize(words, 0);
+        self.discarded.resize(words, 0);
+        for slot in first..end {
+            set_bit(&mut self.free, slot, true);
+        }
+        self.devices.push(Device { range: first..end, free: count, rotor: first });
         Ok(self.devices.len() - 1)
     }
 
@@ -131,21 +164,50 @@ impl SwapSlots {
         let device = self
             .devices
             .iter()
-            .position(|(range, _)| range.contains(&slot))
+            .position(|device| device.range.contains(&slot))
             .expect("SwapSlots::device_of: no such slot");
-        (device, slot - self.devices[device].0.start)
+        (device, slot - self.devices[device].range.start)
     }
 
-    /// A free slot of device `device`, with no holder yet.
+    /// A free slot of device `device`, with no holder yet: the next free one
+    /// from where the last search ended (so that a disk is written in order
+    /// while it can be).
     pub fn allocate(&mut self, device: usize) -> Option<u32> {
-        self.devices.get_mut(device)?.1.pop()
+        let Device { range, free, rotor } = self.devices.get_mut(device)?;
+        if *free == 0 {
+            return None;
+        }
+        let length = range.end - range.start;
+        let mut at = *rotor;
+        // Word by word: at most the device's slots / 64 steps, and fewer
+        // while free slots are many.
+        for _ in 0..=length / 64 + 1 {
+            let word = self.free[at as usize / 64] & (!0u64 << (at % 64));
+            let next_word = (at / 64 + 1) * 64;
+            if word != 0 {
+                let slot = (at / 64) * 64 + word.trailing_zeros();
+                if range.contains(&slot) {
+                    set_bit(&mut self.free, slot, false);
+                    *free -= 1;
+                    *rotor = slot + 1;
+                    if *rotor == range.end {
+                        *rotor = range.start;
+                    }
+                    return Some(slot);
+                }
+            }
+            at = if next_word >= range.end { range.start } else { next_word };
+        }
+        None
     }
 
-    /// Gives back a slot [`SwapSlots::allocate`] returned that got no holder.
+    /// Gives back a slot [`SwapSlots::allocate`] returned that got no holder
+    /// and holds nothing.
     pub fn unallocate(&mut self, slot: u32) {
         debug_assert_eq!(self.holders[slot as usize], 0);
         let (device, _) = self.device_of(slot);
-        self.devices[device].1.push(slot);
+        set_bit(&mut self.free, slot, true);
+        self.devices[device].free += 1;
     }
 
     /// One more chunk entry names `slot`. `OutOfMemory` at the count's limit.
@@ -186,9 +248,7 @@ impl SwapSlots {
         let holders = &mut self.holders[slot as usize];
         *holders = holders.checked_sub(1).expect("SwapSlots: slot has no holder");
         if *holders == 0 {
-            // Room was reserved for every slot at attach.
-            debug_assert!(self.discarded.len() < self.discarded.capacity());
-            self.discarded.push(slot);
+            self.abandon(slot);
         }
     }
 
@@ -198,20 +258,29 @@ impl SwapSlots {
     /// written again. Sets `count` to how many it moved.
     pub fn take_some_discarded(&mut self, batch: &mut [(usize, u32)], count: &mut usize) {
         *count = 0;
-        while *count < batch.len() {
-            let Some(slot) = self.discarded.pop() else { break };
-            let (device, local) = self.device_of(slot);
-            batch[*count] = (device, local);
-            *count += 1;
-            self.devices[device].1.push(slot);
+        let mut word = 0;
+        while *count < batch.len() && self.pending > 0 && word < self.discarded.len() {
+            while self.discarded[word] != 0 && *count < batch.len() {
+                let slot = (word * 64) as u32 + self.discarded[word].trailing_zeros();
+                set_bit(&mut self.discarded, slot, false);
+                self.pending -= 1;
+                let (device, local) = self.device_of(slot);
+                batch[*count] = (device, local);
+                *count += 1;
+                set_bit(&mut self.free, slot, true);
+                self.devices[device].free += 1;
+            }
+            word += 1;
         }
     }
 
-    /// Gives back a slot that was written but got no holder (its device is
-    /// told, as for any freed slot).
+    /// Gives back a slot that has no holder (was written but got none, or
+    /// lost its last): its device is told, as for any freed slot.
     pub fn abandon(&mut self, slot: u32) {
         debug_assert_eq!(self.holders[slot as usize], 0);
-        self.discarded.push(slot);
+        debug_assert!(!bit(&self.discarded, slot) && !bit(&self.free, slot));
+        set_bit(&mut self.discarded, slot, true);
+        self.pending += 1;
     }
 
     /// Whether more than half the slots are in use: then a page read back
@@ -225,27 +294,25 @@ impl SwapSlots {
 
     /// Slots freed but not yet told to their devices.
     pub fn pending(&self) -> usize {
-        self.discarded.len()
+        self.pending
     }
 
     /// Slots in all, in use, and entries naming them.
     pub fn counters(&self) -> SlotCounters {
         let total = self.holders.len() as u64;
-        let free: usize = self.devices.iter().map(|(_, free)| free.len()).sum();
-        SlotCounters { total, used: total - free as u64, entries: self.entries }
+        let free: u64 = self.devices.iter().map(|device| u64::from(device.free)).sum();
+        SlotCounters { total, used: total - free, entries: self.entries }
     }
 
     /// Slots in all and in use on device `device`.
     pub fn device_counters(&self, device: usize) -> (u64, u64) {
-        let (range, free) = &self.devices[device];
-        let total = u64::from(range.end - range.start);
-        (total, total - free.len() as u64)
+        let device = &self.devices[device];
+        let total = u64::from(device.range.end - device.range.start);
+        (total, total - u64::from(device.free))
     }
 
     /// Bytes the tables take.
     pub fn table_bytes(&self) -> usize {
-        self.holders.capacity() * 2
-            + self.discarded.capacity() * 4
-            + self.devices.iter().map(|(_, free)| free.capacity() * 4).sum::<usize>()
+        self.holders.capacity() * 2 + (self.free.capacity() + self.discarded.capacity()) * 8
     }
 }

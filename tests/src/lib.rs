@@ -154,6 +154,7 @@ pub mod swapper {
     pub const BIG: u64 = 1;
     pub const FORK: u64 = 2;
     pub const SHARED: u64 = 3;
+    pub const HOLD: u64 = 6;
 
     /// The argument for `mode` over `mib` MiB.
     pub const fn argument(mode: u64, mib: u64) -> u64 {

@@ -60,6 +60,10 @@ use super::system::Vm;
 /// Pages the clock gathers before it evicts them (kept on the stack).
 const BATCH: usize = 32;
 
+/// Batches in a row that free nothing, with the devices full, after which a
+/// sweep gives up.
+const FRUITLESS_BATCHES: usize = 2;
+
 /// Where the clock hand is: the next page it looks at.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Hand {
@@ -209,6 +213,8 @@ impl<'a, M: Mmu> Vm<'a, M> {
         let budget = 2 * (self.frames.counters().allocated + BATCH);
         let mut scanned = 0;
         let mut wrapped = 0;
+        self.swap_full = 0;
+        let mut fruitless = 0;
         while self.frames.counters().free < target && scanned < budget && wrapped < 3 {
             let mut victims = [None; BATCH];
             let (space, found) = self.gather(&mut victims);
@@ -220,12 +226,34 @@ impl<'a, M: Mmu> Vm<'a, M> {
             };
             scanned += found;
             let chosen = self.second_chance(space, &mut victims[..found]);
-            if chosen > 0 {
-                // A device that took nothing more does not stop the sweep:
-                // clean pages can still go, and copies give their slots up.
-                self.evict(space, &victims[..found]);
+            if chosen == 0 {
+                continue;
+            }
+            // A device that took nothing more does not stop the sweep at
+            // once (clean pages can still go, and copies give their slots
+            // up), but a few batches in a row that free nothing with the
+            // devices full do: the rest of the sweep would be the same.
+            let before = self.frames.counters().free;
+            self.evict(space, &victims[..found]);
+            let freed = self.frames.counters().free > before;
+            fruitless = if freed || self.swap_has_room() { 0 } else { fruitless + 1 };
+            if fruitless >= FRUITLESS_BATCHES {
+                return;
             }
         }
+    }
+
+    /// Whether some device reclaim may write to has a free slot and has not
+    /// refused a page in this sweep.
+    fn swap_has_room(&self) -> bool {
+        (0..self.devices.len()).any(|device| self.may_write(device))
+    }
+
+    /// Whether reclaim may try device `device` now.
+    fn may_write(&self, device: usize) -> bool {
+        let bit = 1 << device.min(63);
+        let (total, used) = self.frames.slots().device_counters(device);
+        (self.swap_disabled | self.swap_full) & bit == 0 && used < total
     }
 
     /// Gathers up to [`BATCH`] resident private pages of one space from the
@@ -312,6 +340,14 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// (everywhere, for shared ones), then writes and frees each (those no
     /// device takes stay, and fault their translations back).
     fn evict(&mut self, space: SpaceId, victims: &[Option<Victim>]) {
+        // With nowhere to write, only pages with a clean copy can go: the
+        // others keep their translations.
+        let room = self.swap_has_room();
+        let mut chosen = [None; BATCH];
+        for (slot, page) in victims.iter().enumerate() {
+            chosen[slot] = page.filter(|page| room || self.frames.swap_copy(page.pfn).is_some());
+        }
+        let victims = &chosen[..victims.len()];
         for page in victims.iter().flatten() {
             self.forget_translations(space, *page);
         }
@@ -369,7 +405,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// if no device has room.
     fn write_out(&mut self, pfn: Pfn) -> Option<u32> {
         for device in 0..self.devices.len() {
-            if self.swap_disabled & (1 << device.min(63)) != 0 {
+            if !self.may_write(device) {
                 continue;
             }
             let Some(slot) = self.frames.slots_mut().allocate(device) else { continue };
@@ -380,8 +416,11 @@ impl<'a, M: Mmu> Vm<'a, M> {
                     return Some(slot);
                 }
                 Err(_) => {
+                    // Full (or the page does not suit it): not tried again
+                    // in this sweep.
                     self.statistics.page_out_refusals += 1;
                     self.frames.slots_mut().unallocate(slot);
+                    self.swap_full |= 1 << device.min(63);
                 }
             }
         }

@@ -130,6 +130,8 @@ pub struct Vm<'a, M: Mmu> {
     pub(super) devices: Vec<Box<dyn SwapDevice>>,
     /// Devices reclaim may not write to, by bit (see `set_swap_device_enabled`).
     pub(super) swap_disabled: u64,
+    /// Devices that refused a page in the current sweep, by bit.
+    pub(super) swap_full: u64,
     /// Where the page daemon's clock hand is.
     pub(super) hand: super::reclaim::Hand,
     /// When the daemon starts, and where it stops (see `reclaim`).
@@ -156,6 +158,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             statistics: VmStatistics::default(),
             devices: Vec::new(),
             swap_disabled: 0,
+            swap_full: 0,
             hand: super::reclaim::Hand::default(),
             watermarks: super::reclaim::Watermarks::default(),
             next_space: 1,

@@ -7,7 +7,9 @@
 //! of [`MARGIN`] while it runs. The failure must be `NoMemory` from fork
 //! itself, never a kernel panic; every child then checks its memory and exits,
 //! and every frame comes back.
-//! programs: probe
+//! And the out-of-memory policy: when a fault finds nothing to reclaim, the
+//! largest process is killed, not the one that faulted.
+//! programs: probe swapper
 //! Without swap (`swap_pool=0`): running out of frames is the point here.
 //! run: --memory 21M --kernel-arg swap_pool=0
 //! timeout: 300
@@ -15,9 +17,14 @@
 #![no_main]
 
 use bootloader_api::{BootInfo, entry_point};
+use kernel::process::{self, State};
 use kernel::testing;
 use kernel_tests::probe::FORK_UNTIL_OUT_OF_MEMORY;
-use kernel_tests::{hold_frames_but, release_frames, run_probe, warm_up_with_probe};
+use kernel_tests::swapper::{BIG, HOLD, argument};
+use kernel_tests::{
+    accounted_free, assert_all_reaped, hold_frames_but, release_frames, run_probe, run_until,
+    warm_up_with, warm_up_with_probe,
+};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -25,7 +32,11 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     kernel::boot::init(boot_info);
     testing::start();
     warm_up_with_probe();
-    testing::run(&kernel::tests![forking_until_memory_runs_out_is_an_error])
+    warm_up_with("swapper", argument(BIG, 1));
+    testing::run(&kernel::tests![
+        forking_until_memory_runs_out_is_an_error,
+        running_out_kills_the_largest_not_the_one_that_faulted,
+    ])
 }
 
 /// Frames left free beside the probe's 8 MiB: its own start-up, and a few
@@ -39,4 +50,31 @@ fn forking_until_memory_runs_out_is_an_error() {
     let held = hold_frames_but(PROBE_PAGES + MARGIN);
     run_probe(FORK_UNTIL_OUT_OF_MEMORY);
     release_frames(held);
+}
+
+/// A process writes 6 MiB and sleeps; then, with too few frames left and no
+/// swap, a small one writes 1 MiB. Its fault finds nothing to reclaim, so the
+/// policy kills the largest process, the sleeper, and the small one carries
+/// on to the end.
+fn running_out_kills_the_largest_not_the_one_that_faulted() {
+    let baseline = accounted_free();
+    let big = process::spawn("swapper", argument(HOLD, 6)).expect("spawn the large process");
+    let asleep = || {
+        process::processes()
+            .iter()
+            .any(|summary| summary.pid == big && matches!(summary.state, State::Sleeping(_)))
+    };
+    run_until("the large process fills its memory", 60, asleep);
+    let held = hold_frames_but(120);
+    let small = process::spawn("swapper", argument(BIG, 1)).expect("spawn the small process");
+    let small_status = process::wait_for(small);
+    release_frames(held);
+    // Still asleep if the policy took the wrong one: end it.
+    let killed_here = process::kill(big);
+    let big_status = process::wait_for(big);
+    assert!(!killed_here, "the large process was still alive");
+    assert_eq!(small_status, Some(0), "the process that faulted did not carry on");
+    assert_eq!(big_status, Some(abi::KILLED), "the largest process was not the one killed");
+    assert_all_reaped();
+    assert_eq!(accounted_free(), baseline, "frames leaked");
 }

@@ -34,6 +34,9 @@ pub const SHARED: u64 = 3;
 pub const THRASH_SEQUENTIAL: u64 = 4;
 /// Writes every page, then touches each twice more out of order.
 pub const THRASH_RANDOM: u64 = 5;
+/// Writes every page, then sleeps for good (a large process for the
+/// out-of-memory policy to find).
+pub const HOLD: u64 = 6;
 
 fn main(argument: u64) -> i32 {
     let mode = argument & 0xff;
@@ -44,6 +47,7 @@ fn main(argument: u64) -> i32 {
         SHARED => shared(pages),
         THRASH_SEQUENTIAL => thrash(pages, false),
         THRASH_RANDOM => thrash(pages, true),
+        HOLD => hold(pages),
         _ => {
             println!("swapper: unknown mode {mode}");
             false
@@ -140,6 +144,15 @@ fn thrash(pages: u64, random: bool) -> bool {
         println!("swapper: a touched page lost its contents");
     }
     passed
+}
+
+/// Writes every page and sleeps for good.
+fn hold(pages: u64) -> bool {
+    let Some(base) = map(pages) else { return false };
+    (0..pages).for_each(|page| fill(base, page, 1));
+    loop {
+        user::sleep(1000);
+    }
 }
 
 fn fork(pages: u64) -> bool {

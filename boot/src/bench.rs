@@ -148,7 +148,11 @@ pub fn run(options: Bench) -> Result<bool, String> {
     // A pool that may hold half the machine: room for the thrashing rows'
     // working set in compressed form (4 slots a frame of it).
     small.kernel_args.push("swap_pool=50".into());
-    let swapped = qemu::run_captured(image, &small, Duration::from_secs(900), &mut keep)?;
+    // The command line travels in the image's ramdisk: one of its own.
+    let small_images =
+        build::kernel_images_in(&small, &build::target_dir().join("images").join("bench-swap"))?;
+    let small_image = if small.uefi { &small_images.uefi } else { &small_images.bios };
+    let swapped = qemu::run_captured(small_image, &small, Duration::from_secs(900), &mut keep)?;
     println!("\n{}", table(&rows));
     if !rows.is_empty() {
         let path = write_chart(&medians([lines.as_str()]), linux.as_ref())?;

@@ -49,6 +49,16 @@ pub fn run() -> bool {
         let mib = (total as u64 * PAGE_SIZE * 3 / 2) >> 20;
         passed &= thrash(&alloc::format!("thrash_sequential_{name}"), THRASH_SEQUENTIAL, mib);
         passed &= thrash(&alloc::format!("thrash_random_{name}"), THRASH_RANDOM, mib);
+        if index == 0 {
+            // The same, with usage learnt by forgetting translations rather
+            // than by harvesting their referenced bits.
+            with_vm(|vm| vm.set_usage_by_discard(true));
+            let sequential = alloc::format!("thrash_sequential_{name}_by_discard");
+            passed &= thrash(&sequential, THRASH_SEQUENTIAL, mib);
+            let random = alloc::format!("thrash_random_{name}_by_discard");
+            passed &= thrash(&random, THRASH_RANDOM, mib);
+            with_vm(|vm| vm.set_usage_by_discard(false));
+        }
     }
     with_vm(|vm| (0..names.len()).for_each(|index| vm.set_swap_device_enabled(index, true)));
     passed
@@ -121,9 +131,10 @@ fn thrash(name: &str, mode: u64, mib: u64) -> bool {
     });
     report(name, cycles / touches, (faults_after - faults) as f64 / touches as f64);
     println!(
-        "I {name} mib={mib} page_outs={} page_ins={} status={status:?}",
+        "I {name} mib={mib} page_outs={} page_ins={} faults={} status={status:?}",
         outs_after - outs,
-        ins_after - ins
+        ins_after - ins,
+        faults_after - faults
     );
     status == Some(0)
 }

@@ -125,6 +125,13 @@ impl<'a, M: Mmu> Vm<'a, M> {
         }
     }
 
+    /// Makes the clock learn which pages are used by forgetting their
+    /// translations (rule 1 allows it; the pages still used fault back)
+    /// instead of harvesting the referenced bits: for measuring the two.
+    pub fn set_usage_by_discard(&mut self, on: bool) {
+        self.usage_by_discard = on;
+    }
+
     /// The attached swap devices.
     pub fn swap_devices(&self) -> impl Iterator<Item = &dyn SwapDevice> + '_ {
         self.devices.iter().map(|device| &**device)
@@ -294,7 +301,15 @@ impl<'a, M: Mmu> Vm<'a, M> {
                 Some(address) => self.hand.address = address.0,
                 None => self.hand = Hand { space: id.0 + 1, address: 0 },
             }
-            if found > 0 {
+            if found > 0 && self.usage_by_discard {
+                // Learn usage by forgetting the translations (their bits are
+                // folded as they go): the pages still used fault back.
+                for victim in victims[..found].iter().flatten() {
+                    let end = victim.address.add(PAGE_SIZE);
+                    self.mmu.zap(&mut self.frames, id, victim.address, end);
+                }
+                self.mmu.flush(id);
+            } else if found > 0 {
                 // What the batch spans, harvested: O(its page tables), not
                 // the space's.
                 let first = victims[0].expect("gather: first victim").address;

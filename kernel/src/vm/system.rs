@@ -130,6 +130,9 @@ pub struct Vm<'a, M: Mmu> {
     pub(super) devices: Vec<Box<dyn SwapDevice>>,
     /// Devices reclaim may not write to, by bit (see `set_swap_device_enabled`).
     pub(super) swap_disabled: u64,
+    /// Whether the clock learns usage by forgetting translations rather
+    /// than by harvesting their bits (see `set_usage_by_discard`).
+    pub(super) usage_by_discard: bool,
     /// Devices that refused a page in the current sweep, by bit.
     pub(super) swap_full: u64,
     /// Where the page daemon's clock hand is.
@@ -159,6 +162,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             devices: Vec::new(),
             swap_disabled: 0,
             swap_full: 0,
+            usage_by_discard: false,
             hand: super::reclaim::Hand::default(),
             watermarks: super::reclaim::Watermarks::default(),
             next_space: 1,

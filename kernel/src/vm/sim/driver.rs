@@ -77,6 +77,7 @@ impl Driver {
             let low = rng.below(6) as usize;
             vm.set_watermarks(Watermarks { low, high: low + rng.between(1, 8) as usize });
             vm.frames_mut().set_reclaim_reserve(rng.below(3) as usize);
+            vm.set_usage_by_discard(rng.chance(1, 4));
         }
         Driver {
             seed,

@@ -218,8 +218,10 @@ fn attach(
     let mut device = Some(device);
     let mut refused = None;
     let room = slots as usize * crate::vm::swap::SLOT_TABLE_BYTES + 4096;
+    // Tried again after reclaim if it runs out: the device refused last
+    // time is the one to attach.
     let result = with_vm_room(room, |vm| {
-        let Some(next) = device.take() else { return Ok(()) };
+        let next = device.take().or_else(|| refused.take()).expect("attach: the device");
         vm.attach_swap(next).map_err(|(error, back)| {
             refused = Some(back);
             error

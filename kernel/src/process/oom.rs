@@ -1,10 +1,12 @@
 //! The out-of-memory policy: when a fault cannot be resolved for lack of
 //! memory even after reclaim (see `vm::reclaim`), the largest process goes,
 //! not whichever touched memory last, as in Linux's OOM killer (which weighs
-//! resident and swapped pages the same way, without its adjustments).
+//! resident and swapped pages the same way, without its adjustments). A
+//! page a fork shares counts in each sharer by its share, so that the
+//! process chosen is the one whose end frees the most.
 
 use super::scheduler;
-use super::table::{State, with_table};
+use super::table::{MAX_PROCESSES, State, with_table};
 use crate::memory::with_vm;
 
 /// What became of a fault that ran out of memory.
@@ -18,17 +20,18 @@ pub enum Verdict {
 /// Picks the largest process by pages in memory and in swap, and kills it
 /// unless it is the running one; logs why.
 pub fn out_of_memory() -> Verdict {
-    let candidates: alloc::vec::Vec<_> = with_table(|table| {
-        table
-            .processes
-            .values()
-            .filter(|process| !matches!(process.state, State::Zombie(_)))
-            .map(|process| (process.pid, process.name, process.space))
-            .collect()
+    // No heap here: the kernel may have just failed to find some.
+    let mut candidates = [None; MAX_PROCESSES];
+    let current = with_table(|table| {
+        let alive =
+            table.processes.values().filter(|process| !matches!(process.state, State::Zombie(_)));
+        for (slot, process) in candidates.iter_mut().zip(alive) {
+            *slot = Some((process.pid, process.name, process.space));
+        }
+        table.current
     });
-    let current = with_table(|table| table.current);
-    let sized = with_vm(|vm| {
-        let free = vm.frames().counters().free;
+    let mut largest = None;
+    let free = with_vm(|vm| {
         let slots = vm.frames().slots().counters();
         let held: usize = vm.swap_devices().map(|device| device.frames_held()).sum();
         log::info!(
@@ -36,14 +39,15 @@ pub fn out_of_memory() -> Verdict {
             slots.used,
             slots.total
         );
-        let sizes: alloc::vec::Vec<_> =
-            candidates.iter().map(|&(pid, name, space)| (pid, name, vm.footprint(space))).collect();
-        (free, sizes)
+        for &(pid, name, space) in candidates.iter().flatten() {
+            let (resident, swapped) = vm.footprint(space);
+            if largest.is_none_or(|(_, _, size, _)| resident + swapped > size) {
+                largest = Some((pid, name, resident + swapped, (resident, swapped)));
+            }
+        }
+        vm.frames().counters().free
     });
-    let (free, sizes) = sized;
-    let Some(&(victim, name, (resident, swapped))) =
-        sizes.iter().max_by_key(|(pid, _, (resident, swapped))| (resident + swapped, pid.0))
-    else {
+    let Some((victim, name, _, (resident, swapped))) = largest else {
         return Verdict::KillCurrent;
     };
     log::warn!(

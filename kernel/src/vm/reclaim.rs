@@ -163,17 +163,17 @@ impl<'a, M: Mmu> Vm<'a, M> {
         self.reclaim((self.watermarks.high - free).min(limit))
     }
 
-    /// Pages of `space`'s private memory in frames and in swap (a page a
-    /// fork shares counts in every space holding it): what the
+    /// Pages of `space`'s private memory in frames and in swap, a chunk
+    /// that fork shares counting by this space's share of it: what the
     /// out-of-memory policy weighs. O(regions + chunks).
     pub fn footprint(&self, space: SpaceId) -> (u64, u64) {
         let Some(target) = self.spaces.get(&space) else { return (0, 0) };
         let (mut resident, mut swapped) = (0, 0);
         for region in target.regions() {
             if let Backing::Anonymous(object) = region.backing() {
-                for (_, _, frames, slots) in object.chunk_identities() {
-                    resident += frames as u64;
-                    swapped += slots as u64;
+                for (_, holders, frames, slots) in object.chunk_identities() {
+                    resident += (frames / holders.max(1)) as u64;
+                    swapped += (slots / holders.max(1)) as u64;
                 }
             }
         }

@@ -179,9 +179,10 @@ impl SwapSlots {
         }
         let length = range.end - range.start;
         let mut at = *rotor;
-        // Word by word: at most the device's slots / 64 steps, and fewer
-        // while free slots are many.
-        for _ in 0..=length / 64 + 1 {
+        // Word by word: every word of the range, the rotor's twice (its
+        // slots below the rotor come last), and fewer while free slots are
+        // many.
+        for _ in 0..=length / 64 + 2 {
             let word = self.free[at as usize / 64] & (!0u64 << (at % 64));
             let next_word = (at / 64 + 1) * 64;
             if word != 0 {
@@ -314,5 +315,54 @@ impl SwapSlots {
     /// Bytes the tables take.
     pub fn table_bytes(&self) -> usize {
         self.holders.capacity() * 2 + (self.free.capacity() + self.discarded.capacity()) * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes every slot of `device` one by one; returns them.
+    fn drain(slots: &mut SwapSlots, device: usize) -> Vec<u32> {
+        let mut taken = Vec::new();
+        while let Some(slot) = slots.allocate(device) {
+            taken.push(slot);
+        }
+        taken
+    }
+
+    #[test]
+    fn every_free_slot_is_found_whatever_the_alignment() {
+        // Two devices whose ranges start and end inside bitmap words.
+        let mut slots = SwapSlots::default();
+        assert_eq!(slots.attach(11_900).unwrap(), 0);
+        assert_eq!(slots.attach(65_546).unwrap(), 1);
+        let mut second = drain(&mut slots, 1);
+        assert_eq!(second.len(), 65_546);
+        second.sort_unstable();
+        assert_eq!(second.first(), Some(&11_900));
+        assert_eq!(second.last(), Some(&(11_900 + 65_546 - 1)));
+        let free_again = |slots: &mut SwapSlots, freed: &[u32]| {
+            freed.iter().for_each(|&slot| slots.abandon(slot));
+            let mut batch = [(0, 0); 4];
+            let mut count = 0;
+            slots.take_some_discarded(&mut batch, &mut count);
+            assert_eq!(count, freed.len());
+        };
+        // The search then stands at 11,902, in the word of the first slot;
+        // the only free slot is 11,901, just below it: found after going
+        // round every other word.
+        free_again(&mut slots, &[11_900, 11_901]);
+        assert_eq!(slots.allocate(1), Some(11_900));
+        assert_eq!(slots.allocate(1), Some(11_901));
+        free_again(&mut slots, &[11_901]);
+        assert_eq!(slots.allocate(1), Some(11_901), "a free slot below the search was missed");
+        for slot in [11_900 + 65_545, 40_000] {
+            free_again(&mut slots, &[slot]);
+            assert_eq!(slots.allocate(1), Some(slot), "slot {slot} was free");
+            assert_eq!(slots.allocate(1), None);
+        }
+        assert_eq!(drain(&mut slots, 0).len(), 11_900);
+        assert_eq!(slots.counters().used, 11_900 + 65_546);
     }
 }

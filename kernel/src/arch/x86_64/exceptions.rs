@@ -250,11 +250,14 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
         panic!("EXCEPTION: {report}: kernel access to user memory outside an accessor");
     }
     let Err(unresolved) = super::page_fault::resolve(address, code) else { return };
-    if from_user
+    // Out of memory with nothing left to reclaim, in a program or in a
+    // kernel copy on its behalf: if a larger process went, its memory is
+    // free, so the access is tried again.
+    let accessing = from_user || super::user_memory::accessor_running();
+    if accessing
         && unresolved == super::page_fault::Unresolved::Refused(crate::vm::VmError::OutOfMemory)
         && let crate::process::Verdict::Retry = crate::process::out_of_memory()
     {
-        // A larger process went: its memory is free, try again.
         return;
     }
     let report = report(&frame);

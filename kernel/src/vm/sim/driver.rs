@@ -12,7 +12,7 @@ use super::machine::SimMmu;
 use super::model::{Model, check_protection, check_range};
 use super::ops::{Op, generate};
 use super::rng::Rng;
-use super::swap::{SimSwap, StorageFrames};
+use super::swap::{SimSwap, SlotContents, StorageFrames};
 use crate::vm::error::VmError;
 use crate::vm::frame::{FrameAllocator, PhysRange};
 use crate::vm::mmu::{Access, Protection, SpaceId, VirtAddr};
@@ -47,8 +47,10 @@ pub struct Driver {
     pub(super) closed: Vec<ObjectId>,
     /// Frames taken straight from the allocator to make memory tight.
     pub(super) hogs: Vec<Pfn>,
-    /// Frames the swap device keeps for storage, if there is one.
-    storage: Option<StorageFrames>,
+    /// Frames the swap devices keep for storage.
+    storage: Vec<StorageFrames>,
+    /// What the swap devices' slots hold.
+    contents: Vec<SlotContents>,
     history: VecDeque<String>,
     /// Operations that failed for lack of memory.
     pub out_of_memory: u64,
@@ -66,14 +68,20 @@ impl Driver {
         let mut vm = simulated_vm(frames, rng.next_u64(), chaos);
         vm.mmu_mut().single_table = rng.chance(1, 3);
         vm.mmu_mut().activation_refusals = rng.pick(&[0, 0, 30, 200]);
-        // Two seeds in three swap, to a device of a few to many slots.
-        let mut storage = None;
+        // Two seeds in three swap, to one or two devices of a few to many
+        // slots (odd counts, so that the second's slots start inside a
+        // bitmap word).
+        let mut storage = Vec::new();
+        let mut contents = Vec::new();
         if rng.chance(2, 3) {
-            let slots = rng.between(4, 96) as u32;
-            let refusals = rng.pick(&[0, 0, 50, 300]);
-            let device = SimSwap::new(vm.mmu().memory(), slots, rng.next_u64(), refusals);
-            storage = Some(device.storage());
-            assert!(vm.attach_swap(Box::new(device)).is_ok(), "attach_swap");
+            for _ in 0..rng.between(1, 2) {
+                let slots = rng.between(4, 96) as u32;
+                let refusals = rng.pick(&[0, 0, 50, 300]);
+                let device = SimSwap::new(vm.mmu().memory(), slots, rng.next_u64(), refusals);
+                storage.push(device.storage());
+                contents.push(device.contents());
+                assert!(vm.attach_swap(Box::new(device)).is_ok(), "attach_swap");
+            }
             let low = rng.below(6) as usize;
             vm.set_watermarks(Watermarks { low, high: low + rng.between(1, 8) as usize });
             vm.frames_mut().set_reclaim_reserve(rng.below(3) as usize);
@@ -89,6 +97,7 @@ impl Driver {
             closed: Vec::new(),
             hogs: Vec::new(),
             storage,
+            contents,
             history: VecDeque::new(),
             out_of_memory: 0,
             operations: BTreeMap::new(),
@@ -127,6 +136,9 @@ impl Driver {
                 if let Err(problem) = invariants::check(&self.vm, &self.held()) {
                     panic!("invariant broken: {problem}");
                 }
+                if let Err(problem) = self.check_clean_copies() {
+                    panic!("invariant broken: {problem}");
+                }
             }));
             if let Err(panic) = outcome {
                 self.report(step);
@@ -140,10 +152,51 @@ impl Driver {
     /// device for storage.
     fn held(&self) -> Vec<Pfn> {
         let mut held = self.hogs.clone();
-        if let Some(storage) = &self.storage {
+        for storage in &self.storage {
             held.extend(storage.lock().expect("storage").values().copied());
         }
         held
+    }
+
+    /// Checks that every frame kept as a clean copy of a slot, and not
+    /// written since (no dirty bit in its record or in a translation),
+    /// holds what the slot holds: reclaim would drop it unwritten.
+    fn check_clean_copies(&self) -> Result<(), String> {
+        let frames = self.vm.frames();
+        let dirty: std::collections::BTreeSet<Pfn> = self
+            .vm
+            .mmu()
+            .entries()
+            .filter(|(_, _, entry)| entry.dirty)
+            .map(|(_, _, entry)| entry.pfn)
+            .collect();
+        for space in self.vm.spaces() {
+            for region in space.regions() {
+                let crate::vm::space::Backing::Anonymous(object) = region.backing() else {
+                    continue;
+                };
+                for (_, address, entry) in object.entries_by_chunk() {
+                    let crate::vm::object::anonymous::Entry::Frame(pfn) = entry else { continue };
+                    let Some(slot) = frames.swap_copy(pfn) else { continue };
+                    if frames.flags(pfn).contains(PageFlags::DIRTY) || dirty.contains(&pfn) {
+                        continue;
+                    }
+                    let (device, local) = frames.slots().device_of(slot);
+                    let slots = self.contents[device].lock().expect("slots");
+                    let kept = slots[local as usize].as_ref().ok_or(format!(
+                        "{address:?}: {pfn:?} keeps slot {slot}, which holds nothing"
+                    ))?;
+                    let mut now = vec![0; PAGE_SIZE as usize];
+                    self.vm.mmu().read(pfn, 0, &mut now);
+                    if now[..] != kept[..] {
+                        return Err(format!(
+                            "{address:?}: {pfn:?} is clean but differs from slot {slot}"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Remembers an operation for the failure report.

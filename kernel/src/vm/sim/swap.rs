@@ -20,10 +20,14 @@ use crate::vm::swap::SwapDevice;
 /// which counts them as held).
 pub type StorageFrames = Arc<Mutex<BTreeMap<u32, Pfn>>>;
 
+/// What each slot holds (shared with the driver, which checks clean copies
+/// against it).
+pub type SlotContents = Arc<Mutex<Vec<Option<Box<[u8]>>>>>;
+
 /// The simulated device.
 pub struct SimSwap {
     memory: SimMemory,
-    slots: Vec<Option<Box<[u8]>>>,
+    slots: SlotContents,
     storage: StorageFrames,
     rng: Rng,
     /// Chance in a thousand that a write is refused.
@@ -35,11 +39,16 @@ impl SimSwap {
     pub fn new(memory: SimMemory, slots: u32, seed: u64, refusals: u64) -> Self {
         SimSwap {
             memory,
-            slots: (0..slots).map(|_| None).collect(),
+            slots: Arc::new(Mutex::new((0..slots).map(|_| None).collect())),
             storage: StorageFrames::default(),
             rng: Rng::new(seed),
             refusals,
         }
+    }
+
+    /// What its slots hold, for the invariant checks.
+    pub fn contents(&self) -> SlotContents {
+        self.slots.clone()
     }
 
     /// The frames it keeps, for the invariant checks.
@@ -54,7 +63,7 @@ impl SwapDevice for SimSwap {
     }
 
     fn slots(&self) -> u32 {
-        self.slots.len() as u32
+        self.slots.lock().expect("slots").len() as u32
     }
 
     fn write(
@@ -72,19 +81,19 @@ impl SwapDevice for SimSwap {
         }
         let memory = self.memory.lock().expect("memory");
         let contents = memory.get(&pfn).expect("SimSwap::write: frame never written").clone();
-        self.slots[slot as usize] = Some(contents);
+        self.slots.lock().expect("slots")[slot as usize] = Some(contents);
         Ok(())
     }
 
     fn read(&mut self, slot: u32, pfn: Pfn) -> Result<(), VmError> {
-        let contents =
-            self.slots[slot as usize].clone().expect("SimSwap::read: slot never written");
+        let slots = self.slots.lock().expect("slots");
+        let contents = slots[slot as usize].clone().expect("SimSwap::read: slot never written");
         self.memory.lock().expect("memory").insert(pfn, contents);
         Ok(())
     }
 
     fn discard(&mut self, frames: &mut FrameAllocator<'_>, slot: u32) {
-        self.slots[slot as usize] = None;
+        self.slots.lock().expect("slots")[slot as usize] = None;
         if let Some(pfn) = self.storage.lock().expect("storage").remove(&slot) {
             frames.free(pfn).expect("SimSwap::discard: storage frame not freeable");
         }

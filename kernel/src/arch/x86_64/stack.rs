@@ -93,7 +93,18 @@ pub fn allocate() -> Result<KernelStack, VmError> {
     // Room for every stack there can be, once: the list never grows later, so
     // the heap's bytes in use do not depend on how many stacks were made.
     pool.free.reserve(MAX_STACKS);
-    memory::with_vm(|vm| map_slot(slot, vm.frames_mut()))?;
+    // Short of frames, reclaim (see `vm::reclaim`) and try again: what a
+    // failed attempt mapped stays for the next.
+    memory::with_vm(|vm| {
+        let mut mapped = map_slot(slot, vm.frames_mut());
+        for _ in 0..4 {
+            if mapped.is_ok() || vm.reclaim(16) == 0 {
+                break;
+            }
+            mapped = map_slot(slot, vm.frames_mut());
+        }
+        mapped
+    })?;
     pool.made += 1;
     Ok(KernelStack { slot })
 }

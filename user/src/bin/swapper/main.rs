@@ -166,7 +166,15 @@ fn fork(pages: u64) -> bool {
     });
     (0..pages).step_by(2).for_each(|page| fill(base, page, 4));
     let passed = scattered(pages).all(|page| check(base, page, if page % 2 == 0 { 4 } else { 1 }));
-    passed & (child.is_ok() && reap() == Ended::Exited(0))
+    passed & (child.is_ok() && expect_child(reap()))
+}
+
+/// Whether the child ended well; says how it ended if not.
+fn expect_child(ended: Ended) -> bool {
+    if ended != Ended::Exited(0) {
+        println!("swapper: the child ended with {ended:?}");
+    }
+    ended == Ended::Exited(0)
 }
 
 fn shared(pages: u64) -> bool {
@@ -185,14 +193,18 @@ fn shared(pages: u64) -> bool {
     let ended = reap();
     let mut passed = (0..pages).all(|page| check(base, page, 7));
     passed &= (0..SHARED_PAGES).all(|page| check(common, page, 5));
-    passed & child.is_ok() & (ended == Ended::Exited(0)) & user::shared_close(handle).is_ok()
+    passed & child.is_ok() & expect_child(ended) & user::shared_close(handle).is_ok()
 }
 
 /// `fork`, running `child` in the child (its result is the exit status).
 fn spawn(child: impl FnOnce() -> bool) -> Result<u64, Errno> {
-    match user::fork()? {
-        0 => user::exit(if child() { 0 } else { 1 }),
-        pid => Ok(pid),
+    match user::fork() {
+        Ok(0) => user::exit(if child() { 0 } else { 1 }),
+        Ok(pid) => Ok(pid),
+        Err(errno) => {
+            println!("swapper: fork failed: {errno:?}");
+            Err(errno)
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! process chosen is the one whose end frees the most.
 
 use super::scheduler;
-use super::table::{MAX_PROCESSES, State, with_table};
+use super::table::{MAX_PROCESSES, Pid, State, with_table};
 use crate::memory::with_vm;
 
 /// What became of a fault that ran out of memory.
@@ -40,8 +40,11 @@ pub fn out_of_memory() -> Verdict {
             slots.total
         );
         for &(pid, name, space) in candidates.iter().flatten() {
+            // Of equals, the youngest: the least work lost.
             let (resident, swapped) = vm.footprint(space);
-            if largest.is_none_or(|(_, _, size, _)| resident + swapped > size) {
+            let weight = (resident + swapped, pid.0);
+            if largest.is_none_or(|(other, _, size, _): (Pid, _, u64, _)| weight > (size, other.0))
+            {
                 largest = Some((pid, name, resident + swapped, (resident, swapped)));
             }
         }

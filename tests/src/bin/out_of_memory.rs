@@ -5,8 +5,9 @@
 //! its own 21 MiB would let the process table (128 entries, `TryAgain`) run
 //! out first: the test holds every frame but the probe's 8 MiB and a margin
 //! of [`MARGIN`] while it runs. The failure must be `NoMemory` from fork
-//! itself, never a kernel panic; every child then checks its memory and exits,
-//! and every frame comes back.
+//! itself, never a kernel panic; every child then checks its memory and exits
+//! (or, if fork took the last frames a child needed to run, is killed by the
+//! out-of-memory policy: never any other end), and every frame comes back.
 //! And the out-of-memory policy: when a fault finds nothing to reclaim, the
 //! largest process is killed, not the one that faulted.
 //! programs: probe swapper

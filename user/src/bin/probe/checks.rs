@@ -191,7 +191,8 @@ pub fn memory_hog() -> bool {
 
 /// Forks children that each share 8 MiB of touched pages copy-on-write, until
 /// fork fails; the failure must be `NoMemory`, and every child then checks its
-/// memory, exits, and is reaped.
+/// memory and exits (or is killed by the out-of-memory policy, if fork took
+/// the last frames it needed to run), and is reaped.
 pub fn fork_until_out_of_memory() -> bool {
     const PAGES: u64 = 2048;
     let Ok(handle) = user::shared_create(PAGE) else { return false };
@@ -217,10 +218,25 @@ pub fn fork_until_out_of_memory() -> bool {
     };
     // SAFETY: as above.
     unsafe { write_volatile(go as *mut u64, 1) };
-    let exited = (0..children).filter(|_| reap() == Ended::Exited(0)).count() as u64;
-    println!("probe: {children} children forked before fork failed with {error:?}");
+    // A child may find no frame for its first page tables or its stack
+    // once fork has taken the last: then the out-of-memory policy kills one
+    // (the kernel logs it). None may end any other way: a child that saw
+    // wrong memory exits with 1.
+    let (mut exited, mut killed) = (0u64, 0u64);
+    for _ in 0..children {
+        match reap() {
+            Ended::Exited(0) => exited += 1,
+            Ended::Killed => killed += 1,
+            _ => {}
+        }
+    }
+    println!(
+        "probe: {children} children forked before fork failed with {error:?}; \
+         {exited} exited with 0, {killed} killed for memory"
+    );
     expect("fork failure", error, Some(Errno::NoMemory))
-        & expect("children that exited with 0", exited, children)
+        & expect("children that exited with 0 or were killed", exited + killed, children)
+        & expect("some children ran to the end", exited > 0, true)
         & expect("parent's memory", holds(base, 0..PAGES, 3), true)
         & expect("close", user::shared_close(handle), Ok(()))
 }

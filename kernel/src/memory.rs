@@ -89,36 +89,29 @@ pub fn with_vm_room<R>(
         log::warn!("kernel heap: {heap} bytes needed, not to be had: refused");
         return Err(VmError::OutOfMemory);
     }
-    let mut result = f(vm);
-    for _ in 0..RETRIES {
-        if !matches!(result, Err(VmError::OutOfMemory)) || vm.reclaim(RECLAIM_ON_FAILURE) == 0 {
-            break;
-        }
+    let result = vm.retry_after_reclaim(RECLAIM_ON_FAILURE, |vm| {
         arch::refill_heap_reserve(vm.frames_mut());
-        result = f(vm);
-    }
+        f(vm)
+    });
     arch::refill_heap_reserve(vm.frames_mut());
     result
 }
 
-/// Times a call that ran out of frames reclaims and tries again.
-const RETRIES: usize = 4;
-/// Frames it reclaims each time.
+/// Frames a call that ran out reclaims each time before it tries again.
 const RECLAIM_ON_FAILURE: usize = 64;
 
 /// Makes sure `heap` bytes of kernel heap are free, growing the heap; if
 /// there are no frames to grow it with, reclaims some (see `vm::reclaim`)
 /// and tries again. False if they cannot be had.
 pub fn heap_room_or_reclaim(vm: &mut KernelVm, heap: usize) -> bool {
-    for _ in 0..4 {
+    let grown = |vm: &mut KernelVm| {
         if arch::ensure_heap_free(vm.frames_mut(), heap) {
-            return true;
+            Ok(())
+        } else {
+            Err(VmError::OutOfMemory)
         }
-        if vm.reclaim(heap.div_ceil(4096) + 8) == 0 {
-            return false;
-        }
-    }
-    false
+    };
+    vm.retry_after_reclaim(heap.div_ceil(4096) + 8, grown).is_ok()
 }
 
 /// The page daemon's turn, for the idle task: if free frames are below the

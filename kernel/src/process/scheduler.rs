@@ -10,7 +10,7 @@ use super::table::{Parent, Pid, State, with_table};
 use crate::arch::{self, context, stack};
 use crate::fixed_text::FixedText;
 use crate::memory::with_vm;
-use crate::vm::{ObjectId, VirtAddr, VmError};
+use crate::vm::{ObjectId, VirtAddr};
 
 /// The idle task's saved stack pointer while a process runs.
 static IDLE_CONTEXT: AtomicU64 = AtomicU64::new(0);
@@ -34,7 +34,7 @@ fn run_next() -> bool {
         reap_orphans();
         let Some((pid, space, top, context)) = pick() else { return false };
         with_table(|table| table.processes[&pid].fpu.restore());
-        if let Err(error) = with_vm(|vm| activate(vm, space)) {
+        if let Err(error) = with_vm(|vm| vm.retry_after_reclaim(64, |vm| vm.activate(space))) {
             log::warn!("process {pid} killed: cannot activate its address space: {error}");
             with_table(|table| table.current = None);
             terminate(pid, abi::KILLED);
@@ -56,19 +56,6 @@ fn run_next() -> bool {
         });
         true
     })
-}
-
-/// Activates `space`; if there are no frames for it (page tables for its
-/// pinned translations), reclaims some and tries again.
-fn activate(vm: &mut crate::memory::KernelVm, space: crate::vm::SpaceId) -> Result<(), VmError> {
-    let mut result = vm.activate(space);
-    for _ in 0..4 {
-        if result != Err(VmError::OutOfMemory) || vm.reclaim(64) == 0 {
-            break;
-        }
-        result = vm.activate(space);
-    }
-    result
 }
 
 /// Wakes due sleepers, takes the next ready process and marks it running:

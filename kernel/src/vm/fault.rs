@@ -35,10 +35,8 @@ enum Resolved {
     PagedIn,
 }
 
-/// Times a fault that ran out of frames reclaims and tries again.
-const RETRIES: usize = 4;
-
-/// Frames a fault that ran out reclaims before it tries again.
+/// Frames a fault reclaims on its way when memory is low, and before it
+/// tries again when it ran out.
 const RECLAIM_ON_FAILURE: usize = 32;
 
 /// Translations offered to the MMU per call (kept on the stack).
@@ -116,15 +114,8 @@ impl<'a, M: Mmu> Vm<'a, M> {
             self.balance_at_most(RECLAIM_ON_FAILURE);
         }
         let page = address.page_down();
-        let mut result = self.resolve(space, page, access);
-        // A fault that failed changed nothing: reclaim and try again, while
-        // reclaim finds frames.
-        for _ in 0..RETRIES {
-            if result != Err(VmError::OutOfMemory) || self.reclaim(RECLAIM_ON_FAILURE) == 0 {
-                break;
-            }
-            result = self.resolve(space, page, access);
-        }
+        let result =
+            self.retry_after_reclaim(RECLAIM_ON_FAILURE, |vm| vm.resolve(space, page, access));
         if let Ok(resolved) = result {
             if let Some(target) = self.spaces.get_mut(&space) {
                 target.working_set_mut().note(page);

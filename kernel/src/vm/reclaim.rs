@@ -60,6 +60,10 @@ use super::system::Vm;
 /// Pages the clock gathers before it evicts them (kept on the stack).
 const BATCH: usize = 32;
 
+/// Times an operation that ran out of frames reclaims and runs again
+/// (see [`Vm::retry_after_reclaim`]).
+const RETRIES: usize = 4;
+
 /// Batches in a row that free nothing, with the devices full, after which a
 /// sweep gives up.
 const FRUITLESS_BATCHES: usize = 2;
@@ -147,6 +151,25 @@ impl<'a, M: Mmu> Vm<'a, M> {
         self.watermarks = watermarks;
     }
 
+    /// Runs `operation`; while it fails for lack of frames and reclaim frees
+    /// some (up to `batch` a time), runs it again, at most [`RETRIES`] more
+    /// times. Right for any operation that changes nothing when it fails,
+    /// which every VM operation is: a fault, a fork, a map, an activation.
+    pub fn retry_after_reclaim<R>(
+        &mut self,
+        batch: usize,
+        mut operation: impl FnMut(&mut Self) -> Result<R, VmError>,
+    ) -> Result<R, VmError> {
+        let mut result = operation(self);
+        for _ in 0..RETRIES {
+            if !matches!(result, Err(VmError::OutOfMemory)) || self.reclaim(batch) == 0 {
+                break;
+            }
+            result = operation(self);
+        }
+        result
+    }
+
     /// The page daemon's work: if free frames are below the low watermark,
     /// reclaims up to the high one. Returns the frames freed.
     pub fn balance(&mut self) -> usize {
@@ -232,7 +255,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
                 continue;
             };
             scanned += found;
-            let chosen = self.second_chance(space, &mut victims[..found]);
+            let chosen = self.second_chance(&mut victims[..found]);
             if chosen == 0 {
                 continue;
             }
@@ -326,8 +349,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// Gives the referenced pages among `victims` their second chance
     /// (clearing the bit, dropping them from the list), and drops pinned
     /// ones. Returns how many are left.
-    fn second_chance(&mut self, space: SpaceId, victims: &mut [Option<Victim>]) -> usize {
-        let _ = space;
+    fn second_chance(&mut self, victims: &mut [Option<Victim>]) -> usize {
         let tight = self.frames.slots().tight();
         let mut left = 0;
         for victim in victims.iter_mut() {

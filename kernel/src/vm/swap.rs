@@ -154,11 +154,6 @@ impl SwapSlots {
         Ok(self.devices.len() - 1)
     }
 
-    /// How many devices are attached.
-    pub fn device_count(&self) -> usize {
-        self.devices.len()
-    }
-
     /// The device owning `slot`, and the slot's number on it.
     pub fn device_of(&self, slot: u32) -> (usize, u32) {
         let device = self
@@ -310,11 +305,6 @@ impl SwapSlots {
         let device = &self.devices[device];
         let total = u64::from(device.range.end - device.range.start);
         (total, total - u64::from(device.free))
-    }
-
-    /// Bytes the tables take.
-    pub fn table_bytes(&self) -> usize {
-        self.holders.capacity() * 2 + (self.free.capacity() + self.discarded.capacity()) * 8
     }
 }
 

@@ -95,16 +95,7 @@ pub fn allocate() -> Result<KernelStack, VmError> {
     pool.free.reserve(MAX_STACKS);
     // Short of frames, reclaim (see `vm::reclaim`) and try again: what a
     // failed attempt mapped stays for the next.
-    memory::with_vm(|vm| {
-        let mut mapped = map_slot(slot, vm.frames_mut());
-        for _ in 0..4 {
-            if mapped.is_ok() || vm.reclaim(16) == 0 {
-                break;
-            }
-            mapped = map_slot(slot, vm.frames_mut());
-        }
-        mapped
-    })?;
+    memory::with_vm(|vm| vm.retry_after_reclaim(16, |vm| map_slot(slot, vm.frames_mut())))?;
     pool.made += 1;
     Ok(KernelStack { slot })
 }

@@ -250,11 +250,7 @@ unsafe impl Mmu for X86Mmu {
     }
 
     fn harvest(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
-        let mut harvest = |entry| {
-            fold(frames, entry);
-            table::without_usage(entry)
-        };
-        self.change_leaves(space, (0, USER_END), &mut harvest);
+        self.harvest_range(frames, space, VirtAddr(0), VirtAddr(USER_END));
     }
 
     fn harvest_range(

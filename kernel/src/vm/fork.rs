@@ -4,18 +4,60 @@
 //! same chunks of the page store (see [`super::object::anonymous`]), so fork
 //! costs O(regions + chunks) and touches no frame, and the parent's writable
 //! translations are write-protected through the MMU; the MMU may give the
-//! child read-only copies of the parent's translations (`copy_translations`). Whichever side writes first copies the chunk, then the
-//! page; the last holder takes it over without copying. Shared regions stay
-//! shared: the child maps the same objects. Pinned private pages are copied at once,
-//! so that the parent's pinned translations never need write-protecting.
+//! child read-only copies of the parent's translations (`copy_translations`,
+//! for a bounded number of pages). Whichever side writes first copies the
+//! chunk, then the page; the last holder takes it over without copying.
+//! Shared regions stay shared: the child maps the same objects. Pinned private
+//! pages are copied at once, so that the parent's pinned translations never
+//! need write-protecting.
 #![forbid(unsafe_code)]
 
 use super::error::VmError;
 use super::frame::FrameAllocator;
-use super::mmu::{Mmu, Protection, SpaceId};
+use super::mmu::{Mmu, Protection, SpaceId, VirtAddr};
+use super::object::anonymous::{CHUNK_PAGES, CHUNK_SPAN};
 use super::object::{AnonymousObject, ObjectTable};
+use super::page::PAGE_SIZE;
 use super::space::{AddressSpace, Backing, Region};
 use super::system::{Vm, release_region};
+
+/// Pages in memory whose translations fork offers a child at most, sixteen
+/// chunks' worth (32 MiB on x86): copying them costs the MMU about one
+/// page-table page per chunk (x86 copies whole leaf tables), so this bounds
+/// what fork spends on them however large the parent is.
+pub const FORK_COPY_PAGES: usize = 16 * CHUNK_PAGES;
+
+/// The pages `region` has in memory, counted up to a little past `limit`.
+fn pages_in_memory(region: &Region, objects: &ObjectTable, limit: usize) -> usize {
+    match region.backing() {
+        Backing::Anonymous(object) => object
+            .chunks_in_memory()
+            .filter(|(start, _)| start.0 + CHUNK_SPAN > region.start().0 && *start < region.end())
+            .map(|(_, pages)| pages)
+            .sum(),
+        Backing::Shared { object, offset } => objects.get(*object).map_or(0, |shared| {
+            let pages = (region.end().0 - region.start().0) / PAGE_SIZE;
+            shared.pages_in(*offset..offset + pages).take(limit + 1).count()
+        }),
+    }
+}
+
+/// The end of the longest run of `object`'s chunks from `region`'s start
+/// whose pages in memory fit in `budget`, which it spends.
+fn affordable_end(region: &Region, object: &AnonymousObject, budget: &mut usize) -> VirtAddr {
+    let mut end = region.start();
+    let inside = |(start, _): &(VirtAddr, usize)| {
+        start.0 + CHUNK_SPAN > region.start().0 && *start < region.end()
+    };
+    for (start, pages) in object.chunks_in_memory().filter(inside) {
+        if pages > *budget {
+            break;
+        }
+        *budget -= pages;
+        end = VirtAddr((start.0 + CHUNK_SPAN).min(region.end().0));
+    }
+    end
+}
 
 impl<'a, M: Mmu> Vm<'a, M> {
     /// Creates a copy-on-write copy of `parent`. On error nothing changed.
@@ -38,11 +80,35 @@ impl<'a, M: Mmu> Vm<'a, M> {
     /// with them. The parent's pinned regions are left out: the child got
     /// copies of their pages (and its own regions are never pinned, so it is
     /// the parent's mark that counts).
+    ///
+    /// At most [`FORK_COPY_PAGES`] pages in memory are offered, small regions
+    /// (code, data, stack) first so that one large region cannot take their
+    /// share; a large region is offered whole chunks from its start while the
+    /// budget lasts. The child's first touch of the rest maps a chunk at a
+    /// time (fault-around), so fork's cost stops growing with the parent's
+    /// size while a child that reads a moderate working set takes no fault.
     fn copy_translations(&mut self, parent: SpaceId, child: SpaceId) {
-        let Vm { spaces, frames, mmu, .. } = self;
+        let Vm { spaces, frames, mmu, objects, .. } = self;
         let Some(source) = spaces.get(&parent) else { return };
-        for region in source.regions().filter(|region| !region.pinned()) {
-            mmu.copy_translations(frames, parent, child, region.start(), region.end());
+        let mut budget = FORK_COPY_PAGES;
+        for small in [true, false] {
+            for region in source.regions().filter(|region| !region.pinned()) {
+                let in_memory = pages_in_memory(region, objects, budget);
+                if (in_memory <= CHUNK_PAGES) != small {
+                    continue;
+                }
+                let end = if in_memory <= budget {
+                    budget -= in_memory;
+                    region.end()
+                } else if let Backing::Anonymous(object) = region.backing() {
+                    affordable_end(region, object, &mut budget)
+                } else {
+                    continue;
+                };
+                if region.start() < end {
+                    mmu.copy_translations(frames, parent, child, region.start(), end);
+                }
+            }
         }
         mmu.flush(child);
     }

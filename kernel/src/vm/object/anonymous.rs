@@ -548,6 +548,15 @@ impl AnonymousObject {
         self.chunks.len()
     }
 
+    /// Each chunk's first address and its pages in memory, in address order
+    /// (O(chunks): fork weighs what it offers the MMU by it).
+    pub fn chunks_in_memory(&self) -> impl Iterator<Item = (VirtAddr, usize)> + '_ {
+        self.chunks.iter().map(|(number, chunk)| {
+            let swapped = chunk.swapped.load(Ordering::Relaxed) as usize;
+            (address_of(*number, 0), chunk.resident as usize - swapped)
+        })
+    }
+
     /// Each chunk as (an identity shared by every object naming it, how many
     /// objects name it, pages in memory, pages in swap), for accounting and
     /// invariant checks.

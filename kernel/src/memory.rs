@@ -89,8 +89,13 @@ pub fn with_vm_room<R>(
         log::warn!("kernel heap: {heap} bytes needed, not to be had: refused");
         return Err(VmError::OutOfMemory);
     }
+    // The reserve was just filled: only a retry, after reclaim, refills it.
+    let mut retry = false;
     let result = vm.retry_after_reclaim(RECLAIM_ON_FAILURE, |vm| {
-        arch::refill_heap_reserve(vm.frames_mut());
+        if retry {
+            arch::refill_heap_reserve(vm.frames_mut());
+        }
+        retry = true;
         f(vm)
     });
     arch::refill_heap_reserve(vm.frames_mut());

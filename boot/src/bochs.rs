@@ -90,9 +90,10 @@ pub fn config(
 ) -> Result<String, String> {
     let size = megabytes(&run.memory)?;
     let resets = u8::from(resets);
+    let count = run.smp;
     Ok(format!(
         "memory: guest={size}, host={size}
-cpu: model={CPU_MODEL}, count=1, ips=200000000, reset_on_triple_fault={resets}
+cpu: model={CPU_MODEL}, count={count}, ips=200000000, reset_on_triple_fault={resets}
 romimage: file={BIOS}
 vgaromimage: file={VGA_BIOS}
 vga: extension=cirrus

@@ -46,6 +46,8 @@ pub struct Run {
     pub bochs: bool,
     /// Size of a fresh swap disk to attach (virtio-blk), in QEMU's syntax.
     pub swap: Option<String>,
+    /// Processors the machine has.
+    pub smp: u32,
 }
 
 impl Default for Run {
@@ -62,6 +64,7 @@ impl Default for Run {
             kernel_args: Vec::new(),
             qemu_args: Vec::new(),
             bochs: false,
+            smp: DEFAULT_SMP,
             swap: None,
         }
     }
@@ -109,6 +112,7 @@ options:
   --release          build the kernel with the release profile
   --kernel-arg WORD  add WORD to the kernel command line (e.g. log=debug)
   --pt-cache N       keep page tables for N address spaces (1-64; kernel's pt_cache=N)
+  --smp N            give the machine N processors (1-16, default 2)
   --swap SIZE        attach a fresh, empty swap disk of SIZE (e.g. 64M) as a virtio-blk
                      PCI device; made under target/swap/ for this run and removed after
   --bochs            boot the BIOS image in Bochs, on a processor with PCIDs (QEMU's
@@ -132,6 +136,11 @@ with the failed tests by name and the line `N passed, N failed`.
                   and a WORD that matches nothing is an error
   --kernels-only  skip the host tests
   -h, --help      this text";
+
+/// Processors a machine has unless told otherwise.
+pub const DEFAULT_SMP: u32 = 2;
+/// Most processors the kernel starts (its `acpi::MAX_CPUS`).
+pub const MAX_SMP: u32 = 16;
 
 /// Parses the tool's arguments.
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -179,6 +188,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--kernel-arg" => run.kernel_args.push(value(word)?),
             "--anchor" if mode == "bench" => anchors.push(value(word)?),
             "--anchor" => return Err("--anchor is an option of bench".into()),
+            "--smp" => {
+                let count = value(word)?;
+                match count.parse::<u32>() {
+                    Ok(count @ 1..=MAX_SMP) => run.smp = count,
+                    _ => return Err(format!("--smp takes 1 to {MAX_SMP}, not {count:?}")),
+                }
+            }
             "--pt-cache" => {
                 let size = value(word)?;
                 match size.parse::<u32>() {
@@ -279,6 +295,17 @@ mod tests {
         assert!(run.uefi && run.once);
         assert_eq!(run.memory, "16M");
         assert_eq!(run.qemu_args, ["-smp", "2"]);
+    }
+
+    #[test]
+    fn smp_takes_a_processor_count() {
+        let Ok(Command::Run(run)) = parse(&strings(&["--smp", "4"])) else { panic!("not a run") };
+        assert_eq!(run.smp, 4);
+        assert_eq!(Run::default().smp, 2);
+        for bad in ["0", "17", "x"] {
+            assert!(parse(&strings(&["--smp", bad])).is_err(), "--smp {bad}");
+        }
+        assert!(parse(&strings(&["--smp"])).is_err());
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     crate::drivers::virtio_blk::init();
     crate::memory::configure_swap(&options);
     arch::init_interrupts();
+    arch::smp::start();
     options
 }
 

@@ -8,7 +8,9 @@
 //! memory map, so every table (firmware puts them in regions it reports). What
 //! power-off and reset need is copied into a [`Controls`] (`crate::power`) and
 //! the tables are never read again: power-off works from a panic, and nothing
-//! here allocates or takes a lock once start-up is done.
+//! here allocates or takes a lock once start-up is done. The MADT is read at
+//! the same time into a [`Topology`]: the processors, the local APIC and the
+//! I/O APIC, and how the ISA interrupts reach it (`apic`, `smp`).
 //!
 //! Power-off follows ACPI's legacy sleep sequence for S5: enter ACPI mode if
 //! the firmware left the machine outside it, write SLP_TYP to PM1a (and PM1b)
@@ -20,6 +22,7 @@ use core::ptr::NonNull;
 
 use acpi::address::{AddressSpace, GenericAddress};
 use acpi::sdt::fadt::Fadt;
+use acpi::sdt::madt::{Madt, MadtEntry};
 use acpi::{AcpiTable, AcpiTables, Handler, PciAddress, PhysicalMapping};
 use bootloader_api::info::BootInfo;
 use spin::Once;
@@ -31,6 +34,44 @@ use crate::power::{self, AcpiEnable, Controls, Register, Reset, SleepTypes, Spac
 static CONTROLS: Once<Controls> = Once::new();
 /// The mapping of physical memory, for memory-space registers.
 static MEMORY: Once<PhysicalMemory> = Once::new();
+/// What the MADT said (unset without one).
+static TOPOLOGY: Once<Topology> = Once::new();
+
+/// Most processors the kernel starts; the MADT may list more.
+pub const MAX_CPUS: usize = 16;
+
+/// The interrupt hardware the MADT describes.
+#[derive(Debug, Clone, Copy)]
+pub struct Topology {
+    /// Physical address of the local APICs' registers (in xAPIC mode).
+    pub local_apic: u64,
+    /// The APIC IDs of the usable processors, the first [`Topology::cpus`].
+    pub apic_ids: [u32; MAX_CPUS],
+    /// How many of `apic_ids` there are.
+    pub cpus: usize,
+    /// Usable processors the MADT listed beyond [`MAX_CPUS`].
+    pub left_out: usize,
+    /// The I/O APIC serving global system interrupt 0: its registers'
+    /// physical address and its first GSI.
+    pub io_apic: Option<(u64, u32)>,
+    /// Where each ISA interrupt arrives: its GSI and whether it is
+    /// level-triggered and active low (the overrides; ISA's own are edge and
+    /// active high, on the GSI of the same number).
+    pub isa: [IsaRoute; 16],
+    /// Whether the machine also has the two 8259 PICs (to be masked).
+    pub has_8259: bool,
+}
+
+/// Where an ISA interrupt arrives at the I/O APIC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IsaRoute {
+    /// The global system interrupt.
+    pub gsi: u32,
+    /// Level-triggered (else edge).
+    pub level: bool,
+    /// Active low (else high).
+    pub low: bool,
+}
 
 /// The size of a table header (signature, length, ..., creator revision).
 const HEADER_BYTES: usize = 36;
@@ -55,6 +96,18 @@ pub fn init(boot_info: &BootInfo) {
         }
     };
     CONTROLS.call_once(|| controls);
+    match read_madt(boot_info) {
+        Ok(topology) => {
+            log::info!(
+                "acpi: MADT: {} processors{}, I/O APIC {}",
+                topology.cpus,
+                if topology.left_out > 0 { " (more left out)" } else { "" },
+                if topology.io_apic.is_some() { "found" } else { "missing" },
+            );
+            TOPOLOGY.call_once(|| topology);
+        }
+        Err(why) => log::warn!("acpi: {why}: one processor, interrupts through the 8259"),
+    }
     // Measured now, while nothing else is going on: the waits below use it.
     super::tsc::frequency();
 }
@@ -62,6 +115,71 @@ pub fn init(boot_info: &BootInfo) {
 /// What the tables said (all `None` before [`init`] or without tables).
 pub fn controls() -> Controls {
     CONTROLS.get().copied().unwrap_or_default()
+}
+
+/// What the MADT said, if there was one.
+pub fn topology() -> Option<&'static Topology> {
+    TOPOLOGY.get()
+}
+
+/// Reads the processors and interrupt controllers from the MADT.
+fn read_madt(boot_info: &BootInfo) -> Result<Topology, &'static str> {
+    let rsdp = boot_info.rsdp_addr.into_option().ok_or("the firmware reported no RSDP")?;
+    let memory = *MEMORY.get().ok_or("physical memory is not mapped")?;
+    // SAFETY: as in `read_tables`.
+    let tables = unsafe { AcpiTables::from_rsdp(memory, rsdp as usize) }
+        .map_err(|_| "the RSDP is not valid")?;
+    let madt = tables.find_table::<Madt>().ok_or("no MADT")?;
+    let madt = madt.get();
+    madt.validate().map_err(|_| "the MADT's checksum is wrong")?;
+    let mut topology = Topology {
+        local_apic: u64::from(madt.local_apic_address),
+        apic_ids: [0; MAX_CPUS],
+        cpus: 0,
+        left_out: 0,
+        io_apic: None,
+        isa: core::array::from_fn(|irq| IsaRoute { gsi: irq as u32, level: false, low: false }),
+        has_8259: madt.supports_8259(),
+    };
+    let add = |topology: &mut Topology, id: u32, flags: u32| {
+        // Bit 0: enabled; bit 1: may be brought online. Neither: unusable.
+        if flags & 0b11 == 0 || topology.apic_ids[..topology.cpus].contains(&id) {
+            return;
+        }
+        if topology.cpus == MAX_CPUS {
+            topology.left_out += 1;
+        } else {
+            topology.apic_ids[topology.cpus] = id;
+            topology.cpus += 1;
+        }
+    };
+    for entry in madt.entries() {
+        match entry {
+            MadtEntry::LocalApic(cpu) => add(&mut topology, u32::from(cpu.apic_id), cpu.flags),
+            MadtEntry::LocalX2Apic(cpu) => add(&mut topology, cpu.x2apic_id, cpu.flags),
+            MadtEntry::LocalApicAddressOverride(entry) => {
+                topology.local_apic = entry.local_apic_address
+            }
+            MadtEntry::IoApic(io) if io.global_system_interrupt_base == 0 => {
+                topology.io_apic =
+                    Some((u64::from(io.io_apic_address), io.global_system_interrupt_base));
+            }
+            MadtEntry::InterruptSourceOverride(entry) if entry.bus == 0 && entry.irq < 16 => {
+                // Flags: polarity in bits 0-1 (3: low), trigger in 2-3 (3: level).
+                let flags = entry.flags;
+                topology.isa[usize::from(entry.irq)] = IsaRoute {
+                    gsi: entry.global_system_interrupt,
+                    low: flags & 0b11 == 0b11,
+                    level: (flags >> 2) & 0b11 == 0b11,
+                };
+            }
+            _ => {}
+        }
+    }
+    if topology.cpus == 0 {
+        return Err("the MADT lists no usable processor");
+    }
+    Ok(topology)
 }
 
 /// Reaches physical memory through the bootloader's mapping of all of it.

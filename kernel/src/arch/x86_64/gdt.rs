@@ -120,21 +120,30 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-static GDT: LazyLock<(GlobalDescriptorTable, Selectors)> = LazyLock::new(|| {
+static GDT: LazyLock<(GlobalDescriptorTable, Selectors)> = LazyLock::new(|| build(tss()));
+
+/// A GDT with the kernel's segments and `tss`, always in the same order, so
+/// that every processor's selectors are the same.
+fn build(tss: &'static TaskStateSegment) -> (GlobalDescriptorTable, Selectors) {
     let mut gdt = GlobalDescriptorTable::new();
     let selectors = Selectors {
         kernel_code: gdt.append(Descriptor::kernel_code_segment()),
         kernel_data: gdt.append(Descriptor::kernel_data_segment()),
         user_data: gdt.append(Descriptor::user_data_segment()),
         user_code: gdt.append(Descriptor::user_code_segment()),
-        tss: gdt.append(Descriptor::tss_segment(tss())),
+        tss: gdt.append(Descriptor::tss_segment(tss)),
     };
     (gdt, selectors)
-});
+}
 
 /// Loads the GDT, reloads every segment register and loads the TSS.
 pub fn init() {
     let (gdt, selectors) = &*GDT;
+    load(gdt, *selectors);
+}
+
+/// Loads `gdt`, whose segments are `selectors`, on this processor.
+fn load(gdt: &'static GlobalDescriptorTable, selectors: Selectors) {
     gdt.load();
     // SAFETY: the selectors index descriptors of the GDT just loaded, which is
     // `'static`; the code segment is 64-bit ring 0 like the code running now.
@@ -145,6 +154,24 @@ pub fn init() {
         SS::set_reg(selectors.kernel_data);
         load_tss(selectors.tss);
     }
+}
+
+/// A GDT and TSS of its own for another processor, whose interrupt stacks
+/// are `stacks` (their tops, in [`IST_INDICES`] order). They are leaked: the
+/// processor keeps them for good. Load them with [`load_processor_tables`].
+pub fn processor_tables(stacks: [u64; IST_INDICES.len()]) -> &'static GlobalDescriptorTable {
+    let mut tss = TaskStateSegment::new();
+    for (index, top) in IST_INDICES.into_iter().zip(stacks) {
+        tss.interrupt_stack_table[usize::from(index)] = VirtAddr::new(top);
+    }
+    let (gdt, selectors) = build(alloc::boxed::Box::leak(alloc::boxed::Box::new(tss)));
+    assert_eq!(selectors.tss.0, GDT.1.tss.0, "gdt: processors' layouts differ");
+    alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt))
+}
+
+/// Loads a GDT made by [`processor_tables`] on the processor it was made for.
+pub fn load_processor_tables(gdt: &'static GlobalDescriptorTable) {
+    load(gdt, GDT.1);
 }
 
 /// The selectors of the loaded GDT.

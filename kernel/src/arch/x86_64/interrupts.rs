@@ -1,8 +1,11 @@
-//! Hardware interrupts: the legacy PICs, the PIT timer, the PS/2 keyboard and
-//! serial input.
+//! Hardware interrupts: the timer, the PS/2 keyboard and serial input, through
+//! the APICs or the legacy PICs.
 //!
 //! The two 8259 PICs are remapped to vectors 32..48 (above the CPU exceptions).
-//! The PIT ticks at [`TICK_HZ`]. Keyboard scancodes and serial bytes are only
+//! Where the MADT describes the APICs (`apic`), the PICs are then masked and
+//! the I/O APIC delivers the keyboard and serial interrupts on the same
+//! vectors, while each processor's local APIC timer ticks at [`TICK_HZ`];
+//! otherwise the PICs deliver them and the PIT ticks. Keyboard scancodes and serial bytes are only
 //! queued by the handlers; decoding happens outside interrupt context, in
 //! [`read_input`]. Every handler acknowledges its interrupt before returning
 //! (the timer's before it ends a process's turn, which switches stacks).
@@ -15,14 +18,14 @@ use spin::{LazyLock, Mutex};
 use x86_64::instructions::port::Port;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
 
-use super::serial;
+use super::{apic, serial};
 
 /// First vector of the primary PIC.
 const PIC_OFFSET: u8 = 32;
 /// Timer interrupts per second.
 pub const TICK_HZ: u64 = 100;
-/// Vector of IRQ 0 (PIT).
-const TIMER_VECTOR: u8 = PIC_OFFSET;
+/// Vector of the timer: IRQ 0 (PIT), or the local APIC timer.
+pub const TIMER_VECTOR: u8 = PIC_OFFSET;
 /// Vector of IRQ 1 (PS/2 keyboard).
 const KEYBOARD_VECTOR: u8 = PIC_OFFSET + 1;
 /// Vector of IRQ 4 (COM1).
@@ -63,6 +66,17 @@ pub fn install(idt: &mut InterruptDescriptorTable) {
     idt[SERIAL_VECTOR].set_handler_fn(serial_input);
     idt[SPURIOUS_PRIMARY_VECTOR].set_handler_fn(irq7);
     idt[SPURIOUS_SECONDARY_VECTOR].set_handler_fn(irq15);
+    idt[apic::SPURIOUS_VECTOR].set_handler_fn(apic_spurious);
+    idt[apic::ERROR_VECTOR].set_handler_fn(apic_error);
+    super::smp::install(idt);
+}
+
+extern "x86-interrupt" fn apic_spurious(_frame: InterruptStackFrame) {
+    apic::note_spurious();
+}
+
+extern "x86-interrupt" fn apic_error(_frame: InterruptStackFrame) {
+    apic::note_error();
 }
 
 /// Spurious interrupts seen so far (IRQ 7 or 15 with no line in service).
@@ -108,18 +122,40 @@ extern "x86-interrupt" fn irq15(_frame: InterruptStackFrame) {
     }
 }
 
-/// Programs the PICs and the PIT, unmasks timer, keyboard and COM1, and enables
-/// interrupts. The IDT must be loaded.
+/// Programs the interrupt controllers and the timer (the APICs where the MADT
+/// describes them, else the PICs and the PIT), unmasks timer, keyboard and
+/// COM1, and enables interrupts. The IDT must be loaded.
 pub fn init() {
     LazyLock::force(&INPUT);
-    // SAFETY: the PICs are remapped to vectors whose handlers `install` set, and
-    // only the three lines with handlers are unmasked.
+    let apics = super::acpi::topology()
+        .and_then(|topology| Some((topology, topology.io_apic?)))
+        .filter(|(topology, (address, _))| apic::init(topology) && apic::init_io_apic(*address));
+    // SAFETY: the PICs are remapped to vectors whose handlers `install` set;
+    // with the APICs in charge every line is masked, otherwise only the three
+    // lines with handlers are unmasked.
     unsafe {
         let mut pics = PICS.lock();
         pics.initialize();
-        pics.write_masks(!0b0001_0011, 0xff);
+        match apics {
+            Some(_) => pics.write_masks(0xff, 0xff),
+            None => pics.write_masks(!0b0001_0011, 0xff),
+        }
     }
-    start_timer();
+    match apics {
+        Some((topology, (_, gsi_base))) => {
+            apic::enable_local();
+            let count = apic::calibrate_timer(TICK_HZ);
+            apic::start_timer(TIMER_VECTOR);
+            let this = apic::id();
+            apic::route(topology.isa[1], gsi_base, KEYBOARD_VECTOR, this);
+            apic::route(topology.isa[4], gsi_base, SERIAL_VECTOR, this);
+            log::info!(
+                "interrupts: {:?} local APICs, I/O APIC; timer {TICK_HZ} Hz ({count} counts a tick)",
+                apic::mode()
+            );
+        }
+        None => start_timer(),
+    }
     serial::enable_receive_interrupt();
     x86_64::instructions::interrupts::enable();
 }
@@ -143,13 +179,23 @@ pub fn ticks() -> u64 {
 }
 
 fn end_of_interrupt(vector: u8) {
+    if apic::active() {
+        apic::end_of_interrupt();
+        return;
+    }
     // SAFETY: `vector` is the PIC interrupt being handled right now.
     unsafe { PICS.lock().notify_end_of_interrupt(vector) };
 }
 
 extern "x86-interrupt" fn timer(frame: InterruptStackFrame) {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+    let cpu = super::smp::this_cpu();
+    super::smp::note_tick(cpu);
     end_of_interrupt(TIMER_VECTOR);
+    if cpu != 0 {
+        // Another processor: it only idles.
+        return;
+    }
+    TICKS.fetch_add(1, Ordering::Relaxed);
     // A process interrupted in user mode has had its turn. (The kernel itself
     // is never preempted: it holds no lock and no half-done state in user mode.)
     if frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3 {

@@ -96,6 +96,7 @@ pub fn init_memory(boot_info: &'static BootInfo) {
         }
     }
     let ranges = &mut ranges[..count];
+    carve_low_pages(ranges);
     let pages = carve_page_array(ranges, offset);
     let frames = FrameAllocator::new(pages, ranges);
     // Neither `Vm::new` nor `X86Mmu::new` allocates: there is no heap yet.
@@ -249,6 +250,34 @@ fn carve_page_array(ranges: &mut [PhysRange], offset: u64) -> &'static mut [VmPa
     unsafe { core::slice::from_raw_parts_mut(address, entries) }
 }
 
+/// Pages below 1 MiB kept for starting the other processors (`smp`): the
+/// start-up code, and the page tables it runs on.
+pub const LOW_PAGES: u64 = 4;
+/// Where they are (physical; 0: none were to be had).
+static LOW_PAGES_AT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The [`LOW_PAGES`] pages below 1 MiB kept for `smp`, if memory had them.
+pub fn low_pages() -> Option<u64> {
+    Some(LOW_PAGES_AT.load(Ordering::Relaxed)).filter(|&at| at != 0)
+}
+
+/// Takes [`LOW_PAGES`] pages from the top of a usable range lying below
+/// 1 MiB (a processor starts in real mode at a page there), before the frame
+/// allocator is made. The first page is left alone: real-mode firmware data
+/// may lie there.
+fn carve_low_pages(ranges: &mut [PhysRange]) {
+    const LIMIT: u64 = 0x10_0000;
+    let bytes = LOW_PAGES * PAGE_SIZE;
+    let fits = |range: &&mut PhysRange| {
+        let end = range.end & !(PAGE_SIZE - 1);
+        range.end <= LIMIT && end >= range.start.max(PAGE_SIZE) + bytes
+    };
+    if let Some(range) = ranges.iter_mut().filter(fits).max_by_key(|range| range.end) {
+        range.end = (range.end & !(PAGE_SIZE - 1)) - bytes;
+        LOW_PAGES_AT.store(range.end, Ordering::Relaxed);
+    }
+}
+
 /// Adapts the heap's frame source to the `x86_64` crate's page-table code.
 struct TableFrames<'a, 'b, 'c>(&'a mut HeapFrames<'b, 'c>);
 
@@ -275,7 +304,7 @@ pub(super) fn kernel_mapper() -> OffsetPageTable<'static> {
 }
 
 /// The boot root: the page table the kernel was entered with.
-fn boot_root() -> Pfn {
+pub(super) fn boot_root() -> Pfn {
     static BOOT_ROOT: spin::Once<Pfn> = spin::Once::new();
     *BOOT_ROOT.call_once(super::paging::tlb::Tlb::current_root)
 }
@@ -393,6 +422,17 @@ pub fn copy_frame(source: Pfn, destination: Pfn) {
             WORDS_PER_PAGE,
         );
     }
+}
+
+/// Writes `bytes` into frame `pfn` from byte `offset` on. Same ownership
+/// rule as [`fill_frame`]; panics if they do not fit in the frame.
+pub fn write_frame(pfn: Pfn, offset: usize, bytes: &[u8]) {
+    assert!(offset + bytes.len() <= PAGE_SIZE as usize, "write_frame: past the frame");
+    // SAFETY: as in `fill_frame`; the range lies inside the frame (checked),
+    // and `bytes` is kernel memory, not the frame.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), frame_pointer(pfn).add(offset), bytes.len())
+    };
 }
 
 /// Copies frame `pfn` into `buffer`. Same ownership rule as [`fill_frame`].

@@ -5,6 +5,7 @@
 //! the functions re-exported by `crate::arch`.
 
 pub mod acpi;
+pub mod apic;
 pub mod backtrace;
 pub mod boot_info;
 pub mod context;
@@ -21,6 +22,7 @@ pub mod pat;
 pub mod physical_pages;
 pub mod qemu;
 pub mod serial;
+pub mod smp;
 pub mod stack;
 pub mod tsc;
 pub mod user_memory;

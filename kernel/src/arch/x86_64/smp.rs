@@ -1,0 +1,406 @@
+//! The other processors: starting them, knowing which one is running, and
+//! interrupting one from another.
+//!
+//! # Start-up
+//! The boot processor starts each processor the MADT lists, one at a time,
+//! with INIT, then STARTUP twice (Intel's MP protocol: 10 ms after INIT, the
+//! second only if the first did not take). A processor starts in real mode at
+//! a page below 1 MiB: the trampoline below is copied there (into the pages
+//! `memory::low_pages` kept), with a data area the boot processor fills for
+//! each start: a GDT with a 64-bit code segment, a root table, a stack and
+//! where to go. The trampoline turns on PAE, long mode and no-execute, loads
+//! that root and enables paging in one step, far-jumps into 64-bit code and
+//! calls [`processor_entry`] on the new stack. The root is a copy of the
+//! kernel half of the boot root with the first 2 MiB mapped at their own
+//! addresses, as the trampoline runs there while paging comes on (the copy is
+//! below 4 GiB, as a real-mode `mov cr3` needs).
+//!
+//! [`processor_entry`] switches to the boot root, loads the processor's own
+//! GDT and TSS (with interrupt stacks of its own) and the shared IDT, takes
+//! the boot processor's control registers, EFER bits and PAT, enables its
+//! local APIC and timer, says it is online, and idles, halting between
+//! interrupts. Processes still run on the boot processor only.
+//!
+//! # Which processor
+//! [`this_cpu`] finds the running processor's index from its APIC ID, which
+//! nothing in user mode can change (unlike the GS base, which a `mov gs`
+//! changes, so per-processor data is not reached through GS yet).
+//!
+//! # Calls
+//! [`call`] interrupts another processor on [`CALL_VECTOR`] and waits until
+//! its handler has run: the mechanism TLB shootdowns will use.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr0, Cr3, Cr3Flags, Cr4};
+use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
+use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
+use x86_64::structures::paging::PhysFrame;
+
+use super::acpi::MAX_CPUS;
+use super::{apic, gdt, memory, tsc};
+use crate::vm::page::{PAGE_SIZE, Pfn};
+
+/// Vector of [`call`]'s interrupt.
+pub const CALL_VECTOR: u8 = 0xf0;
+
+/// What the kernel knows of one processor.
+struct Cpu {
+    /// Its APIC ID.
+    apic_id: AtomicU32,
+    /// Whether it has come up.
+    online: AtomicBool,
+    /// Its timer interrupts so far.
+    ticks: AtomicU64,
+    /// [`call`]s it has answered.
+    calls: AtomicU64,
+    /// Its GDT (set before it starts).
+    gdt: AtomicU64,
+}
+
+static CPUS: [Cpu; MAX_CPUS] = [const {
+    Cpu {
+        apic_id: AtomicU32::new(0),
+        online: AtomicBool::new(false),
+        ticks: AtomicU64::new(0),
+        calls: AtomicU64::new(0),
+        gdt: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+/// Processors online (the boot processor counts from [`start`] on).
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+/// Processors the MADT listed (1 without one).
+static LISTED: AtomicUsize = AtomicUsize::new(1);
+/// The boot processor's control state, which every other takes on.
+static CONTROL: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// Offsets in the trampoline's data area (see the assembly).
+const DATA_GDTR: usize = 0;
+const DATA_FAR_JUMP: usize = 8;
+const DATA_ROOT: usize = 16;
+const DATA_STACK: usize = 24;
+const DATA_ENTRY: usize = 32;
+const DATA_INDEX: usize = 40;
+const DATA_BOOT_ROOT: usize = 48;
+const DATA_GDT: usize = 56;
+
+// The trampoline. Copied to a page below 1 MiB and entered there in real mode
+// with CS = the page's segment and IP = 0; every address in it is an offset
+// from its start, or patched in by `start_one`.
+core::arch::global_asm!(
+    ".section .text.trampoline, \"ax\"",
+    ".global smp_trampoline_start",
+    ".global smp_trampoline_long",
+    ".global smp_trampoline_data",
+    ".global smp_trampoline_end",
+    ".code16",
+    "smp_trampoline_start:",
+    "cli",
+    "cld",
+    "movw %cs, %ax",
+    "movw %ax, %ds",
+    "lgdtl (smp_trampoline_data - smp_trampoline_start)",
+    // PAE, then the root, then long mode and no-execute, then paging.
+    "movl %cr4, %eax",
+    "orl $0x20, %eax",
+    "movl %eax, %cr4",
+    "movl (smp_trampoline_data - smp_trampoline_start + 16), %eax",
+    "movl %eax, %cr3",
+    "movl $0xc0000080, %ecx",
+    "rdmsr",
+    "orl $0x900, %eax",
+    "wrmsr",
+    "movl %cr0, %eax",
+    "orl $0x80000001, %eax",
+    "movl %eax, %cr0",
+    "ljmpl *(smp_trampoline_data - smp_trampoline_start + 8)",
+    ".code64",
+    "smp_trampoline_long:",
+    "movw $0x10, %ax",
+    "movw %ax, %ds",
+    "movw %ax, %es",
+    "movw %ax, %ss",
+    "xorl %eax, %eax",
+    "movw %ax, %fs",
+    "movw %ax, %gs",
+    "leaq smp_trampoline_data(%rip), %rbx",
+    "movq 24(%rbx), %rsp",
+    "movq 40(%rbx), %rdi",
+    "movq 48(%rbx), %rsi",
+    // A zero return address: the entry is entered as if called, and a
+    // backtrace stops there.
+    "pushq $0",
+    "jmpq *32(%rbx)",
+    ".balign 8",
+    "smp_trampoline_data:",
+    // The GDTR: limit, base (patched).
+    ".word 23",
+    ".long 0",
+    ".word 0",
+    // The far jump into 64-bit code: offset (patched), selector 8.
+    ".long 0",
+    ".word 8",
+    ".word 0",
+    // Root, stack, entry, index, boot root (patched).
+    ".quad 0",
+    ".quad 0",
+    ".quad 0",
+    ".quad 0",
+    ".quad 0",
+    // The GDT: null, 64-bit code, data.
+    ".quad 0",
+    ".quad 0x00af9a000000ffff",
+    ".quad 0x00cf92000000ffff",
+    "smp_trampoline_end:",
+    ".text",
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static smp_trampoline_start: u8;
+    static smp_trampoline_long: u8;
+    static smp_trampoline_data: u8;
+    static smp_trampoline_end: u8;
+}
+
+/// The trampoline's bytes, and the offsets of its 64-bit code and data area.
+fn trampoline() -> (&'static [u8], usize, usize) {
+    let start = &raw const smp_trampoline_start as usize;
+    let long = &raw const smp_trampoline_long as usize;
+    let data = &raw const smp_trampoline_data as usize;
+    let end = &raw const smp_trampoline_end as usize;
+    // SAFETY: the four labels delimit the assembly above, in one section, in
+    // this order; its bytes are part of the kernel image, mapped for good.
+    let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, end - start) };
+    (bytes, long - start, data - start)
+}
+
+/// The index of the processor running this (0 for the boot processor, and
+/// for any processor before [`start`]).
+pub fn this_cpu() -> usize {
+    if ONLINE.load(Ordering::Relaxed) <= 1 {
+        return 0;
+    }
+    let id = apic::id();
+    CPUS.iter()
+        .position(|cpu| {
+            cpu.online.load(Ordering::Acquire) && cpu.apic_id.load(Ordering::Relaxed) == id
+        })
+        .unwrap_or(0)
+}
+
+/// Processors online, and processors the MADT listed.
+pub fn counts() -> (usize, usize) {
+    (ONLINE.load(Ordering::Acquire), LISTED.load(Ordering::Relaxed))
+}
+
+/// Processor `index`'s APIC ID, timer interrupts and calls answered, if it
+/// is online.
+pub fn cpu(index: usize) -> Option<(u32, u64, u64)> {
+    let cpu = CPUS.get(index).filter(|cpu| cpu.online.load(Ordering::Acquire))?;
+    Some((
+        cpu.apic_id.load(Ordering::Relaxed),
+        cpu.ticks.load(Ordering::Relaxed),
+        cpu.calls.load(Ordering::Relaxed),
+    ))
+}
+
+/// Counts a timer interrupt of processor `cpu` (the running one).
+pub fn note_tick(cpu: usize) {
+    CPUS[cpu].ticks.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Installs the call handler.
+pub fn install(idt: &mut InterruptDescriptorTable) {
+    idt[CALL_VECTOR].set_handler_fn(call_interrupt);
+}
+
+extern "x86-interrupt" fn call_interrupt(_frame: InterruptStackFrame) {
+    CPUS[this_cpu()].calls.fetch_add(1, Ordering::Release);
+    apic::end_of_interrupt();
+}
+
+/// Interrupts processor `index` and waits until it has answered; false if it
+/// is not online or did not answer within a second.
+pub fn call(index: usize) -> bool {
+    let Some(cpu) = CPUS.get(index).filter(|cpu| cpu.online.load(Ordering::Acquire)) else {
+        return false;
+    };
+    let before = cpu.calls.load(Ordering::Acquire);
+    apic::send_interrupt(cpu.apic_id.load(Ordering::Relaxed), CALL_VECTOR);
+    wait_until(1_000_000, || cpu.calls.load(Ordering::Acquire) != before)
+}
+
+/// Spins until `done` or `micros` have passed; whether `done`.
+fn wait_until(micros: u64, mut done: impl FnMut() -> bool) -> bool {
+    let limit = tsc::frequency() / 1_000_000 * micros;
+    let start = tsc::read();
+    while !done() {
+        if tsc::read() - start > limit {
+            return done();
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Spins for `micros` microseconds.
+fn delay(micros: u64) {
+    wait_until(micros, || false);
+}
+
+/// Starts every other processor the MADT lists; logs how many came up. Runs
+/// once on the boot processor, with the local APIC enabled.
+pub fn start() {
+    let this = apic::id();
+    CPUS[0].apic_id.store(this, Ordering::Relaxed);
+    CPUS[0].online.store(true, Ordering::Release);
+    let Some(topology) = super::acpi::topology().filter(|_| apic::active()) else {
+        return;
+    };
+    LISTED.store(topology.cpus + topology.left_out, Ordering::Relaxed);
+    let others = topology.apic_ids[..topology.cpus].iter().filter(|&&id| id != this);
+    if topology.cpus < 2 {
+        return;
+    }
+    let Some(low) = memory::low_pages() else {
+        log::warn!("smp: no memory below 1 MiB to start processors from: one processor");
+        return;
+    };
+    save_control_state();
+    prepare_low_pages(low);
+    for (index, &id) in (1..).zip(others) {
+        if let Err(why) = start_one(low, index, id) {
+            log::warn!("smp: processor {index} (APIC ID {id}) {why}; starting no more");
+            break;
+        }
+    }
+    let (online, listed) = counts();
+    log::info!(
+        "smp: {online} of {listed} processors online, local APICs in {:?} mode",
+        apic::mode()
+    );
+}
+
+/// Records the boot processor's CR0, CR4, EFER and PAT for the others.
+fn save_control_state() {
+    let efer = Efer::read().bits();
+    // SAFETY: the PAT MSR exists on every processor this kernel runs on (it
+    // checks for it before programming it, and reads only here).
+    let pat = unsafe { Msr::new(0x277).read() };
+    let values = [Cr0::read_raw(), Cr4::read_raw(), efer, pat];
+    for (slot, value) in CONTROL.iter().zip(values) {
+        slot.store(value, Ordering::Relaxed);
+    }
+}
+
+/// Copies the trampoline to the low pages and builds the root table it runs
+/// on: the boot root's kernel half, and the first 2 MiB at their own
+/// addresses (one 2 MiB page).
+fn prepare_low_pages(low: u64) {
+    let (code, _, _) = trampoline();
+    assert!(code.len() <= PAGE_SIZE as usize, "smp: the trampoline outgrew its page");
+    let [root, upper, middle] = [1, 2, 3].map(|page| Pfn::from_addr(low + page * PAGE_SIZE));
+    let boot = memory::boot_root();
+    for page in 0..memory::LOW_PAGES {
+        memory::fill_frame(Pfn::from_addr(low + page * PAGE_SIZE), 0);
+    }
+    memory::write_frame(Pfn::from_addr(low), 0, code);
+    let mut entries = alloc::boxed::Box::new([0u8; PAGE_SIZE as usize]);
+    memory::read_frame(boot, &mut *entries);
+    entries[..PAGE_SIZE as usize / 2].fill(0);
+    const PRESENT_WRITABLE: u64 = 0b11;
+    const HUGE: u64 = 1 << 7;
+    entries[..8].copy_from_slice(&(upper.addr() | PRESENT_WRITABLE).to_le_bytes());
+    memory::write_frame(root, 0, &entries[..]);
+    memory::write_frame(upper, 0, &(middle.addr() | PRESENT_WRITABLE).to_le_bytes());
+    memory::write_frame(middle, 0, &(PRESENT_WRITABLE | HUGE).to_le_bytes());
+}
+
+/// Starts processor `index` with APIC ID `id` from the trampoline at `low`,
+/// and waits for it to come online.
+fn start_one(low: u64, index: usize, id: u32) -> Result<(), &'static str> {
+    let stack = super::stack::allocate().map_err(|_| "has no stack (out of memory)")?;
+    let mut stacks = [0; gdt::IST_INDICES.len()];
+    for top in &mut stacks {
+        *top = super::stack::allocate().map_err(|_| "has no interrupt stacks")?.top();
+    }
+    let cpu = &CPUS[index];
+    cpu.gdt.store(gdt::processor_tables(stacks) as *const _ as u64, Ordering::Relaxed);
+    cpu.apic_id.store(id, Ordering::Relaxed);
+    let (_, long, data) = trampoline();
+    let mut area = [0u8; DATA_GDT];
+    let gdt_base = (low + (data + DATA_GDT) as u64) as u32;
+    area[DATA_GDTR..DATA_GDTR + 2].copy_from_slice(&23u16.to_le_bytes());
+    area[DATA_GDTR + 2..DATA_GDTR + 6].copy_from_slice(&gdt_base.to_le_bytes());
+    area[DATA_FAR_JUMP..DATA_FAR_JUMP + 4]
+        .copy_from_slice(&((low + long as u64) as u32).to_le_bytes());
+    area[DATA_FAR_JUMP + 4..DATA_FAR_JUMP + 6].copy_from_slice(&8u16.to_le_bytes());
+    let words = [
+        (DATA_ROOT, low + PAGE_SIZE),
+        (DATA_STACK, stack.top()),
+        (DATA_ENTRY, processor_entry as *const () as u64),
+        (DATA_INDEX, index as u64),
+        (DATA_BOOT_ROOT, memory::boot_root().addr()),
+    ];
+    for (offset, value) in words {
+        area[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+    }
+    memory::write_frame(Pfn::from_addr(low), data, &area);
+    // The stack is the processor's for good.
+    core::mem::forget(stack);
+    let page = u8::try_from(low / PAGE_SIZE).map_err(|_| "cannot start from above 1 MiB")?;
+    apic::send_init(id);
+    delay(10_000);
+    apic::send_startup(id, page);
+    let online = || cpu.online.load(Ordering::Acquire);
+    if !wait_until(200, online) {
+        apic::send_startup(id, page);
+    }
+    // Emulated processors can take a while to come up.
+    if wait_until(2_000_000, online) { Ok(()) } else { Err("did not come up") }
+}
+
+/// Where a processor arrives from the trampoline, on its own stack, with
+/// interrupts off; `boot_root` is the boot processor's page table.
+extern "C" fn processor_entry(index: u64, boot_root: u64) -> ! {
+    let index = index as usize;
+    let frame = PhysFrame::containing_address(PhysAddr::new(boot_root));
+    // SAFETY: the boot root maps the kernel half exactly as the trampoline's
+    // root does (it was copied from it), so this code and its stack stay
+    // mapped; PCID 0, as on the boot processor before any process.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+    let cpu = &CPUS[index];
+    let gdt =
+        cpu.gdt.load(Ordering::Relaxed) as *const x86_64::structures::gdt::GlobalDescriptorTable;
+    // SAFETY: `start_one` stored a GDT leaked for this processor.
+    gdt::load_processor_tables(unsafe { &*gdt });
+    super::exceptions::init();
+    take_control_state();
+    apic::enable_local();
+    apic::start_timer(super::interrupts::TIMER_VECTOR);
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+    cpu.online.store(true, Ordering::Release);
+    loop {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+/// Takes on the boot processor's CR0, CR4, EFER bits and PAT.
+fn take_control_state() {
+    let [cr0, cr4, efer, pat] = CONTROL.each_ref().map(|slot| slot.load(Ordering::Relaxed));
+    let wanted = EferFlags::from_bits_truncate(efer)
+        & (EferFlags::NO_EXECUTE_ENABLE | EferFlags::SYSTEM_CALL_EXTENSIONS);
+    // SAFETY: the boot processor runs the same kernel with these very values:
+    // caching and write protection (CR0), PAE, global pages, FXSR, SMEP, SMAP,
+    // UMIP and PCIDs (CR4; PCIDs may be enabled here as CR3 holds PCID 0),
+    // no-execute and `syscall` (EFER), and the same memory types (PAT), so
+    // every mapping means the same on this processor.
+    unsafe {
+        Cr0::write_raw(cr0);
+        Cr4::write_raw(cr4);
+        Efer::update(|flags| flags.insert(wanted));
+        Msr::new(0x277).write(pat);
+    }
+}

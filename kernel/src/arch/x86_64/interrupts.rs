@@ -173,6 +173,13 @@ fn start_timer() {
     }
 }
 
+/// The 8259s' interrupt masks (primary, secondary), as they read now.
+pub fn legacy_masks() -> (u8, u8) {
+    // SAFETY: reading a PIC's data port outside an initialisation sequence
+    // returns its mask register and changes nothing.
+    unsafe { (Port::<u8>::new(0x21).read(), Port::<u8>::new(0xa1).read()) }
+}
+
 /// Timer ticks since interrupts were enabled.
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)

@@ -188,6 +188,8 @@ pub mod crash {
     pub const SYSCALL_WITH_NESTED_TASK: u64 = 22;
     pub const YIELD_WITH_NESTED_TASK: u64 = 23;
     pub const ICEBP: u64 = 24;
+    /// System calls (and a fork) after the program changed GS: must exit 0.
+    pub const GS_CHANGED: u64 = 30;
     pub const SYSCALL_WITH_A_KERNEL_STACK: u64 = 25;
     pub const SYSCALL_WITH_A_NON_CANONICAL_STACK: u64 = 26;
     pub const UD2_WITH_A_NON_CANONICAL_STACK: u64 = 27;

@@ -67,6 +67,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         running_out_of_frames_for_page_tables_is_killed,
         splitting_a_mapping_into_regions_is_survived,
         yield_with_the_nested_task_flag_is_survived,
+        system_calls_after_changing_gs_work,
         syscall_at_the_top_of_user_space_is_killed,
         syscall_with_the_trap_flag_is_survived,
         x87_fault_is_killed,
@@ -245,6 +246,13 @@ fn syscall_with_the_nested_task_flag_is_survived() {
 
 fn yield_with_the_nested_task_flag_is_survived() {
     expect_survived(YIELD_WITH_NESTED_TASK, "yield with the nested-task flag beside a spinner");
+}
+
+/// The kernel reaches its per-processor entry state through its own GS base
+/// (`swapgs`), so a program's GS is no concern of its.
+fn system_calls_after_changing_gs_work() {
+    let status = run_to_end("crash", GS_CHANGED);
+    assert_eq!(status, 0, "system calls after changing GS: status word {status:#x}");
 }
 
 /// One page a GiB apart, two page tables each, until no frame is left: the

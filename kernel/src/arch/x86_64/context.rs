@@ -6,8 +6,14 @@
 //! cleared: interrupts masked, and nothing the user left in RFLAGS (NT, which
 //! would make the kernel's next `iretq` fault; DF, TF, AC, IOPL, RF, ID; the
 //! arithmetic flags) reaches the kernel. It is still on the user's stack. The entry switches to
-//! the running task's kernel stack (one CPU: the top is kept in a static, set by
-//! [`set_kernel_stack`] together with the TSS's `rsp0`), saves every
+//! the running task's kernel stack: each processor's top is kept in its
+//! [`EntryArea`] (set by [`set_kernel_stack`] together with its TSS's `rsp0`),
+//! which IA32_KERNEL_GS_BASE points to. The entry reaches it with `swapgs`,
+//! saves the user's stack pointer there, loads the kernel stack, and swaps
+//! back at once: the kernel never uses GS otherwise, so nothing a program does
+//! to its GS base matters to it, and no other entry needs a `swapgs` (an NMI,
+//! machine check or debug exception in that window runs on its own stack and
+//! does not use GS either). It then saves every
 //! general-purpose register there as a [`TrapFrame`], and calls the kernel's
 //! handler with it. [`return_to_user`] restores the frame and leaves with
 //! `sysretq`, after [`dispatch`] has checked that the return address is a
@@ -27,9 +33,10 @@
 use core::arch::naked_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::VirtAddr;
-use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
+use x86_64::registers::model_specific::{Efer, EferFlags, KernelGsBase, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 
+use super::acpi::MAX_CPUS;
 use super::gdt;
 
 /// The user's registers at a system call, as saved on the kernel stack.
@@ -98,19 +105,39 @@ impl TrapFrame {
     }
 }
 
-/// The running task's kernel stack top, where `syscall_entry` switches to.
-static KERNEL_STACK_TOP: AtomicU64 = AtomicU64::new(0);
-/// The user's stack pointer while `syscall_entry` saves it.
-static USER_STACK: AtomicU64 = AtomicU64::new(0);
+/// What `syscall_entry` needs of the processor it runs on, reached through
+/// IA32_KERNEL_GS_BASE: the running task's kernel stack top, and a word for
+/// the user's stack pointer while the entry saves it.
+#[repr(C)]
+pub struct EntryArea {
+    kernel_stack: AtomicU64,
+    user_stack: AtomicU64,
+}
+
+/// Offsets of [`EntryArea`]'s fields, for the entry's assembly.
+const KERNEL_STACK_OFFSET: usize = 0;
+const USER_STACK_OFFSET: usize = 8;
+
+/// Each processor's entry area, by index (`smp::this_cpu`).
+static ENTRY_AREAS: [EntryArea; MAX_CPUS] =
+    [const { EntryArea { kernel_stack: AtomicU64::new(0), user_stack: AtomicU64::new(0) } };
+        MAX_CPUS];
 
 /// The kernel's system-call handler: gets the frame, leaves the result in `rax`.
 type Handler = extern "C" fn(&mut TrapFrame);
 static HANDLER: AtomicU64 = AtomicU64::new(0);
 
-/// Turns on `syscall`/`sysret` with `handler` as the kernel side. The GDT must
-/// be loaded (its order is what STAR needs).
+/// Turns on `syscall`/`sysret` with `handler` as the kernel side, on the boot
+/// processor. The GDT must be loaded (its order is what STAR needs).
 pub fn init(handler: Handler) {
     HANDLER.store(handler as usize as u64, Ordering::SeqCst);
+    init_processor(0);
+}
+
+/// Turns on `syscall`/`sysret` on processor `cpu` (the running one), whose
+/// entry area is `ENTRY_AREAS[cpu]`.
+pub fn init_processor(cpu: usize) {
+    KernelGsBase::write(VirtAddr::from_ptr(&ENTRY_AREAS[cpu]));
     let selectors = gdt::selectors();
     Star::write(
         selectors.user_code,
@@ -127,11 +154,13 @@ pub fn init(handler: Handler) {
     unsafe { Efer::update(|flags| flags.insert(EferFlags::SYSTEM_CALL_EXTENSIONS)) };
 }
 
-/// Makes `top` the kernel stack for entries from user mode (system calls, and
-/// interrupts through the TSS). Call with interrupts disabled.
+/// Makes `top` the running processor's kernel stack for entries from user
+/// mode (system calls, and interrupts through its TSS). Call with interrupts
+/// disabled.
 pub fn set_kernel_stack(top: u64) {
-    KERNEL_STACK_TOP.store(top, Ordering::SeqCst);
-    gdt::set_privilege_stack(top);
+    let cpu = super::smp::this_cpu();
+    ENTRY_AREAS[cpu].kernel_stack.store(top, Ordering::SeqCst);
+    gdt::set_privilege_stack(cpu, top);
 }
 
 /// Calls the registered handler (the indirection keeps the entry in this module).
@@ -158,9 +187,11 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
 #[unsafe(naked)]
 pub extern "C" fn syscall_entry() {
     naked_asm!(
-        "mov [rip + {user_stack}], rsp",
-        "mov rsp, [rip + {kernel_stack}]",
-        "push qword ptr [rip + {user_stack}]",
+        "swapgs",
+        "mov gs:[{user_stack}], rsp",
+        "mov rsp, gs:[{kernel_stack}]",
+        "push qword ptr gs:[{user_stack}]",
+        "swapgs",
         "push r11",
         "push rcx",
         "push rax",
@@ -181,8 +212,8 @@ pub extern "C" fn syscall_entry() {
         "mov rdi, rsp",
         "call {dispatch}",
         "jmp {leave}",
-        user_stack = sym USER_STACK,
-        kernel_stack = sym KERNEL_STACK_TOP,
+        user_stack = const USER_STACK_OFFSET,
+        kernel_stack = const KERNEL_STACK_OFFSET,
         dispatch = sym dispatch,
         leave = sym return_to_user,
     )

@@ -14,12 +14,15 @@
 //! The TSS also holds `rsp0`, the stack an interrupt from user mode switches to:
 //! the running process's kernel stack, set at every task switch.
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::LazyLock;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
+
+use super::acpi::MAX_CPUS;
 
 /// Interrupt-stack-table slot used by the double-fault handler.
 pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
@@ -92,15 +95,24 @@ pub fn interrupt_stack(index: u16) -> u64 {
     }
 }
 
-/// Sets `rsp0`, the stack the CPU switches to on an interrupt from ring 3.
-/// Call with interrupts disabled.
-pub fn set_privilege_stack(top: u64) {
-    // SAFETY: one field of the packed TSS, written unaligned through a raw
-    // pointer (no reference to the static is made); the CPU reads it only when an
-    // interrupt arrives from user mode, which cannot happen while interrupts are
-    // disabled on this (only) CPU.
+/// Each processor's TSS, by index (`smp::this_cpu`); the boot processor's is
+/// [`TSS`], the others' are set by [`processor_tables`]. 0: none yet.
+static PROCESSOR_TSS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Sets `rsp0` of processor `cpu` (the running one), the stack it switches to
+/// on an interrupt from ring 3. Call with interrupts disabled.
+pub fn set_privilege_stack(cpu: usize, top: u64) {
+    let tss = match PROCESSOR_TSS[cpu].load(Ordering::Acquire) {
+        0 => &raw mut TSS,
+        address => address as *mut TaskStateSegment,
+    };
+    // SAFETY: one field of a packed TSS (this processor's: the static, or the
+    // one leaked for it), written unaligned through a raw pointer (no
+    // reference to it is made); only this processor reads it, when an
+    // interrupt arrives from user mode, which cannot happen while interrupts
+    // are disabled here.
     unsafe {
-        let slot = (&raw mut TSS.privilege_stack_table).cast::<VirtAddr>();
+        let slot = (&raw mut (*tss).privilege_stack_table).cast::<VirtAddr>();
         slot.write_unaligned(VirtAddr::new(top));
     }
 }
@@ -159,12 +171,17 @@ fn load(gdt: &'static GlobalDescriptorTable, selectors: Selectors) {
 /// A GDT and TSS of its own for another processor, whose interrupt stacks
 /// are `stacks` (their tops, in [`IST_INDICES`] order). They are leaked: the
 /// processor keeps them for good. Load them with [`load_processor_tables`].
-pub fn processor_tables(stacks: [u64; IST_INDICES.len()]) -> &'static GlobalDescriptorTable {
+pub fn processor_tables(
+    cpu: usize,
+    stacks: [u64; IST_INDICES.len()],
+) -> &'static GlobalDescriptorTable {
     let mut tss = TaskStateSegment::new();
     for (index, top) in IST_INDICES.into_iter().zip(stacks) {
         tss.interrupt_stack_table[usize::from(index)] = VirtAddr::new(top);
     }
-    let (gdt, selectors) = build(alloc::boxed::Box::leak(alloc::boxed::Box::new(tss)));
+    let tss = alloc::boxed::Box::leak(alloc::boxed::Box::new(tss));
+    PROCESSOR_TSS[cpu].store(&raw mut *tss as u64, Ordering::Release);
+    let (gdt, selectors) = build(tss);
     assert_eq!(selectors.tss.0, GDT.1.tss.0, "gdt: processors' layouts differ");
     alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt))
 }

@@ -327,7 +327,7 @@ fn start_one(low: u64, index: usize, id: u32) -> Result<(), &'static str> {
         *top = super::stack::allocate().map_err(|_| "has no interrupt stacks")?.top();
     }
     let cpu = &CPUS[index];
-    cpu.gdt.store(gdt::processor_tables(stacks) as *const _ as u64, Ordering::Relaxed);
+    cpu.gdt.store(gdt::processor_tables(index, stacks) as *const _ as u64, Ordering::Relaxed);
     cpu.apic_id.store(id, Ordering::Relaxed);
     let (_, long, data) = trampoline();
     let mut area = [0u8; DATA_GDT];
@@ -378,6 +378,7 @@ extern "C" fn processor_entry(index: u64, boot_root: u64) -> ! {
     gdt::load_processor_tables(unsafe { &*gdt });
     super::exceptions::init();
     take_control_state();
+    super::context::init_processor(index);
     apic::enable_local();
     apic::start_timer(super::interrupts::TIMER_VECTOR);
     ONLINE.fetch_add(1, Ordering::AcqRel);

@@ -151,3 +151,33 @@ pub fn syscall_with_a_non_canonical_stack() {
     let pid = syscall_with_stack(NON_CANONICAL);
     println!("crash: getpid with a non-canonical stack pointer gave {pid}");
 }
+
+/// Changes GS (the user data selector, then the null one; each load may
+/// change the GS base) and makes system calls, a fork among them: the
+/// kernel must not care. Exits with 0 if every call worked.
+pub fn system_calls_after_changing_gs() {
+    for selector in ["ss", "0"] {
+        // SAFETY: loads a selector a program may load into GS (its own data
+        // segment, or null); nothing in this program uses GS.
+        unsafe {
+            match selector {
+                "ss" => asm!("mov {0:x}, ss", "mov gs, {0:x}", out(reg) _, options(nomem, nostack)),
+                _ => asm!("xor {0:e}, {0:e}", "mov gs, {0:x}", out(reg) _, options(nomem, nostack)),
+            }
+        }
+        let pid = user::getpid();
+        if (0..100).any(|_| user::getpid() != pid) {
+            user::exit(1);
+        }
+        match user::fork() {
+            Ok(0) => user::exit(7),
+            Ok(_) => {
+                if !matches!(user::wait(), Ok((_, abi::Ended::Exited(7)))) {
+                    user::exit(2);
+                }
+            }
+            Err(_) => user::exit(3),
+        }
+    }
+    user::exit(0);
+}

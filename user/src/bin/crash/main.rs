@@ -72,6 +72,7 @@ fn main(mode: u64) -> i32 {
         27 => faults::undefined_opcode_with_a_non_canonical_stack,
         28 => exhaustion::split_into_regions,
         29 => exhaustion::touch_far_apart,
+        30 => entries::system_calls_after_changing_gs,
         _ => {
             println!("crash: unknown mode {mode}");
             return UNKNOWN_MODE;

@@ -3,8 +3,10 @@
 //! APIC ID of its own; the boot processor is processor 0; each one's local
 //! APIC timer ticks; each other processor answers a call (an interrupt sent
 //! from the boot processor), once per call, and a processor that is not
-//! there is not called; the 8259 is masked while the APICs deliver
-//! interrupts; and a process runs to its end with the other processors idle.
+//! there is not called; a shootdown (of a page, and of everything) makes a
+//! processor that holds a translation in its TLB see the page's new frame;
+//! the 8259 is masked while the APICs deliver interrupts; and a process runs
+//! to its end with the other processors idle.
 //! Under QEMU (xAPIC mode) with one, two and four processors, under UEFI, and
 //! under Bochs (x2APIC mode).
 //! programs: probe
@@ -20,9 +22,19 @@ extern crate alloc;
 
 use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::acpi::MAX_CPUS;
-use kernel::arch::{apic, interrupts, smp};
+use kernel::arch::paging::{table, tlb::Tlb};
+use kernel::arch::smp::Invalidation;
+use kernel::arch::{apic, interrupts, smp, user_memory};
+use kernel::memory::with_vm;
 use kernel::testing;
-use kernel_tests::{probe, run_probe, run_until, warm_up_with_probe};
+use kernel::vm::VirtAddr;
+use kernel_tests::{
+    activate, change_behind_the_layers_back, destroy, probe, run_probe, run_until, space_with,
+    warm_up_with_probe, write,
+};
+use x86_64::PhysAddr;
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::PhysFrame;
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -37,6 +49,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         the_boot_processor_is_processor_zero,
         every_processor_timer_ticks,
         every_other_processor_answers_each_call,
+        a_shootdown_reaches_every_processor_holding_the_translation,
         the_apics_deliver_interrupts_and_the_8259_is_masked,
         a_process_runs_while_the_others_idle,
     ]);
@@ -86,6 +99,76 @@ fn every_other_processor_answers_each_call() {
         }
     }
     assert!(!smp::call(expected()), "a processor that is not there answered");
+}
+
+/// Where the shootdown test's page is.
+const BASE: u64 = 0x4000_0000;
+
+/// On another processor: loads the root at physical `root`, returns the one
+/// it had.
+fn swap_root(root: u64) -> u64 {
+    let (old, flags) = Cr3::read_raw();
+    // SAFETY: `root` is a complete root (a space's, or the one this processor
+    // had), whose kernel half is the boot root's; this processor runs only
+    // kernel code meanwhile, in its idle loop and request handler.
+    unsafe { Cr3::write_raw(PhysFrame::containing_address(PhysAddr::new(root)), flags) };
+    old.start_address().as_u64()
+}
+
+/// On another processor: the word at `BASE` through its loaded root.
+fn read_base(_: u64) -> u64 {
+    user_memory::read_u64(VirtAddr(BASE)).expect("the page is mapped")
+}
+
+fn a_shootdown_reaches_every_processor_holding_the_translation() {
+    let others: alloc::vec::Vec<usize> = (1..expected()).collect();
+    if others.is_empty() {
+        // Nobody to shoot at: nothing is waited for.
+        assert_eq!(smp::invalidate_others(Invalidation::All), 0);
+        return;
+    }
+    let (pages_before, all_before) = smp::shootdowns_served();
+    for what in [Invalidation::range(BASE, 1), Invalidation::range(BASE, 512)] {
+        let space = space_with(BASE, 1);
+        activate(space);
+        write(VirtAddr(BASE), 0x1111);
+        let root = Tlb::current_root();
+        let mut roots = alloc::vec::Vec::new();
+        for &cpu in &others {
+            roots.push(smp::run_on(cpu, swap_root, root.addr()).expect("no answer"));
+            assert_eq!(smp::run_on(cpu, read_base, 0), Some(0x1111), "processor {cpu}");
+        }
+        // Another frame behind the page, as the page-table layer would put
+        // one there (without telling the other processors yet).
+        let other = with_vm(|vm| vm.frames_mut().alloc()).expect("a frame");
+        kernel::arch::fill_frame(other, 0x22);
+        let mut original = 0;
+        change_behind_the_layers_back(root, VirtAddr(BASE), |leaf| {
+            original = leaf;
+            leaf ^ table::frame_of(leaf).addr() ^ other.addr()
+        });
+        let stale = smp::run_on(others[0], read_base, 0);
+        kernel::println!(
+            "smp: {what:?}: before it, processor {} read {:#x}",
+            others[0],
+            stale.unwrap_or(0)
+        );
+        assert_eq!(smp::invalidate(&others, what), 0, "{what:?}: not every processor answered");
+        for &cpu in &others {
+            let seen = smp::run_on(cpu, read_base, 0);
+            assert_eq!(seen, Some(0x2222_2222_2222_2222), "{what:?}: processor {cpu}");
+        }
+        for (&cpu, &old) in others.iter().zip(&roots) {
+            smp::run_on(cpu, swap_root, old).expect("no answer");
+        }
+        change_behind_the_layers_back(root, VirtAddr(BASE), |_| original);
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(BASE));
+        with_vm(|vm| vm.frames_mut().free(other)).expect("free the frame");
+        destroy(&[space]);
+    }
+    let (pages, all) = smp::shootdowns_served();
+    let served = (others.len() as u64, others.len() as u64);
+    assert_eq!((pages - pages_before, all - all_before), served, "(pages, everything) served");
 }
 
 fn the_apics_deliver_interrupts_and_the_8259_is_masked() {

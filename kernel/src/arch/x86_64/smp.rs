@@ -26,9 +26,16 @@
 //! nothing in user mode can change (unlike the GS base, which a `mov gs`
 //! changes, so per-processor data is not reached through GS yet).
 //!
-//! # Calls
-//! [`call`] interrupts another processor on [`CALL_VECTOR`] and waits until
-//! its handler has run: the mechanism TLB shootdowns will use.
+//! # Requests
+//! One processor asks others for work through a mailbox each and an
+//! interrupt on [`CALL_VECTOR`], and waits until every one has done it:
+//! [`invalidate`] (a TLB shootdown: some pages, one `invlpg` each, or past
+//! [`PAGE_CEILING`] pages everything), [`run_on`] (a function, for tests),
+//! [`call`] (nothing: a ping). One batch is in flight at a time (a lock); a
+//! processor waiting for that lock, or for anything a requester may hold, must
+//! serve its own mailbox meanwhile ([`serve_requests`]), as its interrupts
+//! are off: two processors shooting at each other would otherwise wait for
+//! each other for ever.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use x86_64::PhysAddr;
@@ -43,6 +50,84 @@ use crate::vm::page::{PAGE_SIZE, Pfn};
 
 /// Vector of [`call`]'s interrupt.
 pub const CALL_VECTOR: u8 = 0xf0;
+
+/// Pages past which a shootdown flushes everything instead of one `invlpg`
+/// a page (Linux's `tlb_single_page_flush_ceiling`).
+pub const PAGE_CEILING: u64 = 33;
+
+/// What a processor is asked to drop from its TLB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    /// `count` pages from `start`, one `invlpg` each.
+    Pages {
+        /// The first page's address.
+        start: u64,
+        /// How many pages.
+        count: u64,
+    },
+    /// Every translation but the global ones (a CR3 reload).
+    All,
+}
+
+impl Invalidation {
+    /// `count` pages from `start`: those pages, or everything past the ceiling.
+    pub fn range(start: u64, count: u64) -> Self {
+        if count > PAGE_CEILING { Invalidation::All } else { Invalidation::Pages { start, count } }
+    }
+
+    /// Does it on this processor.
+    fn apply(self) {
+        match self {
+            Invalidation::Pages { start, count } => {
+                for page in 0..count {
+                    let address = x86_64::VirtAddr::new(start + page * PAGE_SIZE);
+                    x86_64::instructions::tlb::flush(address);
+                }
+            }
+            Invalidation::All => {
+                let (frame, flags) = Cr3::read_raw();
+                // SAFETY: reloads the root already loaded, with its PCID bits:
+                // only cached translations are dropped.
+                unsafe { Cr3::write_raw(frame, flags) };
+            }
+        }
+    }
+}
+
+/// Work posted to a processor's mailbox.
+const WORK_NONE: u64 = 0;
+const WORK_PAGES: u64 = 1;
+const WORK_ALL: u64 = 2;
+const WORK_RUN: u64 = 3;
+
+/// A processor's mailbox: the work, its two arguments and result, and how
+/// many requests were posted and served.
+struct Mailbox {
+    work: AtomicU64,
+    first: AtomicU64,
+    second: AtomicU64,
+    result: AtomicU64,
+    posted: AtomicU64,
+    served: AtomicU64,
+}
+
+static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
+    Mailbox {
+        work: AtomicU64::new(WORK_NONE),
+        first: AtomicU64::new(0),
+        second: AtomicU64::new(0),
+        result: AtomicU64::new(0),
+        posted: AtomicU64::new(0),
+        served: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+/// One batch of requests at a time.
+static REQUESTS: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Shootdowns served so far by kind (pages, everything), on any processor.
+static SERVED_PAGES: AtomicU64 = AtomicU64::new(0);
+static SERVED_ALL: AtomicU64 = AtomicU64::new(0);
 
 /// What the kernel knows of one processor.
 struct Cpu {
@@ -217,19 +302,110 @@ pub fn install(idt: &mut InterruptDescriptorTable) {
 }
 
 extern "x86-interrupt" fn call_interrupt(_frame: InterruptStackFrame) {
-    CPUS[this_cpu()].calls.fetch_add(1, Ordering::Release);
+    serve_requests();
     apic::end_of_interrupt();
 }
 
-/// Interrupts processor `index` and waits until it has answered; false if it
-/// is not online or did not answer within a second.
-pub fn call(index: usize) -> bool {
-    let Some(cpu) = CPUS.get(index).filter(|cpu| cpu.online.load(Ordering::Acquire)) else {
-        return false;
+/// Does what this processor's mailbox holds, if anything; for the request
+/// interrupt, and for loops that wait with interrupts off.
+pub fn serve_requests() {
+    let index = this_cpu();
+    let mailbox = &MAILBOXES[index];
+    let posted = mailbox.posted.load(Ordering::Acquire);
+    if mailbox.served.load(Ordering::Relaxed) == posted {
+        return;
+    }
+    let (first, second) =
+        (mailbox.first.load(Ordering::Relaxed), mailbox.second.load(Ordering::Relaxed));
+    match mailbox.work.load(Ordering::Relaxed) {
+        WORK_PAGES => {
+            Invalidation::Pages { start: first, count: second }.apply();
+            SERVED_PAGES.fetch_add(1, Ordering::Relaxed);
+        }
+        WORK_ALL => {
+            Invalidation::All.apply();
+            SERVED_ALL.fetch_add(1, Ordering::Relaxed);
+        }
+        WORK_RUN => {
+            // SAFETY: `run_on` posted a `fn(u64) -> u64` as this word.
+            let function: fn(u64) -> u64 = unsafe { core::mem::transmute(first as usize) };
+            mailbox.result.store(function(second), Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    CPUS[index].calls.fetch_add(1, Ordering::Relaxed);
+    mailbox.served.store(posted, Ordering::Release);
+}
+
+/// Posts `(work, first, second)` to every processor in `targets` (indices;
+/// this one and those not online are left out), interrupts them, and waits
+/// until all have served it; returns how many did not within a second.
+fn request(targets: &[usize], work: u64, first: u64, second: u64) -> usize {
+    let this = this_cpu();
+    let batch = loop {
+        if let Some(guard) = REQUESTS.try_lock() {
+            break guard;
+        }
+        serve_requests();
+        core::hint::spin_loop();
     };
-    let before = cpu.calls.load(Ordering::Acquire);
-    apic::send_interrupt(cpu.apic_id.load(Ordering::Relaxed), CALL_VECTOR);
-    wait_until(1_000_000, || cpu.calls.load(Ordering::Acquire) != before)
+    let online =
+        |index: usize| CPUS.get(index).is_some_and(|cpu| cpu.online.load(Ordering::Acquire));
+    let mut posted = [0u64; MAX_CPUS];
+    for &index in targets.iter().filter(|&&index| index != this && online(index)) {
+        let mailbox = &MAILBOXES[index];
+        mailbox.work.store(work, Ordering::Relaxed);
+        mailbox.first.store(first, Ordering::Relaxed);
+        mailbox.second.store(second, Ordering::Relaxed);
+        posted[index] = mailbox.posted.fetch_add(1, Ordering::AcqRel) + 1;
+        apic::send_interrupt(CPUS[index].apic_id.load(Ordering::Relaxed), CALL_VECTOR);
+    }
+    let served = |index: usize| MAILBOXES[index].served.load(Ordering::Acquire) >= posted[index];
+    let all = || (0..MAX_CPUS).all(served);
+    let missing =
+        if wait_until(1_000_000, all) { 0 } else { (0..MAX_CPUS).filter(|&i| !served(i)).count() };
+    drop(batch);
+    missing
+}
+
+/// Makes every processor in `targets` (indices; this one, and those not
+/// online, are left out) drop `what` from its TLB, and waits until all have;
+/// returns how many did not answer within a second (0: all did).
+pub fn invalidate(targets: &[usize], what: Invalidation) -> usize {
+    match what {
+        Invalidation::Pages { start, count } => request(targets, WORK_PAGES, start, count),
+        Invalidation::All => request(targets, WORK_ALL, 0, 0),
+    }
+}
+
+/// Makes every other online processor drop `what`; see [`invalidate`].
+pub fn invalidate_others(what: Invalidation) -> usize {
+    let every: [usize; MAX_CPUS] = core::array::from_fn(|index| index);
+    invalidate(&every, what)
+}
+
+/// Runs `function(argument)` on processor `index` (in its interrupt
+/// handler, interrupts off) and returns its result; `None` if the processor
+/// is not online, is this one, or did not answer within a second.
+pub fn run_on(index: usize, function: fn(u64) -> u64, argument: u64) -> Option<u64> {
+    let online = CPUS.get(index).is_some_and(|cpu| cpu.online.load(Ordering::Acquire));
+    if !online || index == this_cpu() {
+        return None;
+    }
+    let missing = request(&[index], WORK_RUN, function as usize as u64, argument);
+    (missing == 0).then(|| MAILBOXES[index].result.load(Ordering::Relaxed))
+}
+
+/// Interrupts processor `index` and waits until it has answered; false if it
+/// is not online, is this one, or did not answer within a second.
+pub fn call(index: usize) -> bool {
+    let online = CPUS.get(index).is_some_and(|cpu| cpu.online.load(Ordering::Acquire));
+    online && index != this_cpu() && request(&[index], WORK_NONE, 0, 0) == 0
+}
+
+/// Shootdowns served so far: of some pages, and of everything.
+pub fn shootdowns_served() -> (u64, u64) {
+    (SERVED_PAGES.load(Ordering::Relaxed), SERVED_ALL.load(Ordering::Relaxed))
 }
 
 /// Spins until `done` or `micros` have passed; whether `done`.

@@ -113,9 +113,14 @@ const SWAP_BENCH_MEMORY: &str = "48M";
 /// Its swap disk: room for the thrashing rows' working set and more.
 const SWAP_BENCH_DISK: &str = "256M";
 
-/// Boots the release kernel headless with `bench once`, then again on a
-/// small machine with `bench=swap once`; true if it finished and
-/// every benchmark's own checks passed.
+/// Processors of the machine the processors' rows run on.
+const PROCESSORS_BENCH_SMP: u32 = 4;
+
+/// Boots the release kernel headless with `bench once` on one processor (as
+/// the Linux anchor boots), then again on a small machine with `bench=swap
+/// once`, then on one with [`PROCESSORS_BENCH_SMP`] processors with
+/// `bench=smp once`; true if all finished and every benchmark's own checks
+/// passed.
 pub fn run(options: Bench) -> Result<bool, String> {
     let linux = anchor(&options.anchors)?;
     let mut run = options.run;
@@ -125,6 +130,9 @@ pub fn run(options: Bench) -> Result<bool, String> {
     run.kernel_args.push("bench".into());
     if run.memory == Run::default().memory {
         run.memory = "512M".into();
+    }
+    if run.smp == Run::default().smp {
+        run.smp = 1;
     }
     let images = build::kernel_images(&run)?;
     let image = if run.uefi { &images.uefi } else { &images.bios };
@@ -153,17 +161,29 @@ pub fn run(options: Bench) -> Result<bool, String> {
         build::kernel_images_in(&small, &build::target_dir().join("images").join("bench-swap"))?;
     let small_image = if small.uefi { &small_images.uefi } else { &small_images.bios };
     let swapped = qemu::run_captured(small_image, &small, Duration::from_secs(900), &mut keep)?;
+    // The processors' rows on a machine of several.
+    let mut several = run.clone();
+    several.smp = PROCESSORS_BENCH_SMP;
+    several.memory = Run::default().memory;
+    several.kernel_args.retain(|arg| arg != "bench");
+    several.kernel_args.push("bench=smp".into());
+    let several_images =
+        build::kernel_images_in(&several, &build::target_dir().join("images").join("bench-smp"))?;
+    let several_image = if several.uefi { &several_images.uefi } else { &several_images.bios };
+    let shot = qemu::run_captured(several_image, &several, Duration::from_secs(300), &mut keep)?;
     println!("\n{}", table(&rows));
     if !rows.is_empty() {
         let path = write_chart(&medians([lines.as_str()]), linux.as_ref())?;
         println!("chart: {}", path.display());
     }
-    for (what, outcome) in [("benchmark", outcome), ("swap benchmark", swapped)] {
+    let outcomes =
+        [("benchmark", outcome), ("swap benchmark", swapped), ("processors' benchmark", shot)];
+    for (what, outcome) in outcomes {
         if !outcome.passed() {
             eprintln!("boot: {what} run ended with {outcome:?}");
         }
     }
-    Ok(outcome.passed() && swapped.passed())
+    Ok(outcomes.iter().all(|(_, outcome)| outcome.passed()))
 }
 
 #[cfg(test)]

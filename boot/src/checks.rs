@@ -58,6 +58,7 @@ const SCRIPT: &[(&str, &str)] = &[
     ("vm", "chaos on"),
     ("chaos off", "chaos: off"),
     ("uptime", " ticks)"),
+    ("cpus", "cpus: 2 online of 2"),
     ("frobnicate", "unknown command"),
     ("ptcache 0", "expected a number"),
     ("programs", "probe"),

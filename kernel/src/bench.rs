@@ -19,6 +19,7 @@ const REPETITIONS: usize = 5;
 mod metadata;
 mod page_tables;
 mod processes;
+mod processors;
 mod swap;
 
 /// Runs `operation` `count` times per repetition, prints its line, and returns
@@ -105,6 +106,12 @@ pub fn run_swap() -> bool {
     let passed = swap::run();
     print_final_facts();
     passed
+}
+
+/// The processors' benchmarks alone (`bench=smp`), on a machine of their own.
+pub fn run_processors() -> bool {
+    print_facts();
+    processors::run()
 }
 
 /// Prints what the VM holds and has done once every benchmark ran.

@@ -13,11 +13,9 @@
 pub struct Options {
     /// Power off (through isa-debug-exit under QEMU) once start-up work is done.
     pub once: bool,
-    /// Run the benchmarks after start-up.
-    pub bench: bool,
-    /// Run only the swap benchmarks (`bench=swap`; the runner gives them a
-    /// small machine of their own).
-    pub bench_swap: bool,
+    /// Which benchmarks to run after start-up, if any (`bench`, `bench=swap`,
+    /// `bench=smp`).
+    pub bench: Option<Benchmarks>,
     /// Log level: `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: log::LevelFilter,
     /// Address spaces whose page tables are kept (`pt_cache=N`, N >= 1).
@@ -59,8 +57,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             once: false,
-            bench: false,
-            bench_swap: false,
+            bench: None,
             log_level: log::LevelFilter::Info,
             pt_cache: DEFAULT_PT_CACHE,
             chaos: 0,
@@ -76,6 +73,17 @@ impl Default for Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnknownOption<'a>(pub &'a str);
 
+/// A set of benchmarks (`kernel::bench`); the runner boots a machine for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Benchmarks {
+    /// Everything but the two below (`bench`).
+    Main,
+    /// The swap benchmarks, on a small machine with a swap disk (`bench=swap`).
+    Swap,
+    /// The processors' benchmarks, on a machine with several (`bench=smp`).
+    Processors,
+}
+
 /// Parses `line`, calling `unknown` for each word it does not understand.
 pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> Options {
     let mut options = Options::default();
@@ -86,8 +94,9 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
         };
         match (key, value) {
             ("once", None) => options.once = true,
-            ("bench", None) => options.bench = true,
-            ("bench", Some("swap")) => options.bench_swap = true,
+            ("bench", None) => options.bench = Some(Benchmarks::Main),
+            ("bench", Some("swap")) => options.bench = Some(Benchmarks::Swap),
+            ("bench", Some("smp")) => options.bench = Some(Benchmarks::Processors),
             ("log", Some(level)) => match level.parse() {
                 Ok(level) => options.log_level = level,
                 Err(_) => unknown(UnknownOption(word)),

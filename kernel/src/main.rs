@@ -7,15 +7,19 @@
 
 use bootloader_api::{BootInfo, entry_point};
 use kernel::arch::{self, ExitCode};
+use kernel::cmdline::Benchmarks;
 
 entry_point!(kernel_main, config = &kernel::BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let options = kernel::boot::init(boot_info);
     log::info!("start-up complete");
-    if options.bench || options.bench_swap {
-        let passed =
-            if options.bench_swap { kernel::bench::run_swap() } else { kernel::bench::run_all() };
+    if let Some(benchmarks) = options.bench {
+        let passed = match benchmarks {
+            Benchmarks::Main => kernel::bench::run_all(),
+            Benchmarks::Swap => kernel::bench::run_swap(),
+            Benchmarks::Processors => kernel::bench::run_processors(),
+        };
         if options.once {
             arch::exit(if passed { ExitCode::Success } else { ExitCode::Failure });
         }

@@ -29,6 +29,8 @@ pub enum Command<'a> {
     Chaos(bool),
     /// Time since interrupts were enabled.
     Uptime,
+    /// The processors: online, their APIC IDs, timers and requests served.
+    Cpus,
     /// List the processes.
     Processes,
     /// List the programs in the ramdisk.
@@ -51,6 +53,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("ptcache N", "keep page tables for at most N address spaces (N >= 1)"),
     ("chaos on|off", "discard translations every few faults, or stop"),
     ("uptime", "time since start-up"),
+    ("cpus", "processors: online, APIC IDs, timer ticks, requests served"),
     ("ps", "processes: id, program, state"),
     ("programs", "the programs in the ramdisk, with their sizes"),
     ("run NAME [ARG]", "start a program (ARG: decimal or 0x hex, default 0)"),
@@ -75,6 +78,7 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, String> {
         ("mem", None) => Command::Memory,
         ("vm", None) => Command::Vm,
         ("uptime", None) => Command::Uptime,
+        ("cpus", None) => Command::Cpus,
         ("ps", None) => Command::Processes,
         ("programs", None) => Command::Programs,
         ("reboot", None) => Command::Reboot,

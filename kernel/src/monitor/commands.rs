@@ -87,12 +87,32 @@ fn execute(command: Command, started: &mut Vec<Started>) {
             let hz = arch::interrupts::TICK_HZ;
             println!("uptime {}.{:02} s ({ticks} ticks)", ticks / hz, ticks % hz * 100 / hz);
         }
+        Command::Cpus => cpus(),
         Command::Processes => processes(),
         Command::Programs => programs(),
         Command::Run(name, argument) => run_program(name, argument, started),
         Command::Kill(pid) => kill(Pid(pid), started),
         Command::Reboot => arch::reboot(|line| println!("{line}")),
         Command::PowerOff => arch::power_off(|line| println!("{line}")),
+    }
+}
+
+/// `cpus`: one line for the machine, one per processor online.
+fn cpus() {
+    let (online, listed) = arch::smp::counts();
+    let (pages, everything) = arch::smp::shootdowns_served();
+    println!(
+        "cpus: {online} online of {listed}; local APICs {:?}, timer {} counts a tick; \
+         shootdowns served: {pages} of pages, {everything} of everything",
+        arch::apic::mode(),
+        arch::apic::timer_count()
+    );
+    for index in 0.. {
+        let Some((apic_id, ticks, served)) = arch::smp::cpu(index) else { break };
+        let role = if index == 0 { "boot processor, runs processes" } else { "idle" };
+        println!(
+            "  cpu {index}: APIC ID {apic_id}, {ticks} ticks, {served} requests served ({role})"
+        );
     }
 }
 

@@ -400,7 +400,14 @@ pub fn run_on(index: usize, function: fn(u64) -> u64, argument: u64) -> Option<u
 /// is not online, is this one, or did not answer within a second.
 pub fn call(index: usize) -> bool {
     let online = CPUS.get(index).is_some_and(|cpu| cpu.online.load(Ordering::Acquire));
-    online && index != this_cpu() && request(&[index], WORK_NONE, 0, 0) == 0
+    online && index != this_cpu() && ping(&[index]) == 0
+}
+
+/// Interrupts every processor in `targets` at once (see [`invalidate`] for
+/// which count) and waits until all have answered; returns how many did not
+/// within a second.
+pub fn ping(targets: &[usize]) -> usize {
+    request(targets, WORK_NONE, 0, 0)
 }
 
 /// Shootdowns served so far: of some pages, and of everything.
@@ -484,7 +491,7 @@ fn prepare_low_pages(low: u64) {
     }
     memory::write_frame(Pfn::from_addr(low), 0, code);
     let mut entries = alloc::boxed::Box::new([0u8; PAGE_SIZE as usize]);
-    memory::read_frame(boot, &mut *entries);
+    memory::read_frame(boot, &mut entries);
     entries[..PAGE_SIZE as usize / 2].fill(0);
     const PRESENT_WRITABLE: u64 = 0b11;
     const HUGE: u64 = 1 << 7;
@@ -497,7 +504,9 @@ fn prepare_low_pages(low: u64) {
 /// Starts processor `index` with APIC ID `id` from the trampoline at `low`,
 /// and waits for it to come online.
 fn start_one(low: u64, index: usize, id: u32) -> Result<(), &'static str> {
-    let stack = super::stack::allocate().map_err(|_| "has no stack (out of memory)")?;
+    // Stacks taken here are the processor's for good: their slots are never
+    // given back.
+    let stack = super::stack::allocate().map_err(|_| "has no stack (out of memory)")?.top();
     let mut stacks = [0; gdt::IST_INDICES.len()];
     for top in &mut stacks {
         *top = super::stack::allocate().map_err(|_| "has no interrupt stacks")?.top();
@@ -515,7 +524,7 @@ fn start_one(low: u64, index: usize, id: u32) -> Result<(), &'static str> {
     area[DATA_FAR_JUMP + 4..DATA_FAR_JUMP + 6].copy_from_slice(&8u16.to_le_bytes());
     let words = [
         (DATA_ROOT, low + PAGE_SIZE),
-        (DATA_STACK, stack.top()),
+        (DATA_STACK, stack),
         (DATA_ENTRY, processor_entry as *const () as u64),
         (DATA_INDEX, index as u64),
         (DATA_BOOT_ROOT, memory::boot_root().addr()),
@@ -524,8 +533,6 @@ fn start_one(low: u64, index: usize, id: u32) -> Result<(), &'static str> {
         area[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
     }
     memory::write_frame(Pfn::from_addr(low), data, &area);
-    // The stack is the processor's for good.
-    core::mem::forget(stack);
     let page = u8::try_from(low / PAGE_SIZE).map_err(|_| "cannot start from above 1 MiB")?;
     apic::send_init(id);
     delay(10_000);

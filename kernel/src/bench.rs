@@ -128,6 +128,11 @@ fn print_final_facts() {
         statistics.cow_reuses,
         statistics.forks
     );
+    if let Some((holds, mean, longest, bound)) = crate::memory::hold::summary() {
+        println!(
+            "I vm_lock_holds={holds} mean_ns={mean} longest_ns={longest} p99_under_us={bound}"
+        );
+    }
 }
 
 /// The screen console: one full line (drawn, then scrolled up), and a whole

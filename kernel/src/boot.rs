@@ -68,6 +68,9 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     );
     crate::process::init();
     crate::memory::configure_page_tables(&options);
+    if options.lockstat {
+        crate::memory::hold::enable();
+    }
     announce_configuration(&options);
     if let Some(framebuffer) = framebuffer {
         console::init_screen(framebuffer);

@@ -26,6 +26,8 @@ pub struct Options {
     /// Check every CR3 load against a shadow TLB that keeps every PCID's
     /// translations (`tlb_check`; slow, for tests).
     pub tlb_check: bool,
+    /// Measure how long the VM lock is held (`lockstat`; `memory::hold`).
+    pub lockstat: bool,
     /// Test kernels: skip the first N tests (`skip_tests=N`), for the runner's
     /// boot that carries on after a test that ended the kernel by panicking as
     /// it expected.
@@ -62,6 +64,7 @@ impl Default for Options {
             pt_cache: DEFAULT_PT_CACHE,
             chaos: 0,
             tlb_check: false,
+            lockstat: false,
             skip_tests: 0,
             swap_pool: DEFAULT_SWAP_POOL,
             swap_disk: true,
@@ -107,6 +110,7 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(UnknownOption<'a>)) -> O
             },
             ("chaos", None) => options.chaos = DEFAULT_CHAOS,
             ("tlb_check", None) => options.tlb_check = true,
+            ("lockstat", None) => options.lockstat = true,
             ("chaos", Some(interval)) => match interval.parse() {
                 Ok(interval) => options.chaos = interval,
                 Err(_) => unknown(UnknownOption(word)),

@@ -34,6 +34,8 @@ fn page_table_options_are_parsed() {
     assert!(!options.tlb_check);
     let options = parse("tlb_check", |word| panic!("unexpected unknown {word:?}"));
     assert!(options.tlb_check);
+    assert!(!options.lockstat);
+    assert!(parse("lockstat", |word| panic!("unexpected unknown {word:?}")).lockstat);
 }
 
 #[test]

@@ -226,6 +226,11 @@ fn vm() {
         statistics.page_ins,
         statistics.page_in_errors
     );
+    if let Some((holds, mean, longest, bound)) = crate::memory::hold::summary() {
+        println!(
+            "vm lock: {holds} holds, mean {mean} ns, longest {longest} ns, 99% under {bound} us"
+        );
+    }
 }
 
 /// One line per process: id, program, state.

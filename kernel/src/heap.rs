@@ -52,6 +52,9 @@ struct Arenas {
     mapped: usize,
     /// Bytes in use, over every arena.
     in_use: usize,
+    /// Arenas with nothing allocated, the first excepted (which stays): what
+    /// [`trim`] could give back, so that it need not look when there is none.
+    empty: usize,
     /// How the heap maps memory.
     map: Option<MapHook>,
 }
@@ -70,6 +73,7 @@ static HEAP: KernelHeap = KernelHeap {
         high: 0,
         mapped: 0,
         in_use: 0,
+        empty: 0,
         map: None,
     }),
 };
@@ -115,7 +119,7 @@ pub fn trim(keep: usize, mut unmap: impl FnMut(usize, usize)) -> usize {
     let mut arenas = HEAP.arenas.lock();
     let mut free = arenas.free();
     let mut given = 0;
-    if free <= keep {
+    if free <= keep || arenas.empty == 0 {
         return 0;
     }
     for slot in (1..arenas.high).rev() {
@@ -176,6 +180,7 @@ impl Arenas {
     /// Forgets the (empty) arena starting at `first`.
     fn release(&mut self, first: usize) {
         let slots = usize::from(self.span[first]);
+        self.empty -= 1;
         self.mapped -= self.heaps[first].size();
         self.heaps[first] = Heap::empty();
         self.span[first] = 0;
@@ -197,6 +202,9 @@ impl Arenas {
             let before = heap.used();
             if let Ok(block) = heap.allocate_first_fit(layout) {
                 self.in_use += heap.used() - before;
+                if before == 0 && slot != 0 {
+                    self.empty -= 1;
+                }
                 return Some(block);
             }
         }
@@ -245,6 +253,9 @@ impl Arenas {
         unsafe { self.heaps[first].init(start as *mut u8, length) };
         self.mapped += length;
         self.claim(first, slots);
+        if first != 0 {
+            self.empty += 1;
+        }
         true
     }
 
@@ -262,6 +273,9 @@ impl Arenas {
         // it out).
         unsafe { heap.deallocate(block, layout) };
         self.in_use -= before - heap.used();
+        if heap.used() == 0 && first != 0 {
+            self.empty += 1;
+        }
     }
 }
 

@@ -88,8 +88,8 @@ pub fn with_vm_room<R>(
     let mut vm = VM.lock();
     let _hold = hold::start();
     let vm = vm.as_mut().expect("with_vm_room: memory not initialised");
-    arch::refill_heap_reserve(vm.frames_mut());
-    if !heap_room_or_reclaim(vm, heap) {
+    let roomy = arch::refill_heap_reserve(vm.frames_mut()) && heap <= arch::HEAP_HEADROOM;
+    if !roomy && !heap_room_or_reclaim(vm, heap) {
         log::warn!("kernel heap: {heap} bytes needed, not to be had: refused");
         return Err(VmError::OutOfMemory);
     }

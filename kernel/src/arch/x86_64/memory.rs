@@ -113,18 +113,18 @@ pub fn heap_frames() -> usize {
 /// Free heap kept ahead of VM work, besides the reserve. Work that may need
 /// more (a fork, in proportion to its parent's pages) asks for its room first
 /// (`memory::with_vm_room`).
-const HEAP_HEADROOM: usize = 256 * 1024;
+pub const HEAP_HEADROOM: usize = 256 * 1024;
 
 /// Tops the heap's frame reserve up from `frames`, grows the heap so that
 /// [`HEAP_HEADROOM`] of it is free, and gives back arenas that have emptied
 /// while that much stays free (so the two never undo each other: what growth
 /// maps is never more than trimming leaves). Called whenever VM work is about to release the
-/// VM lock.
-pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) {
+/// VM lock. Returns whether [`HEAP_HEADROOM`] is free.
+pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) -> bool {
     let headroom = HEAP_HEADROOM;
     // Short of frames, the heap just keeps what it has; calls that need room
     // ask for it themselves (`memory::with_vm_room`).
-    let _ = ensure_heap_free(frames, headroom);
+    let roomy = ensure_heap_free(frames, headroom);
     let mut unmapped = false;
     crate::heap::trim(headroom, |start, length| {
         unmap_heap(start as u64, length as u64, frames);
@@ -134,6 +134,7 @@ pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) {
         flush_every_context();
     }
     fill_reserve(frames);
+    roomy
 }
 
 /// Grows the heap from `frames` until `bytes` of it are free, if frames allow;

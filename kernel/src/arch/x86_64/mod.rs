@@ -132,7 +132,8 @@ pub fn reboot(say: impl Fn(&str)) -> ! {
 
 pub use boot_info::{boot_command_line, boot_ramdisk};
 pub use memory::{
-    ensure_heap_free, fill_frame, heap_frames, init_memory, read_frame, refill_heap_reserve,
+    HEAP_HEADROOM, ensure_heap_free, fill_frame, heap_frames, init_memory, read_frame,
+    refill_heap_reserve,
 };
 pub use page_fault::Unresolved;
 pub use paging::X86Mmu as MachineMmu;

@@ -284,36 +284,29 @@ impl AddressSpace {
         self.regions.insert(region.start, region);
     }
 
-    /// Makes `address` a region boundary if it falls strictly inside a region.
-    /// A shared object gains one mapping when its region is split. On failure
-    /// (no memory to cut a chunk) nothing changed.
+    /// Makes `address` a region boundary if it falls strictly inside a region;
+    /// whether it did. A shared object gains one mapping when its region is
+    /// split. On failure (no memory to cut a chunk) nothing changed.
     pub fn split_at(
         &mut self,
         objects: &mut ObjectTable,
         frames: &mut FrameAllocator<'_>,
         address: VirtAddr,
-    ) -> Result<(), VmError> {
-        if let Some(region) = self.region_mut(address)
-            && region.start != address
-        {
-            let upper = region.split_off(frames, address)?;
-            if let Backing::Shared { object, .. } = upper.backing {
-                objects.add_mapping(object);
-            }
-            self.regions.insert(upper.start, upper);
+    ) -> Result<bool, VmError> {
+        let Some(region) = self.region_mut(address).filter(|region| region.start != address) else {
+            return Ok(false);
+        };
+        let upper = region.split_off(frames, address)?;
+        if let Backing::Shared { object, .. } = upper.backing {
+            objects.add_mapping(object);
         }
-        Ok(())
+        self.regions.insert(upper.start, upper);
+        Ok(true)
     }
 
     /// How many regions there are.
     pub fn region_count(&self) -> usize {
         self.regions.len()
-    }
-
-    /// Whether `address` falls strictly inside a region (so that making it a
-    /// boundary adds one).
-    pub fn splits_at(&self, address: VirtAddr) -> bool {
-        self.region(address).is_some_and(|region| region.start != address)
     }
 
     /// Merges every pair of neighbours that can be one region, from the region
@@ -423,23 +416,24 @@ impl AddressSpace {
     }
 
     /// Splits at both ends of `[start, end)` so that the range is made of whole
-    /// regions. On failure nothing changed.
+    /// regions; whether it split at each. On failure nothing changed.
     pub fn isolate(
         &mut self,
         objects: &mut ObjectTable,
         frames: &mut FrameAllocator<'_>,
         start: VirtAddr,
         end: VirtAddr,
-    ) -> Result<(), VmError> {
-        let split = self.splits_at(start);
-        self.split_at(objects, frames, start)?;
-        if let Err(error) = self.split_at(objects, frames, end) {
-            if split {
-                self.merge_around(objects, start, start);
+    ) -> Result<(bool, bool), VmError> {
+        let first = self.split_at(objects, frames, start)?;
+        match self.split_at(objects, frames, end) {
+            Ok(second) => Ok((first, second)),
+            Err(error) => {
+                if first {
+                    self.merge_around(objects, start, start);
+                }
+                Err(error)
             }
-            return Err(error);
         }
-        Ok(())
     }
 
     /// Every region that intersects `[start, end)`, in address order: O(log n)

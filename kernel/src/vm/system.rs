@@ -407,8 +407,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
         if !target.covers(start, end) {
             return Err(VmError::BadAddress);
         }
-        let splits = (target.splits_at(start), target.splits_at(end));
-        target.isolate(&mut self.objects, &mut self.frames, start, end)?;
+        let splits = target.isolate(&mut self.objects, &mut self.frames, start, end)?;
         // Merges only lower the count: the prediction is needed only past
         // the limit.
         let over = target.region_count() > self.region_limit

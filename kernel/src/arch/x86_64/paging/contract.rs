@@ -224,12 +224,11 @@ unsafe impl Mmu for X86Mmu {
     }
 
     fn write_protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
-        if let Some(record) = self.spaces.get_mut(&space) {
-            for (_, (_, pinned)) in record.pinned.range_mut(start..end) {
-                pinned.remove(Protection::WRITE);
-            }
+        let Some(record) = self.spaces.get_mut(&space) else { return };
+        for (_, (_, pinned)) in record.pinned.range_mut(start..end) {
+            pinned.remove(Protection::WRITE);
         }
-        let Some(index) = self.slot_of(space) else { return };
+        let Some(index) = record.slot else { return };
         let mut invalidation = Invalidation::new(self.loaded == Some(index));
         let (tlb, shadow) = (&self.tlb, &mut self.shadow);
         let mut note = |address, old| invalidation.note(tlb, shadow, address, old);

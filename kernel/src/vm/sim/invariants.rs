@@ -12,9 +12,10 @@
 //!   is allowed by the VM state: the right frame, and no right the region (or
 //!   copy-on-write sharing) forbids — so no writable translation of a page
 //!   shared by several.
-//! - Every processor's TLB agrees with the tables for each space flushed since
-//!   its last change: each entry is there, to the same frame, with no right
-//!   the table's lacks (the shootdown reached every processor).
+//! - No change is left unflushed when an operation returns (the next may run
+//!   on another processor), and every processor's TLB agrees with the tables:
+//!   each entry is there, to the same frame, with no right the table's lacks
+//!   (the shootdown reached every processor).
 
 use std::collections::BTreeMap;
 use std::format;
@@ -206,15 +207,15 @@ fn check_translations(vm: &Vm<'_, SimMmu>) -> Result<(), String> {
             ));
         }
     }
+    if let Some(space) = vm.spaces().map(|space| space.id()).find(|id| vm.mmu().unflushed(*id)) {
+        return Err(format!("a change to {space:?} was not flushed"));
+    }
     for cpu in 0..vm.mmu().processors() {
         for cached in vm.mmu().tlb(cpu) {
             allowed(vm, cached.space, cached.page, cached.pfn, cached.protection)
                 .map_err(|problem| format!("TLB of processor {cpu}: {problem}"))?;
-            if !vm.mmu().unflushed(cached.space) {
-                in_tables(vm.mmu(), cached).map_err(|problem| {
-                    format!("TLB of processor {cpu} after a flush: {problem}")
-                })?;
-            }
+            in_tables(vm.mmu(), cached)
+                .map_err(|problem| format!("TLB of processor {cpu} after a flush: {problem}"))?;
         }
     }
     Ok(())

@@ -18,8 +18,8 @@
 //!    forgotten translation shows up as a fault, which the VM resolves by asking
 //!    for it again (a "rebuild" fault).
 //! 2. **Changes may be deferred until [`Mmu::flush`].** After `map`, `unmap`,
-//!    `protect` or `unpin` the machine (its TLB in particular) may keep using the
-//!    old translation until the VM calls `flush` for that space. The VM calls
+//!    `protect` or `unpin` the machine (its TLBs in particular) may keep using
+//!    the old translation until the VM calls `flush` for that space. The VM calls
 //!    `flush` before it lets anybody observe the change, and always before it
 //!    frees or reuses a frame whose translation it removed. [`Mmu::discard`] and
 //!    [`Mmu::destroy`] are complete when they return.
@@ -34,6 +34,24 @@
 //!    (the VM relies on this for copy-on-write: a page shared by several
 //!    sharers is never offered write). A translation may grant less, or be
 //!    missing; both only cost a fault.
+//! 5. **A change is complete on every processor.** Each processor translates
+//!    with the space it last activated and caches translations in a TLB of its
+//!    own; a space may be loaded on several processors at once (its threads),
+//!    and stays loaded on one that has moved on to kernel work or idles. When
+//!    `flush(space)` returns, no processor may still use a translation of
+//!    `space` that the changes before it removed or restricted, whichever
+//!    processor made them and whichever have `space` loaded, or had it loaded:
+//!    the implementation shoots the stale copies down everywhere (on x86, an
+//!    interrupt to the other processors). The same holds for every call said to
+//!    be complete on return (`discard`, `destroy`, `reclaim_tables`), and for
+//!    translations the implementation forgets on its own (rule 1). Added rights
+//!    may reach another processor late: a stale copy with fewer rights only
+//!    costs a fault there, whose resolution flushes again.
+//!
+//! The VM runs on one processor at a time (behind its lock), but not always
+//! the same one: [`Mmu::this_cpu`] names the processor running the call.
+//! `activate` concerns that processor alone; `flush`, and every change, concern
+//! all of them.
 //!
 //! Page-table pages are frames like any other: operations that may need one take
 //! the [`FrameAllocator`] explicitly (the whole VM sits behind one lock, so the
@@ -177,13 +195,13 @@ pub struct SpaceId(pub u32);
 ///
 /// # Safety
 ///
-/// Implementations must keep the four rules of the module documentation: never a
+/// Implementations must keep the five rules of the module documentation: never a
 /// translation with more rights than the last `map` or offer (`map_ahead`,
 /// `copy_translations`) for that page gave; no
-/// translation (nor cached copy of one) left after `unmap` + `flush`, `discard`, or
-/// `destroy` that the call was meant to remove; pinned translations kept until
-/// unmapped, unpinned or destroyed; and `zero_page`/`copy_page` touching exactly the
-/// frames named.
+/// translation (nor cached copy of one, on any processor) left after `unmap` +
+/// `flush`, `discard`, or `destroy` that the call was meant to remove; pinned
+/// translations kept until unmapped, unpinned or destroyed; and
+/// `zero_page`/`copy_page` touching exactly the frames named.
 #[allow(unsafe_code)] // Declaring the contract; the VM itself implements no unsafe trait.
 pub unsafe trait Mmu {
     /// Translates the page at `address` in `space` to `pfn` with `protection`,
@@ -279,16 +297,18 @@ pub unsafe trait Mmu {
     /// (pmap_unwire).
     fn unpin(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr);
 
-    /// Makes every deferred change to `space` visible to the machine (pmap_update).
+    /// Makes every deferred change to `space` visible to the machine
+    /// (pmap_update): on return no processor, this one or another, uses a
+    /// translation of `space` that was removed or restricted (rule 5).
     fn flush(&mut self, space: SpaceId);
 
     /// Folds the referenced/dirty bits of every translation of `space` into the
     /// page records and clears them in the translations.
     fn harvest(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId);
 
-    /// Frees page-table pages of spaces that are not active (their unpinned
-    /// translations are forgotten, rule 1), for reclaim under memory
-    /// pressure; returns how many it freed. The default frees none.
+    /// Frees page-table pages of spaces that are not active on any processor
+    /// (their unpinned translations are forgotten, rule 1), for reclaim under
+    /// memory pressure; returns how many it freed. The default frees none.
     fn reclaim_tables(&mut self, frames: &mut FrameAllocator<'_>) -> usize {
         let _ = frames;
         0
@@ -316,11 +336,21 @@ pub unsafe trait Mmu {
     /// its page-table pages. Complete on return; the VM never uses `space` again.
     fn destroy(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId);
 
-    /// Makes `space` the one the processor translates user addresses with
-    /// (pmap_activate). May discard other spaces' unpinned translations, and may
-    /// need page-table frames (for example to put back pinned translations); on
-    /// failure the previous space stays active.
+    /// Makes `space` the one the running processor ([`Mmu::this_cpu`])
+    /// translates user addresses with (pmap_activate); the others keep theirs,
+    /// which may be `space` too. May discard other spaces' unpinned
+    /// translations, and may need page-table frames (for example to put back
+    /// pinned translations); on failure the running processor's previous space
+    /// stays active.
     fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError>;
+
+    /// The index of the processor running this call, from 0 (the boot
+    /// processor): whose space `activate` sets, so that the VM can remember
+    /// which space each processor translates with. The default, 0, suits a
+    /// machine layer that runs the VM on one processor only.
+    fn this_cpu(&self) -> usize {
+        0
+    }
 
     /// Whether the last [`Mmu::activate`] of `space` kept its unpinned
     /// translations (so that the VM need not restore its working set). Any

@@ -36,6 +36,10 @@
 //!   after every change, so splitting and rejoining does not use the limit up.
 //! - **Translations are a cache.** Any unpinned translation may vanish at any time;
 //!   the next access faults and the VM makes it again (a rebuild fault).
+//! - **Processors.** Each processor has its own active space, the one it last
+//!   activated (the MMU says which processor runs a call). A change to a space
+//!   is flushed once, whichever processors have it loaded: the MMU's flush
+//!   reaches them all, so the VM never tracks where a space is loaded.
 //!
 //! [`SharedObject`]: super::object::SharedObject
 #![forbid(unsafe_code)]
@@ -140,7 +144,9 @@ pub struct Vm<'a, M: Mmu> {
     /// When the daemon starts, and where it stops (see `reclaim`).
     pub(super) watermarks: super::reclaim::Watermarks,
     next_space: u32,
-    active: Option<SpaceId>,
+    /// The space each processor last activated, by [`Mmu::this_cpu`]; grown
+    /// the first time a processor activates one.
+    active: Vec<Option<SpaceId>>,
     region_limit: usize,
 }
 
@@ -166,7 +172,7 @@ impl<'a, M: Mmu> Vm<'a, M> {
             hand: super::reclaim::Hand::default(),
             watermarks: super::reclaim::Watermarks::default(),
             next_space: 1,
-            active: None,
+            active: Vec::new(),
             region_limit: usize::MAX,
         }
     }
@@ -230,9 +236,14 @@ impl<'a, M: Mmu> Vm<'a, M> {
         self.zero_page
     }
 
-    /// The space last activated, if it still lives.
+    /// The space the running processor last activated, if it still lives.
     pub fn active(&self) -> Option<SpaceId> {
-        self.active
+        self.active_on(self.mmu.this_cpu())
+    }
+
+    /// The space processor `cpu` last activated, if it still lives.
+    pub fn active_on(&self, cpu: usize) -> Option<SpaceId> {
+        self.active.get(cpu).copied().flatten()
     }
 
     /// The space named `id`, or `InvalidArgument`.
@@ -254,14 +265,22 @@ impl<'a, M: Mmu> Vm<'a, M> {
         id
     }
 
-    /// Switches the processor to `space`; if the MMU did not keep its
+    /// Switches the running processor to `space`; if the MMU did not keep its
     /// translations, maps its working set again (see [`super::restore`]).
     pub fn activate(&mut self, space: SpaceId) -> Result<(), VmError> {
         if !self.spaces.contains_key(&space) {
             return Err(VmError::InvalidArgument);
         }
+        let cpu = self.mmu.this_cpu();
+        // Room for the processor's record first: once the MMU has switched,
+        // nothing may fail.
+        if self.active.len() <= cpu {
+            let more = cpu + 1 - self.active.len();
+            self.active.try_reserve(more).map_err(|_| VmError::OutOfMemory)?;
+            self.active.resize(cpu + 1, None);
+        }
         self.mmu.activate(&mut self.frames, space)?;
-        self.active = Some(space);
+        self.active[cpu] = Some(space);
         if !self.mmu.kept_translations(space) {
             self.restore_working_set(space);
         }
@@ -450,8 +469,8 @@ impl<'a, M: Mmu> Vm<'a, M> {
         for region in target.take_all() {
             self.release_region(region);
         }
-        if self.active == Some(space) {
-            self.active = None;
+        for active in self.active.iter_mut().filter(|active| **active == Some(space)) {
+            *active = None;
         }
         self.settle_swap();
         Ok(())

@@ -1,6 +1,11 @@
 //! The random driver: one seeded stream of operations, issued to the VM (over the
 //! simulated MMU) and to the reference model, with every answer compared and the
 //! invariants checked after every step.
+//!
+//! A scheduler of its own picks the processor each step runs on and now and
+//! then moves a space from one processor to another; it draws from a stream
+//! apart from the operations', so that a seed given one processor runs
+//! exactly as it did before the machine had several.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::format;
@@ -25,6 +30,16 @@ use std::boxed::Box;
 /// How many recent operations a failure report shows.
 const HISTORY: usize = 40;
 
+/// Mixed into a seed for the scheduler's stream.
+const SCHEDULER_SEED: u64 = 0x5c4e_d01e;
+
+/// Mixed into a seed for the processor count (apart from the scheduler's
+/// stream, so that a count forced by a test leaves that stream alone).
+const PROCESSORS_SEED: u64 = 0xc0_4e5;
+
+/// Processor counts a seed draws from: two seeds in five get one processor.
+const PROCESSOR_COUNTS: [usize; 5] = [1, 1, 2, 3, 4];
+
 /// A VM over `frames` frames of simulated memory, with its own page array.
 pub fn simulated_vm(frames: u64, seed: u64, chaos: u64) -> Vm<'static, SimMmu> {
     let usable = [PhysRange { start: 0x10_0000, end: 0x10_0000 + frames * PAGE_SIZE }];
@@ -37,6 +52,8 @@ pub struct Driver {
     /// The seed, for reports.
     pub seed: u64,
     pub(super) rng: Rng,
+    /// Picks the running processor and the spaces moved (see the module docs).
+    scheduler: Rng,
     pub(super) vm: Vm<'static, SimMmu>,
     pub(super) model: Model,
     /// Live spaces.
@@ -56,16 +73,28 @@ pub struct Driver {
     pub out_of_memory: u64,
     /// Operations issued, by kind ([`Op::kind`]).
     pub operations: BTreeMap<&'static str, u64>,
+    /// Spaces moved from one processor to another.
+    pub migrations: u64,
+    /// Whether each step ends with the invariants checked (a test turns them
+    /// off to show that the comparisons with the model alone catch a fault).
+    pub(super) check_invariants: bool,
 }
 
 impl Driver {
-    /// A driver whose pool size, chaos rate and page-table cache size derive
-    /// from `seed`.
+    /// A driver whose pool size, chaos rate, page-table cache size and
+    /// processor count derive from `seed`.
     pub fn new(seed: u64) -> Self {
+        let processors = Rng::new(seed ^ PROCESSORS_SEED).pick(&PROCESSOR_COUNTS);
+        Driver::with_processors(seed, processors)
+    }
+
+    /// A driver like [`Driver::new`]'s for `seed`, on `processors` processors.
+    pub fn with_processors(seed: u64, processors: usize) -> Self {
         let mut rng = Rng::new(seed);
         let frames = rng.between(12, 160);
         let chaos = rng.pick(&[0, 0, 5, 30, 150]);
         let mut vm = simulated_vm(frames, rng.next_u64(), chaos);
+        vm.mmu_mut().set_processors(processors);
         vm.mmu_mut().single_table = rng.chance(1, 3);
         vm.mmu_mut().activation_refusals = rng.pick(&[0, 0, 30, 200]);
         // Two seeds in three swap, to one or two devices of a few to many
@@ -90,6 +119,7 @@ impl Driver {
         Driver {
             seed,
             rng,
+            scheduler: Rng::new(seed ^ SCHEDULER_SEED),
             vm,
             model: Model::default(),
             spaces: Vec::new(),
@@ -101,6 +131,8 @@ impl Driver {
             history: VecDeque::new(),
             out_of_memory: 0,
             operations: BTreeMap::new(),
+            migrations: 0,
+            check_invariants: true,
         }
     }
 
@@ -128,24 +160,63 @@ impl Driver {
     /// printing the seed and recent history) on the first disagreement.
     pub fn run(&mut self, operations: u64) {
         for step in 0..operations {
-            let op = generate(self);
-            self.record(format!("{step}: {op:?}"));
-            *self.operations.entry(op.kind()).or_default() += 1;
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.apply(&op);
-                if let Err(problem) = invariants::check(&self.vm, &self.held()) {
-                    panic!("invariant broken: {problem}");
-                }
-                if let Err(problem) = self.check_clean_copies() {
-                    panic!("invariant broken: {problem}");
-                }
-            }));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step(step)));
             if let Err(panic) = outcome {
                 self.report(step);
                 std::panic::resume_unwind(panic);
             }
         }
         self.sweep();
+    }
+
+    /// Schedules, issues one random operation and checks the invariants.
+    fn step(&mut self, step: u64) {
+        let cpu = self.schedule(step);
+        let op = generate(self);
+        match cpu {
+            Some(cpu) => self.record(format!("{step}: on {cpu}: {op:?}")),
+            None => self.record(format!("{step}: {op:?}")),
+        }
+        *self.operations.entry(op.kind()).or_default() += 1;
+        self.apply(&op);
+        if !self.check_invariants {
+            return;
+        }
+        if let Err(problem) = invariants::check(&self.vm, &self.held()) {
+            panic!("invariant broken: {problem}");
+        }
+        if let Err(problem) = self.check_clean_copies() {
+            panic!("invariant broken: {problem}");
+        }
+    }
+
+    /// Picks the processor the next step runs on (`None` on a machine of one)
+    /// and, one step in eight, moves a space loaded on another processor
+    /// there, as a scheduler moving a thread does. The processor it leaves
+    /// keeps it loaded, as a real one does until it switches, with whatever
+    /// its TLB holds: only shootdowns keep that honest.
+    fn schedule(&mut self, step: u64) -> Option<usize> {
+        let processors = self.vm.mmu().processors();
+        if processors == 1 {
+            return None;
+        }
+        let cpu = self.scheduler.below(processors as u64) as usize;
+        self.vm.mmu_mut().run_on(cpu);
+        if !self.scheduler.chance(1, 8) {
+            return Some(cpu);
+        }
+        let here = self.vm.active();
+        let elsewhere: Vec<SpaceId> = (0..processors)
+            .filter_map(|other| self.vm.active_on(other))
+            .filter(|space| Some(*space) != here)
+            .collect();
+        if !elsewhere.is_empty() {
+            let space = self.scheduler.pick(&elsewhere);
+            self.record(format!("{step}: on {cpu}: {space:?} moves here"));
+            self.migrations += u64::from(self.switch(space));
+        }
+        Some(cpu)
     }
 
     /// Frames held outside the VM's structures: hogged, or kept by the swap
@@ -542,7 +613,10 @@ impl Driver {
 
     /// Reads back every readable page of every space and compares it whole.
     fn sweep(&mut self) {
+        let processors = self.vm.mmu().processors() as u64;
         for space in self.spaces.clone() {
+            let cpu = self.scheduler.below(processors) as usize;
+            self.vm.mmu_mut().run_on(cpu);
             self.switch_until_done(space);
             for (page, protection) in self.model.mapped(space) {
                 if !protection.allows(Access::Read) {

@@ -8,16 +8,21 @@
 //! - Each frame's pin count is the number of pinned regions holding it; pinned
 //!   private pages are not shared; every page of a pinned region has a pinned
 //!   translation of its frame, and every pinned translation lies in a pinned region.
-//! - Every translation present, in the tables or cached in the TLB, is allowed by
-//!   the VM state: the right frame, and no right the region (or copy-on-write
-//!   sharing) forbids — so no writable translation of a page shared by several.
+//! - Every translation present, in the tables or cached in any processor's TLB,
+//!   is allowed by the VM state: the right frame, and no right the region (or
+//!   copy-on-write sharing) forbids — so no writable translation of a page
+//!   shared by several.
+//! - No change is left unflushed when an operation returns (the next may run
+//!   on another processor), and every processor's TLB agrees with the tables:
+//!   each entry is there, to the same frame, with no right the table's lacks
+//!   (the shootdown reached every processor).
 
 use std::collections::BTreeMap;
 use std::format;
 use std::string::String;
 
-use super::machine::SimMmu;
-use crate::vm::mmu::{Protection, SpaceId, VirtAddr};
+use super::machine::{SimMmu, TlbEntry};
+use crate::vm::mmu::{Mmu, Protection, SpaceId, VirtAddr};
 use crate::vm::object::anonymous::Entry;
 use crate::vm::page::{PAGE_SIZE, Pfn};
 use crate::vm::space::{Backing, Region};
@@ -202,11 +207,30 @@ fn check_translations(vm: &Vm<'_, SimMmu>) -> Result<(), String> {
             ));
         }
     }
-    for cached in vm.mmu().tlb() {
-        allowed(vm, cached.space, cached.page, cached.pfn, cached.protection)
-            .map_err(|problem| format!("TLB: {problem}"))?;
+    if let Some(space) = vm.spaces().map(|space| space.id()).find(|id| vm.mmu().unflushed(*id)) {
+        return Err(format!("a change to {space:?} was not flushed"));
+    }
+    for cpu in 0..vm.mmu().processors() {
+        for cached in vm.mmu().tlb(cpu) {
+            allowed(vm, cached.space, cached.page, cached.pfn, cached.protection)
+                .map_err(|problem| format!("TLB of processor {cpu}: {problem}"))?;
+            in_tables(vm.mmu(), cached)
+                .map_err(|problem| format!("TLB of processor {cpu} after a flush: {problem}"))?;
+        }
     }
     Ok(())
+}
+
+/// Whether a cached translation is one the tables hold now, or holds fewer
+/// rights than it.
+fn in_tables(mmu: &SimMmu, cached: &TlbEntry) -> Result<(), String> {
+    match mmu.query(cached.space, cached.page) {
+        Some((pfn, rights)) if pfn == cached.pfn && rights.contains(cached.protection) => Ok(()),
+        other => Err(format!(
+            "{:?} in {:?} -> {:?} {:?}, tables hold {other:?}",
+            cached.page, cached.space, cached.pfn, cached.protection
+        )),
+    }
 }
 
 /// Whether a translation of `page` to `pfn` with `protection` is allowed.

@@ -1,4 +1,5 @@
-//! A simulated MMU: translation tables, a small TLB, and physical memory.
+//! A simulated MMU: translation tables, processors with small TLBs, and
+//! physical memory.
 //!
 //! It implements the [`Mmu`] contract the way a real machine layer might, and
 //! misbehaves everywhere the contract allows so that the VM cannot get away with
@@ -6,14 +7,18 @@
 //! (so `map` can run out of memory); under pressure it discards other spaces'
 //! tables and retries; a chaos knob forgets unpinned translations at random;
 //! another refuses activations at random, as a machine that needs frames to
-//! switch (a root, tables for pinned translations) may; and its TLB keeps
-//! serving stale entries until `flush`. User accesses go through the
-//! TLB and the tables like a processor's do. `write_protect` is lazy, as on
-//! x86: a table wholly inside the range is marked read-only as a whole, its
-//! entries keep their write right, and the first writable `map` into it splits
-//! the mark back onto the entries.
+//! switch (a root, tables for pinned translations) may; and its TLBs keep
+//! serving stale entries until `flush`. It has one to [`MAX_PROCESSORS`]
+//! processors, each with its own loaded space and TLB; whoever drives it says
+//! which one runs ([`SimMmu::run_on`]), and user accesses go through that
+//! one's TLB and the tables like a processor's do. A flush, and every change
+//! complete on return, shoots the stale entries down on every processor,
+//! unless the [`SimMmu::local_shootdown_only`] fault is injected.
+//! `write_protect` is lazy, as on x86: a table wholly inside the range is
+//! marked read-only as a whole, its entries keep their write right, and the
+//! first writable `map` into it splits the mark back onto the entries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::vec::Vec;
 
 use super::rng::Rng;
@@ -26,8 +31,11 @@ use crate::vm::page::{PAGE_SIZE, PageFlags, Pfn};
 /// and go often).
 pub const TABLE_PAGES: u64 = 4;
 
-/// Entries in the simulated TLB.
+/// Entries in each simulated TLB.
 pub const TLB_ENTRIES: usize = 8;
+
+/// Most processors a simulated machine has.
+pub const MAX_PROCESSORS: usize = 4;
 
 /// One translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +85,13 @@ pub struct TlbEntry {
     pub protection: Protection,
 }
 
+/// One simulated processor: the space it translates with, and its TLB.
+#[derive(Debug, Default)]
+struct Processor {
+    active: Option<SpaceId>,
+    tlb: Vec<TlbEntry>,
+}
+
 /// Physical memory: the contents of every frame ever written, shared with
 /// the simulated swap device.
 pub type SimMemory = std::sync::Arc<std::sync::Mutex<HashMap<Pfn, Box<[u8]>>>>;
@@ -84,10 +99,18 @@ pub type SimMemory = std::sync::Arc<std::sync::Mutex<HashMap<Pfn, Box<[u8]>>>>;
 /// The simulated machine.
 pub struct SimMmu {
     spaces: BTreeMap<SpaceId, BTreeMap<u64, Table>>,
-    tlb: Vec<TlbEntry>,
+    processors: Vec<Processor>,
+    /// The processor running: whose TLB accesses go through, whose space
+    /// `activate` sets.
+    running: usize,
+    /// Spaces changed since their last flush (their TLB entries may be stale).
+    unflushed: BTreeSet<SpaceId>,
     memory: SimMemory,
-    active: Option<SpaceId>,
     rng: Rng,
+    /// Fault injection: shoot stale TLB entries down on the running processor
+    /// only, as a machine layer that forgot the others would. The contract is
+    /// then broken, and the checks must say so.
+    pub local_shootdown_only: bool,
     /// Chance in a thousand, per `map`/`unmap`/`protect`, of discarding a random space.
     pub chaos: u64,
     /// Spaces discarded by chaos or pressure.
@@ -125,14 +148,17 @@ impl SimMmu {
         self.unmap_calls
     }
 
-    /// A machine with no translations; `seed` drives chaos and TLB replacement.
+    /// A machine of one processor with no translations; `seed` drives chaos
+    /// and TLB replacement.
     pub fn new(seed: u64, chaos: u64) -> Self {
         SimMmu {
             spaces: BTreeMap::new(),
-            tlb: Vec::new(),
+            processors: vec![Processor::default()],
+            running: 0,
+            unflushed: BTreeSet::new(),
             memory: SimMemory::default(),
-            active: None,
             rng: Rng::new(seed ^ 0x5151_5151),
+            local_shootdown_only: false,
             chaos,
             spontaneous_discards: 0,
             single_table: false,
@@ -147,9 +173,40 @@ impl SimMmu {
         }
     }
 
-    /// The space user accesses are translated by, if any.
+    /// Gives the machine `count` processors (1 to [`MAX_PROCESSORS`]); those
+    /// added have no space loaded, those taken away forget theirs.
+    pub fn set_processors(&mut self, count: usize) {
+        assert!((1..=MAX_PROCESSORS).contains(&count), "set_processors: {count} processors");
+        self.processors.resize_with(count, Processor::default);
+        self.running = self.running.min(count - 1);
+    }
+
+    /// How many processors the machine has.
+    pub fn processors(&self) -> usize {
+        self.processors.len()
+    }
+
+    /// Makes processor `cpu` the running one, as a scheduler picking where the
+    /// next step runs.
+    pub fn run_on(&mut self, cpu: usize) {
+        assert!(cpu < self.processors.len(), "run_on: no processor {cpu}");
+        self.running = cpu;
+    }
+
+    /// The space the running processor translates user accesses by, if any.
     pub fn active(&self) -> Option<SpaceId> {
-        self.active
+        self.active_on(self.running)
+    }
+
+    /// The space processor `cpu` translates user accesses by, if any.
+    pub fn active_on(&self, cpu: usize) -> Option<SpaceId> {
+        self.processors.get(cpu).and_then(|processor| processor.active)
+    }
+
+    /// Whether `space` changed since its last flush (so that its TLB entries
+    /// may still be stale).
+    pub fn unflushed(&self, space: SpaceId) -> bool {
+        self.unflushed.contains(&space)
     }
 
     /// Every translation in the tables, as (space, page, entry).
@@ -164,9 +221,9 @@ impl SimMmu {
         })
     }
 
-    /// Every cached TLB entry.
-    pub fn tlb(&self) -> &[TlbEntry] {
-        &self.tlb
+    /// Every entry cached in processor `cpu`'s TLB.
+    pub fn tlb(&self, cpu: usize) -> &[TlbEntry] {
+        &self.processors[cpu].tlb
     }
 
     /// The frames held as page-table pages.
@@ -174,15 +231,16 @@ impl SimMmu {
         self.spaces.values().flat_map(|tables| tables.values().map(|table| table.frame))
     }
 
-    /// Translates a user access by the active space like the processor would:
-    /// TLB first, then the tables. `None` is a page fault. A cached entry that
-    /// does not allow the access faults without a table walk.
+    /// Translates a user access by the running processor's space like the
+    /// processor would: its TLB first, then the tables. `None` is a page fault.
+    /// A cached entry that does not allow the access faults without a table
+    /// walk.
     pub fn translate(&mut self, address: VirtAddr, access: Access) -> Option<Pfn> {
-        let space = self.active?;
+        let space = self.active()?;
         let page = address.page_down();
-        let cached = self.tlb.iter().position(|entry| entry.space == space && entry.page == page);
-        if let Some(index) = cached {
-            let entry = self.tlb[index];
+        let tlb = &self.processors[self.running].tlb;
+        let cached = tlb.iter().find(|entry| entry.space == space && entry.page == page);
+        if let Some(&entry) = cached {
             if entry.protection.allows(access) {
                 self.mark(space, page, entry.pfn, access);
                 return Some(entry.pfn);
@@ -224,13 +282,27 @@ impl SimMmu {
         }
     }
 
-    /// Caches a translation, evicting a random entry when full.
+    /// Caches a translation in the running processor's TLB, evicting a random
+    /// entry when full.
     fn cache(&mut self, entry: TlbEntry) {
-        if self.tlb.len() >= TLB_ENTRIES {
-            let victim = self.rng.below(self.tlb.len() as u64) as usize;
-            self.tlb.swap_remove(victim);
+        let tlb = &mut self.processors[self.running].tlb;
+        if tlb.len() >= TLB_ENTRIES {
+            let victim = self.rng.below(tlb.len() as u64) as usize;
+            tlb.swap_remove(victim);
         }
-        self.tlb.push(entry);
+        tlb.push(entry);
+    }
+
+    /// Drops every TLB entry of `space` on every processor (a shootdown), or
+    /// only on the running one if that fault is injected.
+    fn shoot_down(&mut self, space: SpaceId) {
+        let running = self.running;
+        for (cpu, processor) in self.processors.iter_mut().enumerate() {
+            if cpu == running || !self.local_shootdown_only {
+                processor.tlb.retain(|entry| entry.space != space);
+            }
+        }
+        self.unflushed.remove(&space);
     }
 
     /// The table entry for `page`, if any.
@@ -289,7 +361,7 @@ impl SimMmu {
             }
             free_empty_tables(frames, tables);
         }
-        self.tlb.retain(|entry| entry.space != space);
+        self.shoot_down(space);
     }
 
     /// Applies `change` to every entry of `space` in `[start, end)`.
@@ -372,6 +444,7 @@ unsafe impl Mmu for SimMmu {
         if let Some(mut old) = table.entries.insert(address, entry) {
             fold_bits(frames, &mut old);
         }
+        self.unflushed.insert(space);
         Ok(())
     }
 
@@ -383,6 +456,7 @@ unsafe impl Mmu for SimMmu {
     ) {
         // Only into tables that exist, like x86; and only some, at random,
         // since the contract allows any subset.
+        self.unflushed.insert(space);
         for &(address, pfn, protection) in leaves {
             let Some(table) = self
                 .spaces
@@ -427,6 +501,7 @@ unsafe impl Mmu for SimMmu {
     ) {
         // Everything in the range, pinned or not, as a careless machine
         // would: the VM must not ask where `to` may not have it.
+        self.unflushed.insert(to);
         let copies: Vec<(VirtAddr, Entry)> = self
             .entries()
             .filter(|(space, page, _)| *space == from && start <= *page && *page < end)
@@ -465,6 +540,7 @@ unsafe impl Mmu for SimMmu {
     ) {
         self.unmap_calls += 1;
         self.maybe_chaos(frames);
+        self.unflushed.insert(space);
         let Some(tables) = self.spaces.get_mut(&space) else { return };
         for table in tables.values_mut() {
             table.entries.retain(|page, entry| {
@@ -479,11 +555,13 @@ unsafe impl Mmu for SimMmu {
     }
 
     fn protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr, protection: Protection) {
+        self.unflushed.insert(space);
         self.for_range(space, start, end, |entry| entry.protection &= protection);
     }
 
     fn write_protect(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
         self.write_protects += 1;
+        self.unflushed.insert(space);
         let Some(tables) = self.spaces.get_mut(&space) else { return };
         let range = table_index(start)..=table_index(VirtAddr(end.0 - 1));
         for (index, table) in tables.range_mut(range) {
@@ -501,11 +579,12 @@ unsafe impl Mmu for SimMmu {
     }
 
     fn unpin(&mut self, space: SpaceId, start: VirtAddr, end: VirtAddr) {
+        self.unflushed.insert(space);
         self.for_range(space, start, end, |entry| entry.pinned = false);
     }
 
     fn flush(&mut self, space: SpaceId) {
-        self.tlb.retain(|entry| entry.space != space);
+        self.shoot_down(space);
     }
 
     fn harvest(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
@@ -531,8 +610,10 @@ unsafe impl Mmu for SimMmu {
 
     fn reclaim_tables(&mut self, frames: &mut FrameAllocator<'_>) -> usize {
         let before = frames.counters().free;
+        let loaded: BTreeSet<SpaceId> =
+            self.processors.iter().filter_map(|processor| processor.active).collect();
         let others: Vec<SpaceId> =
-            self.spaces.keys().copied().filter(|space| Some(*space) != self.active).collect();
+            self.spaces.keys().copied().filter(|space| !loaded.contains(space)).collect();
         for space in others {
             self.forget(frames, space, false);
         }
@@ -543,8 +624,10 @@ unsafe impl Mmu for SimMmu {
     fn destroy(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) {
         self.forget(frames, space, true);
         self.spaces.remove(&space);
-        if self.active == Some(space) {
-            self.active = None;
+        for processor in &mut self.processors {
+            if processor.active == Some(space) {
+                processor.active = None;
+            }
         }
     }
 
@@ -553,15 +636,19 @@ unsafe impl Mmu for SimMmu {
             self.refused_activations += 1;
             return Err(VmError::OutOfMemory);
         }
-        if self.single_table && self.active.is_some_and(|previous| previous != space) {
+        if self.single_table && self.active().is_some_and(|previous| previous != space) {
             let others: Vec<SpaceId> =
                 self.spaces.keys().copied().filter(|other| *other != space).collect();
             for other in others {
                 self.forget(frames, other, false);
             }
         }
-        self.active = Some(space);
+        self.processors[self.running].active = Some(space);
         Ok(())
+    }
+
+    fn this_cpu(&self) -> usize {
+        self.running
     }
 
     fn kept_translations(&self, space: SpaceId) -> bool {

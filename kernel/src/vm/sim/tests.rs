@@ -4,9 +4,12 @@ use std::collections::BTreeMap;
 use std::env;
 use std::time::Instant;
 
-use super::driver::Driver;
+use super::driver::{Driver, simulated_vm, touch};
+use super::invariants;
 use super::ops::Op;
-use crate::vm::system::VmStatistics;
+use crate::vm::mmu::{Access, Protection, USER_START, VirtAddr};
+use crate::vm::page::PAGE_SIZE;
+use crate::vm::system::{Placement, VmStatistics};
 
 /// Seeds in the default run.
 const DEFAULT_SEEDS: u64 = 600;
@@ -35,6 +38,10 @@ const MINIMUM_PER_PATH: u64 = 40;
 /// refuses about 1,100).
 const MINIMUM_REFUSED_ACTIVATIONS: u64 = 100;
 
+/// Seeds of a default run that must at least have had several processors
+/// (about 360 of 600 do).
+const MINIMUM_SEVERAL_PROCESSORS: u64 = 200;
+
 /// What a run of many seeds did, added up.
 #[derive(Default)]
 struct Summary {
@@ -46,6 +53,9 @@ struct Summary {
     lazy_write_protects: u64,
     mapped_ahead: u64,
     copied: u64,
+    /// Seeds run, by processor count.
+    processors: BTreeMap<usize, u64>,
+    migrations: u64,
 }
 
 /// Runs `seeds` seeds from `first` with `operations` each, prints a summary and
@@ -62,6 +72,8 @@ fn run_seeds(first: u64, seeds: u64, operations: u64) -> Summary {
         total.lazy_write_protects += driver.lazy_write_protects();
         total.mapped_ahead += driver.vm.mmu().mapped_ahead;
         total.copied += driver.vm.mmu().copied;
+        *total.processors.entry(driver.vm.mmu().processors()).or_default() += 1;
+        total.migrations += driver.migrations;
         add(&mut total.statistics, &driver.vm_statistics());
         for (kind, count) in &driver.operations {
             *total.operations.entry(kind).or_default() += count;
@@ -71,6 +83,7 @@ fn run_seeds(first: u64, seeds: u64, operations: u64) -> Summary {
         "vm simulation: {seeds} seeds x {operations} operations in {:?}: {:?}, \
          {} operations out of memory, {} spontaneous discards, {} refused activations, \
          {} tables write-protected whole, {} translations made ahead; \
+         seeds by processor count: {:?}, {} spaces moved between processors; \
          operations by kind: {:?}",
         started.elapsed(),
         total.statistics,
@@ -79,13 +92,16 @@ fn run_seeds(first: u64, seeds: u64, operations: u64) -> Summary {
         total.refused_activations,
         total.lazy_write_protects,
         total.mapped_ahead,
+        total.processors,
+        total.migrations,
         total.operations,
     );
     total
 }
 
 /// Panics unless every kind of operation ran at least [`MINIMUM_PER_KIND`]
-/// times, and the machine refused activations often enough.
+/// times, the machine refused activations often enough, and seeds of one
+/// and of several processors both ran.
 fn check_coverage(summary: &Summary) {
     for kind in summary.operations.keys() {
         assert!(Op::KINDS.contains(kind), "{kind} is missing from Op::KINDS");
@@ -98,6 +114,12 @@ fn check_coverage(summary: &Summary) {
         summary.refused_activations >= MINIMUM_REFUSED_ACTIVATIONS,
         "{} refused activations, under {MINIMUM_REFUSED_ACTIVATIONS}",
         summary.refused_activations
+    );
+    let one = summary.processors.get(&1).copied().unwrap_or(0);
+    let several: u64 = summary.processors.range(2..).map(|(_, seeds)| seeds).sum();
+    assert!(
+        one >= MINIMUM_SEVERAL_PROCESSORS && several >= MINIMUM_SEVERAL_PROCESSORS,
+        "{one} seeds of one processor and {several} of several, under {MINIMUM_SEVERAL_PROCESSORS}"
     );
     // The page store's and the lazy MMU's paths, reached often enough (a
     // default run reaches the rarest, cow reuses, about 90 times).
@@ -115,6 +137,7 @@ fn check_coverage(summary: &Summary) {
         ("referenced pages kept", summary.statistics.pages_referenced),
         ("writes refused", summary.statistics.page_out_refusals),
         ("page-table pages reclaimed", summary.statistics.tables_reclaimed),
+        ("spaces moved between processors", summary.migrations),
     ];
     for (path, count) in paths {
         assert!(count >= MINIMUM_PER_PATH, "{path}: {count}, under {MINIMUM_PER_PATH}");
@@ -161,4 +184,53 @@ fn simulation_agrees_with_model() {
     if (seeds, operations) == (DEFAULT_SEEDS, DEFAULT_OPERATIONS) {
         check_coverage(&summary);
     }
+}
+
+/// Seeds the missing-shootdown run may take to fail (it fails within the first).
+const SHOOTDOWN_SEEDS: u64 = 20;
+
+#[test]
+#[should_panic(expected = "invariant broken: TLB of processor")]
+fn a_missing_shootdown_is_caught() {
+    // A machine layer that shoots stale entries down on the running
+    // processor only: the checks must notice, or they prove nothing.
+    for seed in 0..SHOOTDOWN_SEEDS {
+        let mut driver = Driver::with_processors(seed, 2);
+        driver.vm.mmu_mut().local_shootdown_only = true;
+        driver.run(DEFAULT_OPERATIONS);
+    }
+}
+
+#[test]
+#[should_panic(expected = "disagree")]
+fn a_missing_shootdown_is_caught_by_the_model_alone() {
+    // The same, with the invariants off: a stale entry on another processor
+    // lets a read or write through that the model refuses, or shows it a
+    // frame whose contents the model does not have.
+    for seed in 0..SHOOTDOWN_SEEDS {
+        let mut driver = Driver::with_processors(seed, 2);
+        driver.vm.mmu_mut().local_shootdown_only = true;
+        driver.check_invariants = false;
+        driver.run(DEFAULT_OPERATIONS);
+    }
+}
+
+#[test]
+fn a_zap_missed_by_another_processor_breaks_the_tlb_invariant() {
+    // The VM still allows the page a zap forgot, so only the comparison
+    // with the tables can tell that processor 1 kept it past the flush.
+    let mut vm = simulated_vm(32, 1, 0);
+    vm.mmu_mut().set_processors(2);
+    vm.mmu_mut().local_shootdown_only = true;
+    vm.mmu_mut().run_on(1);
+    let space = vm.create_space();
+    vm.activate(space).expect("activate");
+    let page = VirtAddr(USER_START);
+    let read_write = Protection::READ | Protection::WRITE;
+    vm.map_anonymous(space, Placement::Exact(page), PAGE_SIZE, read_write).expect("map");
+    touch(&mut vm, page, Access::Write).expect("touch");
+    vm.mmu_mut().run_on(0);
+    vm.zap(space, page, PAGE_SIZE).expect("zap");
+    let problem = invariants::check(&vm, &[]).expect_err("a stale entry on processor 1");
+    assert!(problem.starts_with("TLB of processor 1 after a flush"), "{problem}");
 }

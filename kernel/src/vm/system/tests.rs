@@ -609,3 +609,5 @@ fn fork_offers_a_bounded_number_of_translations_small_regions_first() {
     let faults = vm.statistics().rebuild_faults - before;
     assert!(faults <= 4 * large / CHUNK_PAGES as u64, "{faults} faults");
 }
+
+mod processors;

@@ -313,6 +313,14 @@ unsafe impl Mmu for X86Mmu {
         self.kept == Some(space)
     }
 
+    /// Processor 0, wherever the call runs: processes run there only, and
+    /// this layer loads its slots' roots there alone (the others idle on the
+    /// boot root, which holds no space's translations), so its invalidations
+    /// need reach no other processor yet (the contract's rule 5).
+    fn this_cpu(&self) -> usize {
+        0
+    }
+
     fn query(&self, space: SpaceId, address: VirtAddr) -> Option<(Pfn, Protection)> {
         let page = address.page_down();
         if let Some(index) = self.slot_of(space) {

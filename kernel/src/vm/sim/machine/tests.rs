@@ -98,3 +98,57 @@ fn a_refused_activation_leaves_the_previous_space_active() {
     mmu.activate(&mut frames, SpaceId(2)).unwrap();
     assert_eq!(mmu.translate(PAGE, Access::Read), None);
 }
+
+/// A machine of two processors with `SPACE` loaded on both, each having read
+/// `PAGE` (so that both TLBs cache it); processor 0 runs next.
+fn two_processors_reading(frames: &mut FrameAllocator<'_>) -> (SimMmu, Pfn) {
+    let mut mmu = machine(frames);
+    mmu.set_processors(2);
+    let pfn = frames.alloc().unwrap();
+    mmu.map(frames, SPACE, PAGE, pfn, READ, false).unwrap();
+    assert_eq!(mmu.translate(PAGE, Access::Read), Some(pfn));
+    mmu.run_on(1);
+    assert_eq!(mmu.active(), None);
+    mmu.activate(frames, SPACE).unwrap();
+    assert_eq!(mmu.translate(PAGE, Access::Read), Some(pfn));
+    mmu.run_on(0);
+    (mmu, pfn)
+}
+
+#[test]
+fn a_flush_on_one_processor_drops_the_entries_of_every_processor() {
+    let mut frames = frames(8);
+    let (mut mmu, pfn) = two_processors_reading(&mut frames);
+    mmu.unmap(&mut frames, SPACE, PAGE, PAGE.add(PAGE_SIZE));
+    mmu.run_on(1);
+    assert_eq!(mmu.translate(PAGE, Access::Read), Some(pfn));
+    mmu.run_on(0);
+    mmu.flush(SPACE);
+    assert!(mmu.tlb(0).is_empty() && mmu.tlb(1).is_empty());
+    mmu.run_on(1);
+    assert_eq!(mmu.translate(PAGE, Access::Read), None);
+}
+
+#[test]
+fn the_injected_fault_leaves_other_processors_stale() {
+    let mut frames = frames(8);
+    let (mut mmu, pfn) = two_processors_reading(&mut frames);
+    mmu.local_shootdown_only = true;
+    mmu.discard(&mut frames, SPACE);
+    assert!(mmu.tlb(0).is_empty());
+    mmu.run_on(1);
+    assert_eq!(mmu.translate(PAGE, Access::Read), Some(pfn));
+}
+
+#[test]
+fn reclaim_spares_the_tables_of_a_space_loaded_on_any_processor() {
+    let mut frames = frames(8);
+    let (mut mmu, pfn) = two_processors_reading(&mut frames);
+    mmu.activate(&mut frames, SpaceId(2)).unwrap();
+    assert_eq!(mmu.reclaim_tables(&mut frames), 0);
+    assert_eq!(mmu.query(SPACE, PAGE), Some((pfn, READ)));
+    mmu.run_on(1);
+    mmu.activate(&mut frames, SpaceId(3)).unwrap();
+    assert_eq!(mmu.reclaim_tables(&mut frames), 1);
+    assert_eq!(mmu.tlb(1).len(), 0);
+}

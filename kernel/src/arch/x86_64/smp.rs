@@ -23,15 +23,16 @@
 //!
 //! # Which processor
 //! [`this_cpu`] finds the running processor's index from its APIC ID, which
-//! nothing in user mode can change (unlike the GS base, which a `mov gs`
-//! changes, so per-processor data is not reached through GS yet).
+//! nothing in user mode can change. Kernel code does not use GS, whose base a
+//! program may change; only the system-call entry reaches its per-processor
+//! area through IA32_KERNEL_GS_BASE, in a `swapgs` window (see `context`).
 //!
 //! # Requests
 //! One processor asks others for work through a mailbox each and an
 //! interrupt on [`CALL_VECTOR`], and waits until every one has done it:
 //! [`invalidate`] (a TLB shootdown: some pages, one `invlpg` each, or past
 //! [`PAGE_CEILING`] pages everything), [`run_on`] (a function, for tests),
-//! [`call`] (nothing: a ping). One batch is in flight at a time (a lock); a
+//! [`call`] and [`ping`] (nothing: a round trip). One batch is in flight at a time (a lock); a
 //! processor waiting for that lock, or for anything a requester may hold, must
 //! serve its own mailbox meanwhile ([`serve_requests`]), as its interrupts
 //! are off: two processors shooting at each other would otherwise wait for

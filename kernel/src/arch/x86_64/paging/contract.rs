@@ -158,8 +158,8 @@ unsafe impl Mmu for X86Mmu {
         let mut made = 0;
         // An optional copy: no reclaim of other slots (which could free the
         // source's tables under it) for its tables.
-        let mut allocate = || {
-            let pfn = self.allocate_table_without_reclaim(frames)?;
+        let mut allocate = |overwritten| {
+            let pfn = self.allocate_table_without_reclaim(frames, !overwritten)?;
             made += 1;
             Ok(pfn)
         };
@@ -169,16 +169,17 @@ unsafe impl Mmu for X86Mmu {
             installed.note(address);
             copied += 1;
         };
-        let whole = table::copy_leaves(from_root, to_root, range, &mut allocate, &mut note);
-        if whole {
-            // Leaves copied with their tables are not listed one by one.
+        let outcome = table::copy_leaves(from_root, to_root, range, &mut allocate, &mut note);
+        if outcome != table::Copied::default() {
+            // Leaves copied with their tables, or into tables made for them,
+            // are not listed one by one.
             installed.overflow();
         }
         let slot = &mut self.slots[target];
         slot.tables += made;
         slot.installed = installed;
-        self.statistics.copied_at_fork += copied;
-        self.statistics.tables_copied_at_fork += u64::from(whole);
+        self.statistics.copied_at_fork += copied + outcome.unlisted;
+        self.statistics.tables_copied_at_fork += u64::from(outcome.tables > 0);
     }
 
     fn unmap(

@@ -235,13 +235,17 @@ impl X86Mmu {
         self.statistics.table_pages -= count;
     }
 
-    /// A zeroed frame for a page-table page, without reclaiming anything.
+    /// A frame for a page-table page, without reclaiming anything: zeroed,
+    /// unless `zeroed` is false because the caller overwrites it whole.
     pub(super) fn allocate_table_without_reclaim(
         &mut self,
         frames: &mut FrameAllocator<'_>,
+        zeroed: bool,
     ) -> Result<Pfn, VmError> {
         let pfn = frames.alloc()?;
-        fill_frame(pfn, 0);
+        if zeroed {
+            fill_frame(pfn, 0);
+        }
         self.statistics.table_pages += 1;
         Ok(pfn)
     }

@@ -277,27 +277,38 @@ fn ensure_directory(
     Ok(&table(frame)[index(address, 2)])
 }
 
+/// What [`copy_leaves`] did beyond the leaves it told `stored_at` of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// Whole tables copied (their leaves are not listed one by one).
+    pub tables: u64,
+    /// Leaves stored into tables made for them, not listed one by one.
+    pub unlisted: u64,
+}
+
 /// Copies the present, unpinned leaves of the user addresses `[start, end)`
 /// under `source` to the same addresses under `target`, without write, where
-/// `target` has none; the tables `target` lacks are made with `allocate`, and
-/// a 2 MiB block it cannot get one for is left out (as are those after it).
+/// `target` has none; the tables `target` lacks are made with `allocate`
+/// (asked for a zeroed frame, or for one the caller overwrites whole), and a
+/// 2 MiB block it cannot get one for is left out (as are those after it).
 /// A block wholly inside the range that `target` has no table for, and whose
 /// source table holds no pinned leaf, gets a copy of the source's whole table,
 /// write-protected by its P2 entry (one 4 KiB copy instead of 512 leaf
 /// stores; its leaves keep their accessed and dirty bits, which only say the
 /// pages were used and written, and their write bits, which the P2 entry
-/// overrides until a writable map splits it). Tells `stored_at` each leaf address
-/// stored one by one, and returns whether whole tables were copied too.
-/// Only unused slots change, so nothing under `target` needs invalidating.
+/// overrides until a writable map splits it). Leaves stored into a table that
+/// existed are told to `stored_at` one by one; those stored into a table made
+/// here are only counted. Only unused slots change, so nothing under `target`
+/// needs invalidating.
 pub fn copy_leaves(
     source: Pfn,
     target: Pfn,
     (start, end): (u64, u64),
-    allocate: &mut dyn FnMut() -> Result<Pfn, VmError>,
+    allocate: &mut dyn FnMut(bool) -> Result<Pfn, VmError>,
     stored_at: &mut dyn FnMut(u64),
-) -> bool {
+) -> Copied {
     let end = end.min(USER_END);
-    let mut whole_tables = false;
+    let mut copied = Copied::default();
     let mut block = start & !(span(2) - 1);
     while block < end {
         let next = block + span(2);
@@ -305,24 +316,24 @@ pub fn copy_leaves(
             block = next;
             continue;
         };
-        let Ok(directory) = ensure_directory(target, block, allocate) else { break };
+        let Ok(directory) = ensure_directory(target, block, &mut || allocate(false)) else { break };
         let entry = directory.load(Ordering::Acquire);
         let whole = start <= block && next <= end;
         let pinned = || table(from).iter().any(|leaf| is_pinned(leaf.load(Ordering::Acquire)));
         if !is_present(entry) && whole && !pinned() {
-            let Ok(fresh) = allocate() else { break };
+            let Ok(fresh) = allocate(true) else { break };
             crate::arch::x86_64::memory::copy_frame(from, fresh);
             directory.store(fresh.addr() | (TABLE_FLAGS & !WRITABLE), Ordering::Release);
-            whole_tables = true;
+            copied.tables += 1;
             block = next;
             continue;
         }
-        let to = if is_present(entry) {
-            frame_of(entry)
+        let (to, fresh) = if is_present(entry) {
+            (frame_of(entry), false)
         } else {
-            let Ok(fresh) = allocate() else { break };
+            let Ok(fresh) = allocate(false) else { break };
             directory.store(fresh.addr() | TABLE_FLAGS, Ordering::Release);
-            fresh
+            (fresh, true)
         };
         let (from, to) = (table(from), table(to));
         let first = index(block.max(start), 1);
@@ -333,11 +344,15 @@ pub fn copy_leaves(
                 continue;
             }
             to[slot].store(leaf & !(WRITABLE | ACCESSED | DIRTY), Ordering::Release);
-            stored_at(block + slot as u64 * span(1));
+            if fresh {
+                copied.unlisted += 1;
+            } else {
+                stored_at(block + slot as u64 * span(1));
+            }
         }
         block = next;
     }
-    whole_tables
+    copied
 }
 
 /// The last-level table translating `address` under `root`, if it exists, and

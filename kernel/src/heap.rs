@@ -20,6 +20,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU64, Ordering};
 use linked_list_allocator::Heap;
 use spin::Mutex;
 
@@ -63,6 +64,16 @@ struct KernelHeap {
     arenas: Mutex<Arenas>,
 }
 
+/// Allocations and frees so far: a refill that sees the same count as the
+/// last one knows the heap has not changed since (see [`changes`]).
+static CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// How many times the heap has changed (an allocation, a free, growth or a
+/// trim); the same count twice means nothing changed between.
+pub fn changes() -> u64 {
+    CHANGES.load(Ordering::Acquire)
+}
+
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
     arenas: Mutex::new(Arenas {
@@ -103,6 +114,9 @@ pub unsafe fn init(start: *mut u8, size: usize, map: MapHook) {
 /// Returns whether `headroom` bytes are free.
 pub fn ensure_headroom(headroom: usize, mut map: impl FnMut(usize, usize) -> bool) -> bool {
     let mut arenas = HEAP.arenas.lock();
+    if arenas.free() < headroom {
+        CHANGES.fetch_add(1, Ordering::Release);
+    }
     while arenas.free() < headroom {
         let wanted = headroom - arenas.free();
         if !arenas.grow(wanted.min(ARENA_BYTES / 2), &mut map) {
@@ -122,6 +136,7 @@ pub fn trim(keep: usize, mut unmap: impl FnMut(usize, usize)) -> usize {
     if free <= keep || arenas.empty == 0 {
         return 0;
     }
+    CHANGES.fetch_add(1, Ordering::Release);
     for slot in (1..arenas.high).rev() {
         let size = arenas.heaps[slot].size();
         let empty = arenas.span[slot] > 0 && arenas.heaps[slot].used() == 0;
@@ -284,6 +299,7 @@ impl Arenas {
 // each block goes back to the arena that owns its address.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        CHANGES.fetch_add(1, Ordering::Release);
         let mut arenas = self.arenas.lock();
         if let Some(block) = arenas.allocate(layout) {
             return block.as_ptr();
@@ -303,6 +319,7 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        CHANGES.fetch_add(1, Ordering::Release);
         if let Some(block) = NonNull::new(block) {
             // SAFETY: the caller passes a block this allocator returned with
             // `layout`, as `GlobalAlloc::dealloc` requires.

@@ -39,7 +39,7 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
 use super::paging::X86Mmu;
@@ -121,6 +121,12 @@ pub const HEAP_HEADROOM: usize = 256 * 1024;
 /// maps is never more than trimming leaves). Called whenever VM work is about to release the
 /// VM lock. Returns whether [`HEAP_HEADROOM`] is free.
 pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) -> bool {
+    // Nothing to do if the heap has not changed since a refill left the
+    // headroom free and the reserve full (the common case: most VM work
+    // allocates no heap).
+    if SETTLED_AT.load(Ordering::Relaxed) == crate::heap::changes() {
+        return true;
+    }
     let headroom = HEAP_HEADROOM;
     // Short of frames, the heap just keeps what it has; calls that need room
     // ask for it themselves (`memory::with_vm_room`).
@@ -133,9 +139,15 @@ pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) -> bool {
     if unmapped {
         flush_every_context();
     }
-    fill_reserve(frames);
+    if fill_reserve(frames) && roomy {
+        SETTLED_AT.store(crate::heap::changes(), Ordering::Relaxed);
+    }
     roomy
 }
+
+/// The heap's change count (`heap::changes`) when a refill last left the
+/// headroom free and the reserve full; `u64::MAX`: not since it started.
+static SETTLED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Grows the heap from `frames` until `bytes` of it are free, if frames allow;
 /// whether they are.
@@ -175,9 +187,9 @@ fn flush_every_context() {
     }
 }
 
-/// Tops the heap's frame reserve up from `frames`.
-fn fill_reserve(frames: &mut FrameAllocator<'_>) {
-    let Some(mut reserve) = HEAP_RESERVE.try_lock() else { return };
+/// Tops the heap's frame reserve up from `frames`; whether it is full.
+fn fill_reserve(frames: &mut FrameAllocator<'_>) -> bool {
+    let Some(mut reserve) = HEAP_RESERVE.try_lock() else { return false };
     while reserve.count < HEAP_RESERVE_FRAMES {
         let Ok(pfn) = frames.alloc() else { break };
         let slot = reserve.count;
@@ -185,6 +197,7 @@ fn fill_reserve(frames: &mut FrameAllocator<'_>) {
         reserve.count += 1;
         HEAP_FRAMES.fetch_add(1, Ordering::Relaxed);
     }
+    reserve.count == HEAP_RESERVE_FRAMES
 }
 
 /// Where the heap's frames come from: the allocator when the VM lock was free,

@@ -45,11 +45,11 @@ pub const MAX_CPUS: usize = 16;
 pub struct Topology {
     /// Physical address of the local APICs' registers (in xAPIC mode).
     pub local_apic: u64,
-    /// The APIC IDs of the usable processors, the first [`Topology::cpus`].
+    /// The APIC IDs of the enabled processors, the first [`Topology::cpus`].
     pub apic_ids: [u32; MAX_CPUS],
     /// How many of `apic_ids` there are.
     pub cpus: usize,
-    /// Usable processors the MADT listed beyond [`MAX_CPUS`].
+    /// Enabled processors the MADT listed beyond [`MAX_CPUS`].
     pub left_out: usize,
     /// The I/O APIC serving global system interrupt 0: its registers'
     /// physical address and its first GSI.
@@ -142,8 +142,11 @@ fn read_madt(boot_info: &BootInfo) -> Result<Topology, &'static str> {
         has_8259: madt.supports_8259(),
     };
     let add = |topology: &mut Topology, id: u32, flags: u32| {
-        // Bit 0: enabled; bit 1: may be brought online. Neither: unusable.
-        if flags & 0b11 == 0 || topology.apic_ids[..topology.cpus].contains(&id) {
+        // Bit 0: enabled. A processor only "online capable" (bit 1) is a
+        // slot for one that may be added later: firmware often lists more of
+        // those than there are processors, and starting one that is not
+        // there would only time out.
+        if flags & 1 == 0 || topology.apic_ids[..topology.cpus].contains(&id) {
             return;
         }
         if topology.cpus == MAX_CPUS {
@@ -177,7 +180,7 @@ fn read_madt(boot_info: &BootInfo) -> Result<Topology, &'static str> {
         }
     }
     if topology.cpus == 0 {
-        return Err("the MADT lists no usable processor");
+        return Err("the MADT lists no enabled processor");
     }
     Ok(topology)
 }

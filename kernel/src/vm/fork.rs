@@ -30,11 +30,8 @@ pub const FORK_COPY_PAGES: usize = 16 * CHUNK_PAGES;
 /// The pages `region` has in memory, counted up to a little past `limit`.
 fn pages_in_memory(region: &Region, objects: &ObjectTable, limit: usize) -> usize {
     match region.backing() {
-        Backing::Anonymous(object) => object
-            .chunks_in_memory()
-            .filter(|(start, _)| start.0 + CHUNK_SPAN > region.start().0 && *start < region.end())
-            .map(|(_, pages)| pages)
-            .sum(),
+        // An object holds its own region's pages alone.
+        Backing::Anonymous(object) => object.chunks_in_memory().map(|(_, pages)| pages).sum(),
         Backing::Shared { object, offset } => objects.get(*object).map_or(0, |shared| {
             let pages = (region.end().0 - region.start().0) / PAGE_SIZE;
             shared.pages_in(*offset..offset + pages).take(limit + 1).count()
@@ -46,10 +43,7 @@ fn pages_in_memory(region: &Region, objects: &ObjectTable, limit: usize) -> usiz
 /// whose pages in memory fit in `budget`, which it spends.
 fn affordable_end(region: &Region, object: &AnonymousObject, budget: &mut usize) -> VirtAddr {
     let mut end = region.start();
-    let inside = |(start, _): &(VirtAddr, usize)| {
-        start.0 + CHUNK_SPAN > region.start().0 && *start < region.end()
-    };
-    for (start, pages) in object.chunks_in_memory().filter(inside) {
+    for (start, pages) in object.chunks_in_memory() {
         if pages > *budget {
             break;
         }

@@ -85,7 +85,8 @@ pub fn init(boot_info: &BootInfo) {
     if let Some(memory) = PhysicalMemory::of(boot_info) {
         MEMORY.call_once(|| memory);
     }
-    let controls = match read_tables(boot_info) {
+    let tables = open_tables(boot_info);
+    let controls = match tables.as_ref().map_err(|why| *why).and_then(read_controls) {
         Ok(controls) => {
             log::info!("acpi: {controls}");
             controls
@@ -96,7 +97,7 @@ pub fn init(boot_info: &BootInfo) {
         }
     };
     CONTROLS.call_once(|| controls);
-    match read_madt(boot_info) {
+    match tables.as_ref().map_err(|why| *why).and_then(read_madt) {
         Ok(topology) => {
             log::info!(
                 "acpi: MADT: {} processors{}, I/O APIC {}",
@@ -123,12 +124,7 @@ pub fn topology() -> Option<&'static Topology> {
 }
 
 /// Reads the processors and interrupt controllers from the MADT.
-fn read_madt(boot_info: &BootInfo) -> Result<Topology, &'static str> {
-    let rsdp = boot_info.rsdp_addr.into_option().ok_or("the firmware reported no RSDP")?;
-    let memory = *MEMORY.get().ok_or("physical memory is not mapped")?;
-    // SAFETY: as in `read_tables`.
-    let tables = unsafe { AcpiTables::from_rsdp(memory, rsdp as usize) }
-        .map_err(|_| "the RSDP is not valid")?;
+fn read_madt(tables: &AcpiTables<PhysicalMemory>) -> Result<Topology, &'static str> {
     let madt = tables.find_table::<Madt>().ok_or("no MADT")?;
     let madt = madt.get();
     madt.validate().map_err(|_| "the MADT's checksum is wrong")?;
@@ -307,16 +303,20 @@ impl Handler for PhysicalMemory {
     }
 }
 
-/// Finds the FADT and `\_S5` from the RSDP the bootloader reported.
-fn read_tables(boot_info: &BootInfo) -> Result<Controls, &'static str> {
+/// The tables, from the RSDP the bootloader reported.
+fn open_tables(boot_info: &BootInfo) -> Result<AcpiTables<PhysicalMemory>, &'static str> {
     let rsdp = boot_info.rsdp_addr.into_option().ok_or("the firmware reported no RSDP")?;
     let memory = *MEMORY.get().ok_or("physical memory is not mapped")?;
     // SAFETY: `rsdp` is where the bootloader found the RSDP (by its signature
     // and checksum, or from UEFI's configuration table); the crate reads it and
     // every table it points to through `memory`, which checks each range is
     // mapped.
-    let tables = unsafe { AcpiTables::from_rsdp(memory, rsdp as usize) }
-        .map_err(|_| "the RSDP is not valid")?;
+    unsafe { AcpiTables::from_rsdp(memory, rsdp as usize) }.map_err(|_| "the RSDP is not valid")
+}
+
+/// Finds the FADT and `\_S5`.
+fn read_controls(tables: &AcpiTables<PhysicalMemory>) -> Result<Controls, &'static str> {
+    let memory = *MEMORY.get().ok_or("physical memory is not mapped")?;
     let fadt = tables.find_table::<Fadt>().ok_or("no FADT")?;
     fadt.validate().map_err(|_| "the FADT's checksum is wrong")?;
     let dsdt = tables.dsdt().map_err(|_| "no DSDT")?;
@@ -488,7 +488,7 @@ fn read(register: Register) -> u64 {
             },
             None => 0,
         },
-        // Only the reset register may be in PCI space (`read_tables`), and it
+        // Only the reset register may be in PCI space (`read_controls`), and it
         // is only written.
         Space::PciConfig => 0,
     }

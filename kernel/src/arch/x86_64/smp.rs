@@ -161,7 +161,8 @@ static LISTED: AtomicUsize = AtomicUsize::new(1);
 /// The boot processor's control state, which every other takes on.
 static CONTROL: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
-/// Offsets in the trampoline's data area (see the assembly).
+/// Offsets in the trampoline's data area, in the order the assembly lays it
+/// out (which uses these constants).
 const DATA_GDTR: usize = 0;
 const DATA_FAR_JUMP: usize = 8;
 const DATA_ROOT: usize = 16;
@@ -186,12 +187,12 @@ core::arch::global_asm!(
     "cld",
     "movw %cs, %ax",
     "movw %ax, %ds",
-    "lgdtl (smp_trampoline_data - smp_trampoline_start)",
+    "lgdtl (smp_trampoline_data - smp_trampoline_start + {gdtr})",
     // PAE, then the root, then long mode and no-execute, then paging.
     "movl %cr4, %eax",
     "orl $0x20, %eax",
     "movl %eax, %cr4",
-    "movl (smp_trampoline_data - smp_trampoline_start + 16), %eax",
+    "movl (smp_trampoline_data - smp_trampoline_start + {root}), %eax",
     "movl %eax, %cr3",
     "movl $0xc0000080, %ecx",
     "rdmsr",
@@ -200,7 +201,7 @@ core::arch::global_asm!(
     "movl %cr0, %eax",
     "orl $0x80000001, %eax",
     "movl %eax, %cr0",
-    "ljmpl *(smp_trampoline_data - smp_trampoline_start + 8)",
+    "ljmpl *(smp_trampoline_data - smp_trampoline_start + {far_jump})",
     ".code64",
     "smp_trampoline_long:",
     "movw $0x10, %ax",
@@ -211,13 +212,13 @@ core::arch::global_asm!(
     "movw %ax, %fs",
     "movw %ax, %gs",
     "leaq smp_trampoline_data(%rip), %rbx",
-    "movq 24(%rbx), %rsp",
-    "movq 40(%rbx), %rdi",
-    "movq 48(%rbx), %rsi",
+    "movq {stack}(%rbx), %rsp",
+    "movq {index}(%rbx), %rdi",
+    "movq {boot_root}(%rbx), %rsi",
     // A zero return address: the entry is entered as if called, and a
     // backtrace stops there.
     "pushq $0",
-    "jmpq *32(%rbx)",
+    "jmpq *{entry}(%rbx)",
     ".balign 8",
     "smp_trampoline_data:",
     // The GDTR: limit, base (patched).
@@ -240,6 +241,13 @@ core::arch::global_asm!(
     ".quad 0x00cf92000000ffff",
     "smp_trampoline_end:",
     ".text",
+    gdtr = const DATA_GDTR,
+    far_jump = const DATA_FAR_JUMP,
+    root = const DATA_ROOT,
+    stack = const DATA_STACK,
+    entry = const DATA_ENTRY,
+    index = const DATA_INDEX,
+    boot_root = const DATA_BOOT_ROOT,
     options(att_syntax)
 );
 

@@ -92,6 +92,7 @@ fn errno(error: VmError) -> Errno {
         VmError::BadAddress => Errno::Fault,
         VmError::Protection => Errno::Access,
         VmError::InvalidArgument | VmError::BadFrame => Errno::Invalid,
+        VmError::Busy => Errno::TryAgain,
     }
 }
 

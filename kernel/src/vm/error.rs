@@ -22,6 +22,10 @@ pub enum VmError {
     /// The frame is not in a state that allows the operation (for example freeing
     /// a frame that is already free, or still referenced).
     BadFrame,
+    /// Everything the operation needs is in use by other processors for now
+    /// (every page-table slot is loaded elsewhere); nothing was changed, and
+    /// trying again later may succeed.
+    Busy,
 }
 
 impl fmt::Display for VmError {
@@ -32,6 +36,7 @@ impl fmt::Display for VmError {
             VmError::Protection => "protection violation",
             VmError::InvalidArgument => "invalid argument",
             VmError::BadFrame => "frame in wrong state",
+            VmError::Busy => "in use by other processors",
         };
         f.write_str(text)
     }

@@ -344,6 +344,15 @@ pub unsafe trait Mmu {
     /// stays active.
     fn activate(&mut self, frames: &mut FrameAllocator<'_>, space: SpaceId) -> Result<(), VmError>;
 
+    /// The running processor stops translating user addresses with any
+    /// space (an idle processor lets go of the last one it ran, so that no
+    /// change to it needs to reach this processor any more). The default
+    /// does nothing: a machine layer that never takes a space loaded on
+    /// another processor need not know.
+    fn deactivate(&mut self, frames: &mut FrameAllocator<'_>) {
+        let _ = frames;
+    }
+
     /// The index of the processor running this call, from 0 (the boot
     /// processor): whose space `activate` sets, so that the VM can remember
     /// which space each processor translates with. The default, 0, suits a

@@ -287,6 +287,16 @@ impl<'a, M: Mmu> Vm<'a, M> {
         Ok(())
     }
 
+    /// The running processor stops using its active space (see
+    /// [`Mmu::deactivate`]): an idle processor's step before it waits.
+    pub fn deactivate(&mut self) {
+        let cpu = self.mmu.this_cpu();
+        self.mmu.deactivate(&mut self.frames);
+        if let Some(active) = self.active.get_mut(cpu) {
+            *active = None;
+        }
+    }
+
     /// Maps `length` bytes of private, zero-filled memory; returns the address.
     pub fn map_anonymous(
         &mut self,

@@ -100,6 +100,7 @@ const WORK_NONE: u64 = 0;
 const WORK_PAGES: u64 = 1;
 const WORK_ALL: u64 = 2;
 const WORK_RUN: u64 = 3;
+const WORK_LIST: u64 = 4;
 
 /// A processor's mailbox: the work, its two arguments and result, and how
 /// many requests were posted and served.
@@ -335,6 +336,16 @@ pub fn serve_requests() {
             Invalidation::All.apply();
             SERVED_ALL.fetch_add(1, Ordering::Relaxed);
         }
+        WORK_LIST => {
+            // SAFETY: `invalidate_pages` posted a pointer to `second` words
+            // that stay put until every target has served it (it waits).
+            let pages =
+                unsafe { core::slice::from_raw_parts(first as *const u64, second as usize) };
+            for &page in pages {
+                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
+            }
+            SERVED_PAGES.fetch_add(1, Ordering::Relaxed);
+        }
         WORK_RUN => {
             // SAFETY: `run_on` posted a `fn(u64) -> u64` as this word.
             let function: fn(u64) -> u64 = unsafe { core::mem::transmute(first as usize) };
@@ -385,6 +396,16 @@ pub fn invalidate(targets: &[usize], what: Invalidation) -> usize {
         Invalidation::Pages { start, count } => request(targets, WORK_PAGES, start, count),
         Invalidation::All => request(targets, WORK_ALL, 0, 0),
     }
+}
+
+/// Makes every processor in `targets` drop the translations of `pages` (page
+/// addresses, any order; at most [`PAGE_CEILING`] of them, else everything
+/// goes); see [`invalidate`].
+pub fn invalidate_pages(targets: &[usize], pages: &[u64]) -> usize {
+    if pages.len() as u64 > PAGE_CEILING {
+        return invalidate(targets, Invalidation::All);
+    }
+    request(targets, WORK_LIST, pages.as_ptr() as u64, pages.len() as u64)
 }
 
 /// Makes every other online processor drop `what`; see [`invalidate`].

@@ -8,6 +8,7 @@ use super::X86Mmu;
 use super::slots::{Invalidation, fold};
 use super::table::{self, Walker};
 use crate::arch::x86_64::memory::{copy_frame, fill_frame};
+use crate::arch::x86_64::smp;
 use crate::vm::{FrameAllocator, Mmu, Pfn, Protection, SpaceId, USER_END, VirtAddr, VmError};
 
 impl X86Mmu {
@@ -33,8 +34,8 @@ impl X86Mmu {
         self.slots[index].installed.note(address.value());
         if previous != 0 {
             fold(frames, previous);
-            let mut invalidation = Invalidation::new(self.loaded == Some(index));
-            invalidation.note(&self.tlb, &mut self.shadow, address.value(), previous);
+            let mut invalidation = Invalidation::new(self, index);
+            invalidation.note(&self.tlb, &mut self.shadows, address.value(), previous);
             self.settle(index, invalidation, false);
         }
         Ok(())
@@ -74,12 +75,12 @@ impl X86Mmu {
         change: &mut dyn FnMut(u64) -> u64,
     ) {
         let Some(index) = self.slot_of(space) else { return };
-        let mut invalidation = Invalidation::new(self.loaded == Some(index));
-        let (tlb, shadow) = (&self.tlb, &mut self.shadow);
+        let mut invalidation = Invalidation::new(self, index);
+        let (tlb, shadows) = (&self.tlb, &mut self.shadows);
         let mut visit = |address: u64, entry: u64| {
             let replacement = change(entry);
             if replacement != entry {
-                invalidation.note(tlb, shadow, address, entry);
+                invalidation.note(tlb, shadows, address, entry);
             }
             replacement
         };
@@ -96,8 +97,10 @@ impl X86Mmu {
 // entry gets write back only after its leaves lost theirs
 // (`split_write_protection`); otherwise leaves are only restricted. Every
 // removed or restricted leaf of the loaded root is invalidated before the call
-// returns, and every such change to another root marks it stale so that its
-// PCID is flushed before it is loaded again; page-table pages are freed only
+// returns, on this processor and (by a shootdown, waited for) on every other
+// that has the root loaded, and every such change marks the root stale on
+// every processor without it loaded, so that its PCID is flushed before it
+// is loaded there again; a slot loaded on another processor is never taken; page-table pages are freed only
 // after that; pinned leaves are recorded and put back whenever a slot is
 // emptied, and whole tables holding one are never copied; `zero_page` and
 // `copy_page` write exactly the frames named.
@@ -147,7 +150,11 @@ unsafe impl Mmu for X86Mmu {
             Some(index) => index,
             // With one root, or when the slot to take would be the source's,
             // there is no room to keep both.
-            None if self.capacity < 2 || self.pick_victim() == source => return,
+            None if self.capacity < 2
+                || self.pick_victim().is_none_or(|victim| victim == source) =>
+            {
+                return;
+            }
             None => match self.claim(frames, to) {
                 Ok(index) => index,
                 Err(_) => return,
@@ -230,9 +237,9 @@ unsafe impl Mmu for X86Mmu {
             pinned.remove(Protection::WRITE);
         }
         let Some(index) = record.slot else { return };
-        let mut invalidation = Invalidation::new(self.loaded == Some(index));
-        let (tlb, shadow) = (&self.tlb, &mut self.shadow);
-        let mut note = |address, old| invalidation.note(tlb, shadow, address, old);
+        let mut invalidation = Invalidation::new(self, index);
+        let (tlb, shadows) = (&self.tlb, &mut self.shadows);
+        let mut note = |address, old| invalidation.note(tlb, shadows, address, old);
         let root = self.slots[index].root;
         if table::write_protect(root, start.value(), end.value(), &mut note) {
             invalidation.note_directory();
@@ -298,7 +305,7 @@ unsafe impl Mmu for X86Mmu {
         self.statistics.activations += 1;
         self.clock += 1;
         self.slots[index].last_used = self.clock;
-        if self.loaded != Some(index) || self.slots[index].stale {
+        if !self.loaded_here(index) || self.slots[index].stale.contains(smp::this_cpu()) {
             self.load(index);
         }
         self.shrink_slots(frames);
@@ -314,12 +321,12 @@ unsafe impl Mmu for X86Mmu {
         self.kept == Some(space)
     }
 
-    /// Processor 0, wherever the call runs: processes run there only, and
-    /// this layer loads its slots' roots there alone (the others idle on the
-    /// boot root, which holds no space's translations), so its invalidations
-    /// need reach no other processor yet (the contract's rule 5).
+    fn deactivate(&mut self, _frames: &mut FrameAllocator<'_>) {
+        self.unload();
+    }
+
     fn this_cpu(&self) -> usize {
-        0
+        smp::this_cpu()
     }
 
     fn query(&self, space: SpaceId, address: VirtAddr) -> Option<(Pfn, Protection)> {

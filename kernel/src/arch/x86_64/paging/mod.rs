@@ -66,6 +66,8 @@ pub mod tlb;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::acpi::MAX_CPUS;
+use super::smp;
 use crate::vm::{Pfn, Protection, SpaceId, VirtAddr};
 use tlb::Tlb;
 
@@ -105,6 +107,9 @@ pub struct PageTableStatistics {
     pub mapped_ahead: u64,
     /// Whole forgets done by clearing the listed leaves, without a walk.
     pub listed_forgets: u64,
+    /// Shootdowns: changes other processors with the root loaded were made
+    /// to invalidate (one request each, however many processors).
+    pub shootdowns: u64,
     /// Translations copied from a parent to its child at fork one by one.
     pub copied_at_fork: u64,
     /// Regions whose translations fork copied (partly) as whole tables.
@@ -119,8 +124,10 @@ struct Slot {
     owner: Option<SpaceId>,
     /// Activation clock at the last activation (least recent is evicted).
     last_used: u64,
-    /// Translations changed while not loaded: flush the PCID at the next load.
-    stale: bool,
+    /// Processors that must flush this slot's PCID at their next load of it
+    /// (its translations changed while they did not have it loaded): a PCID on
+    /// one processor says nothing about another's.
+    stale: CpuSet,
     /// Page-table pages below the root.
     tables: u64,
     /// Where leaves were installed since the slot was last walked whole.
@@ -190,15 +197,17 @@ pub struct X86Mmu {
     slots: Vec<Slot>,
     capacity: usize,
     spaces: BTreeMap<SpaceId, SpaceRecord>,
-    /// The slot whose root is in CR3 (`None`: the boot root).
-    loaded: Option<usize>,
+    /// Per processor, the slot whose root is in its CR3 (`None`: the boot
+    /// root).
+    loaded: [Option<usize>; MAX_CPUS],
     clock: u64,
     chaos_interval: u64,
     chaos_countdown: u64,
     /// The space whose last activation kept its translations (its slot).
     kept: Option<SpaceId>,
-    /// With `tlb_check`: the shadow every load is checked against.
-    shadow: Option<shadow::Shadow>,
+    /// With `tlb_check`: per processor, the shadow every load is checked
+    /// against.
+    shadows: Option<Vec<shadow::Shadow>>,
     statistics: PageTableStatistics,
 }
 
@@ -214,12 +223,12 @@ impl X86Mmu {
             slots: Vec::new(),
             capacity: DEFAULT_CAPACITY,
             spaces: BTreeMap::new(),
-            loaded: None,
+            loaded: [None; MAX_CPUS],
             clock: 0,
             chaos_interval: 0,
             chaos_countdown: 0,
             kept: None,
-            shadow: None,
+            shadows: None,
             statistics: PageTableStatistics::default(),
         }
     }
@@ -244,12 +253,14 @@ impl X86Mmu {
     /// Turns the shadow-TLB check of every CR3 load on or off (see [`shadow`]).
     /// Turned on, it assumes nothing is cached yet, so it belongs at start-up.
     pub fn set_tlb_check(&mut self, on: bool) {
-        self.shadow = on.then(|| shadow::Shadow::new(self.tlb.has_pcid()));
+        let has_pcid = self.tlb.has_pcid();
+        self.shadows = on.then(|| (0..MAX_CPUS).map(|_| shadow::Shadow::new(has_pcid)).collect());
     }
 
-    /// Loads checked against the shadow TLB so far (`None`: the check is off).
+    /// Loads checked against the shadow TLBs so far, on every processor
+    /// (`None`: the check is off).
     pub fn tlb_checks(&self) -> Option<u64> {
-        self.shadow.as_ref().map(|shadow| shadow.checks)
+        self.shadows.as_ref().map(|shadows| shadows.iter().map(|shadow| shadow.checks).sum())
     }
 
     /// Whether chaos mode is on.
@@ -295,6 +306,64 @@ impl X86Mmu {
     /// The slot `space` owns, if any.
     fn slot_of(&self, space: SpaceId) -> Option<usize> {
         self.spaces.get(&space).and_then(|record| record.slot)
+    }
+
+    /// The processors with slot `index`'s root in CR3.
+    fn loaded_on(&self, index: usize) -> CpuSet {
+        let cpus = self.loaded.iter().enumerate().filter(|(_, loaded)| **loaded == Some(index));
+        cpus.fold(CpuSet::EMPTY, |set, (cpu, _)| set.with(cpu))
+    }
+
+    /// Whether slot `index`'s root is in the running processor's CR3.
+    fn loaded_here(&self, index: usize) -> bool {
+        self.loaded[smp::this_cpu()] == Some(index)
+    }
+}
+
+/// A set of processors, by index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSet(u32);
+
+impl CpuSet {
+    /// No processor.
+    pub const EMPTY: CpuSet = CpuSet(0);
+    /// Every processor there may be.
+    pub const ALL: CpuSet = CpuSet((1 << MAX_CPUS) - 1);
+
+    /// This set and processor `cpu`.
+    pub fn with(self, cpu: usize) -> CpuSet {
+        CpuSet(self.0 | 1 << cpu)
+    }
+
+    /// This set without processor `cpu`.
+    pub fn without(self, cpu: usize) -> CpuSet {
+        CpuSet(self.0 & !(1 << cpu))
+    }
+
+    /// This set without those of `other`.
+    pub fn minus(self, other: CpuSet) -> CpuSet {
+        CpuSet(self.0 & !other.0)
+    }
+
+    /// Whether `cpu` is in the set.
+    pub fn contains(self, cpu: usize) -> bool {
+        self.0 & (1 << cpu) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The processors in the set, as a list of indices and its length.
+    pub fn indices(self) -> ([usize; MAX_CPUS], usize) {
+        let mut list = [0; MAX_CPUS];
+        let mut len = 0;
+        for cpu in (0..MAX_CPUS).filter(|&cpu| self.contains(cpu)) {
+            list[len] = cpu;
+            len += 1;
+        }
+        (list, len)
     }
 }
 

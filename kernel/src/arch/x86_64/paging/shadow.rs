@@ -93,6 +93,20 @@ impl Shadow {
         }
     }
 
+    /// Records a CR3 reload that flushed the current PCID (a shootdown of
+    /// everything): it forgets all it cached.
+    pub fn flush_current(&mut self) {
+        if let Some((_, pcid)) = self.current {
+            match self.has_pcid {
+                true => self.cached.remove(&pcid),
+                false => {
+                    self.cached.clear();
+                    None
+                }
+            };
+        }
+    }
+
     /// Panics, saying `why`, if anything `pcid` may hold disagrees with the
     /// tables under `root`.
     fn check(&self, root: Pfn, pcid: u16, why: &str) {

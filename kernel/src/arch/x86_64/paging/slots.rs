@@ -5,8 +5,9 @@ use alloc::vec::Vec;
 
 use super::shadow::Shadow;
 use super::table::{self, Walker};
-use super::{Slot, X86Mmu};
+use super::{CpuSet, Slot, X86Mmu};
 use crate::arch::x86_64::memory::fill_frame;
+use crate::arch::x86_64::smp;
 use crate::vm::{FrameAllocator, PageFlags, Pfn, SpaceId, USER_END, VirtAddr, VmError};
 
 /// Most page-table pages a slot keeps, empty, when its owner changes; past
@@ -20,34 +21,50 @@ pub const EMPTIED_BATCH: usize = 512;
 /// this the whole PCID is flushed instead.
 const INVALIDATE_LIMIT: u64 = 32;
 
-/// Tracks what a change to one slot's leaves means for the TLB.
+/// Tracks what a change to one slot's leaves means for the TLBs: of the
+/// running processor if the slot is loaded here, and of the others it is
+/// loaded on.
 pub(super) struct Invalidation {
-    loaded: bool,
+    here: bool,
+    elsewhere: CpuSet,
     /// Pages that may still be invalidated one by one.
     limit: u64,
+    /// Pages noted one by one (invalidated here at once if loaded here).
     pages: u64,
+    addresses: [u64; INVALIDATE_LIMIT as usize],
     whole: bool,
     changed: bool,
 }
 
 impl Invalidation {
-    /// Starts tracking changes to a slot that is (or is not) loaded.
-    pub(super) fn new(loaded: bool) -> Invalidation {
-        Invalidation { loaded, limit: INVALIDATE_LIMIT, pages: 0, whole: false, changed: false }
+    /// Starts tracking changes to slot `index` of `mmu`.
+    pub(super) fn new(mmu: &X86Mmu, index: usize) -> Invalidation {
+        let loaded = mmu.loaded_on(index);
+        let this = smp::this_cpu();
+        Invalidation {
+            here: loaded.contains(this),
+            elsewhere: loaded.without(this),
+            limit: INVALIDATE_LIMIT,
+            pages: 0,
+            addresses: [0; INVALIDATE_LIMIT as usize],
+            whole: false,
+            changed: false,
+        }
     }
 
     /// Like [`Invalidation::new`], for a change to the whole user half: any
     /// change then flushes the whole PCID, without page-by-page invalidation.
-    fn bulk(loaded: bool) -> Invalidation {
-        Invalidation { limit: 0, ..Invalidation::new(loaded) }
+    fn bulk(mmu: &X86Mmu, index: usize) -> Invalidation {
+        Invalidation { limit: 0, ..Invalidation::new(mmu, index) }
     }
 
     /// Notes that the leaf at `address`, which was `old`, changed; `invlpg`s it
-    /// (telling the shadow TLB, if there is one) while single pages may be.
+    /// here (telling this processor's shadow TLB, if there is one) while single
+    /// pages may be, and keeps it for the other processors the slot is loaded on.
     pub(super) fn note(
         &mut self,
         tlb: &super::Tlb,
-        shadow: &mut Option<Shadow>,
+        shadows: &mut Option<Vec<Shadow>>,
         address: u64,
         old: u64,
     ) {
@@ -55,14 +72,17 @@ impl Invalidation {
             return;
         }
         self.changed = true;
-        if !self.loaded {
+        if !self.here && self.elsewhere.is_empty() {
             return;
         }
         if self.pages < self.limit {
-            tlb.invalidate_page(address);
-            if let Some(shadow) = shadow {
-                shadow.invalidate_page(address);
+            if self.here {
+                tlb.invalidate_page(address);
+                if let Some(shadows) = shadows {
+                    shadows[smp::this_cpu()].invalidate_page(address);
+                }
             }
+            self.addresses[self.pages as usize] = address;
             self.pages += 1;
         } else {
             self.whole = true;
@@ -72,12 +92,10 @@ impl Invalidation {
 
 impl Invalidation {
     /// Notes that an upper-level entry lost rights: every translation cached
-    /// below it may be stale, so the loaded root's PCID is flushed.
+    /// below it may be stale, so the PCID is flushed wherever it is loaded.
     pub(super) fn note_directory(&mut self) {
         self.changed = true;
-        if self.loaded {
-            self.whole = true;
-        }
+        self.whole = true;
     }
 }
 
@@ -98,17 +116,43 @@ pub(super) fn fold(frames: &mut FrameAllocator<'_>, entry: u64) {
 
 impl X86Mmu {
     /// Makes the change tracked by `invalidation` (and the unlinking of `emptied`
-    /// tables) safe: the loaded root gets its PCID flushed if single-page
-    /// invalidations could not cover it; another root is marked stale.
+    /// tables) safe on every processor before it returns (the contract's rule
+    /// 5): here, the loaded root gets its PCID flushed if single-page
+    /// invalidations could not cover it; every other processor with the root
+    /// loaded is made to invalidate the same pages, or everything (a
+    /// shootdown, waited for); every processor without it loaded is marked to
+    /// flush its PCID when it next loads it.
     pub(super) fn settle(&mut self, index: usize, invalidation: Invalidation, emptied: bool) {
         self.statistics.page_invalidations += invalidation.pages;
         if !invalidation.changed && !emptied {
             return;
         }
-        if !invalidation.loaded {
-            self.slots[index].stale = true;
-        } else if invalidation.whole || emptied {
+        let whole = invalidation.whole || emptied;
+        let loaded = self.loaded_on(index);
+        self.slots[index].stale = CpuSet::ALL.minus(loaded);
+        if invalidation.here && whole {
             self.reload(index, true);
+        }
+        if invalidation.elsewhere.is_empty() {
+            return;
+        }
+        let (targets, count) = invalidation.elsewhere.indices();
+        let targets = &targets[..count];
+        let pages = &invalidation.addresses[..invalidation.pages as usize];
+        let missing = if whole {
+            smp::invalidate(targets, smp::Invalidation::All)
+        } else {
+            smp::invalidate_pages(targets, pages)
+        };
+        assert_eq!(missing, 0, "page tables: a processor did not answer a shootdown");
+        self.statistics.shootdowns += 1;
+        if let Some(shadows) = self.shadows.as_mut() {
+            for &cpu in targets {
+                match whole {
+                    true => shadows[cpu].flush_current(),
+                    false => pages.iter().for_each(|&page| shadows[cpu].invalidate_page(page)),
+                }
+            }
         }
     }
 
@@ -140,11 +184,10 @@ impl X86Mmu {
             self.forget_installed(frames, index, keep_pinned);
             return false;
         }
-        let loaded = self.loaded == Some(index);
         let mut invalidation = if range == (0, USER_END) {
-            Invalidation::bulk(loaded)
+            Invalidation::bulk(self, index)
         } else {
-            Invalidation::new(loaded)
+            Invalidation::new(self, index)
         };
         // Room for every table the slot holds if the heap has it (one walk
         // then frees them all), else for a batch.
@@ -157,14 +200,14 @@ impl X86Mmu {
         let root = self.slots[index].root;
         // A whole walk lists anew what it leaves: the pinned leaves it keeps.
         let mut kept = super::Installed::default();
-        let (tlb, shadow) = (&self.tlb, &mut self.shadow);
+        let (tlb, shadows) = (&self.tlb, &mut self.shadows);
         let mut visit = |address: u64, entry: u64| {
             if keep_pinned && table::is_pinned(entry) {
                 kept.note(address);
                 return entry;
             }
             fold(frames, entry);
-            invalidation.note(tlb, shadow, address, entry);
+            invalidation.note(tlb, shadows, address, entry);
             0
         };
         let mut walker = Walker { visit: &mut visit, emptied: Some(&mut emptied) };
@@ -187,10 +230,10 @@ impl X86Mmu {
         index: usize,
         keep_pinned: bool,
     ) {
-        let mut invalidation = Invalidation::bulk(self.loaded == Some(index));
+        let mut invalidation = Invalidation::bulk(self, index);
         let slot = &mut self.slots[index];
         let listed = core::mem::take(&mut slot.installed);
-        let (tlb, shadow) = (&self.tlb, &mut self.shadow);
+        let (tlb, shadows) = (&self.tlb, &mut self.shadows);
         for &address in listed.addresses() {
             let mut keep = |leaf| keep_pinned && table::is_pinned(leaf);
             match table::take_leaf(slot.root, address, &mut keep) {
@@ -198,7 +241,7 @@ impl X86Mmu {
                 Some(0) => {}
                 Some(old) => {
                     fold(frames, old);
-                    invalidation.note(tlb, shadow, address, old);
+                    invalidation.note(tlb, shadows, address, old);
                 }
             }
         }
@@ -269,12 +312,14 @@ impl X86Mmu {
         Ok(pfn)
     }
 
-    /// Empties every slot that is neither loaded nor `keep`; their spaces
-    /// rebuild on their next activation (pinned leaves from their records).
+    /// Empties every slot that is neither loaded (on any processor) nor
+    /// `keep`; their spaces rebuild on their next activation (pinned leaves
+    /// from their records).
     pub(super) fn reclaim_idle(&mut self, frames: &mut FrameAllocator<'_>, keep: usize) {
         for index in 0..self.slots.len() {
             let slot = &self.slots[index];
-            let idle = index != keep && self.loaded != Some(index) && slot.owner.is_some();
+            let loaded = !self.loaded_on(index).is_empty();
+            let idle = index != keep && !loaded && slot.owner.is_some();
             if idle && slot.tables > 0 {
                 self.release_slot(frames, index, true);
                 self.statistics.reclaims += 1;
@@ -303,23 +348,25 @@ impl X86Mmu {
         }
     }
 
-    /// Loads slot `index`'s root, flushing its PCID if it is stale.
+    /// Loads slot `index`'s root here, flushing its PCID if it is stale here.
     pub(super) fn load(&mut self, index: usize) {
-        let flush = self.slots[index].stale;
+        let flush = self.slots[index].stale.contains(smp::this_cpu());
         self.reload(index, flush);
         self.statistics.switches += 1;
     }
 
-    /// Loads slot `index`'s root, dropping its cached translations if `flush`.
+    /// Loads slot `index`'s root here, dropping its cached translations if
+    /// `flush`.
     fn reload(&mut self, index: usize, flush: bool) {
+        let this = smp::this_cpu();
         let slot = &mut self.slots[index];
         debug_assert!(
             table::kernel_half_matches(slot.root, self.boot_root),
             "reload: the kernel half changed after this root was made"
         );
         let flushed = self.tlb.load(slot.root, slot.pcid, flush);
-        if let Some(shadow) = self.shadow.as_mut() {
-            shadow.load(slot.root, slot.pcid, flushed);
+        if let Some(shadows) = self.shadows.as_mut() {
+            shadows[this].load(slot.root, slot.pcid, flushed);
         }
         if flushed {
             self.statistics.tlb_flushes += 1;
@@ -327,8 +374,23 @@ impl X86Mmu {
                 self.statistics.pcid_flushes += 1;
             }
         }
-        slot.stale = false;
-        self.loaded = Some(index);
+        slot.stale = slot.stale.without(this);
+        self.loaded[this] = Some(index);
+    }
+
+    /// Loads the boot root here (PCID 0, which holds no user translation):
+    /// the running processor stops using any slot, which eviction may then
+    /// take and no shootdown needs to reach.
+    pub(super) fn unload(&mut self) {
+        let this = smp::this_cpu();
+        if self.loaded[this].is_none() {
+            return;
+        }
+        let flushed = self.tlb.load(self.boot_root, 0, false);
+        if let Some(shadows) = self.shadows.as_mut() {
+            shadows[this].load(self.boot_root, 0, flushed);
+        }
+        self.loaded[this] = None;
     }
 
     /// Makes roots until there are at least as many slots as the capacity.
@@ -343,7 +405,7 @@ impl X86Mmu {
                 pcid,
                 owner: None,
                 last_used: 0,
-                stale: true,
+                stale: CpuSet::ALL,
                 tables: 0,
                 installed: super::Installed::default(),
             };
@@ -357,7 +419,10 @@ impl X86Mmu {
     pub(super) fn shrink_slots(&mut self, frames: &mut FrameAllocator<'_>) {
         while self.slots.len() > self.capacity {
             let index = self.slots.len() - 1;
-            assert_ne!(self.loaded, Some(index), "shrink_slots: dropping the loaded slot");
+            if !self.loaded_on(index).is_empty() {
+                // Loaded on some processor: dropped at a later activation.
+                return;
+            }
             self.release_slot(frames, index, true);
             if self.slots[index].tables > 0 {
                 // No heap to list its tables in: keep the slot, empty, and
@@ -378,13 +443,14 @@ impl X86Mmu {
 
     /// Gives `space` a slot: a free one, or the least recently used, evicted.
     /// The page-table pages for its pinned leaves are allocated first, so on
-    /// error nothing changed.
+    /// error nothing changed: `OutOfMemory`, or `Busy` if every slot is loaded
+    /// on another processor.
     pub(super) fn claim(
         &mut self,
         frames: &mut FrameAllocator<'_>,
         space: SpaceId,
     ) -> Result<usize, VmError> {
-        let victim = self.pick_victim();
+        let victim = self.pick_victim().ok_or(VmError::Busy)?;
         let pinned: Vec<(VirtAddr, (Pfn, super::Protection))> = self
             .spaces
             .get(&space)
@@ -417,14 +483,23 @@ impl X86Mmu {
     }
 
     /// A free slot if there is one, else the least recently activated, among
-    /// the slots the capacity keeps.
-    pub(super) fn pick_victim(&self) -> usize {
-        let kept = &self.slots[..self.capacity.min(self.slots.len())];
-        let free = kept.iter().position(|slot| slot.owner.is_none());
-        free.unwrap_or_else(|| {
-            let oldest = kept.iter().enumerate().min_by_key(|(_, slot)| slot.last_used);
-            oldest.map(|(index, _)| index).expect("pick_victim: no slots")
-        })
+    /// the slots the capacity keeps and no other processor has loaded; `None`
+    /// if every one is loaded elsewhere.
+    pub(super) fn pick_victim(&self) -> Option<usize> {
+        let this = smp::this_cpu();
+        let kept = self.slots[..self.capacity.min(self.slots.len())].iter().enumerate();
+        let mut takeable =
+            kept.filter(|(index, _)| self.loaded_on(*index).without(this).is_empty());
+        let mut oldest: Option<(usize, u64)> = None;
+        for (index, slot) in &mut takeable {
+            if slot.owner.is_none() {
+                return Some(index);
+            }
+            if oldest.is_none_or(|(_, used)| slot.last_used < used) {
+                oldest = Some((index, slot.last_used));
+            }
+        }
+        oldest.map(|(index, _)| index)
     }
 
     /// Allocates `count` table pages up front, or none.

@@ -23,12 +23,17 @@ pub fn out_of_memory() -> Verdict {
     // No heap here: the kernel may have just failed to find some.
     let mut candidates = [None; MAX_PROCESSES];
     let current = with_table(|table| {
-        let alive =
-            table.processes.values().filter(|process| !matches!(process.state, State::Zombie(_)));
+        // Not one that runs on another processor: its memory is in use
+        // until it next enters the kernel there.
+        let current = table.current();
+        let alive = table.processes.values().filter(|process| {
+            !matches!(process.state, State::Zombie(_))
+                && (Some(process.pid) == current || !table.is_running_anywhere(process.pid))
+        });
         for (slot, process) in candidates.iter_mut().zip(alive) {
             *slot = Some((process.pid, process.name, process.space));
         }
-        table.current
+        current
     });
     let mut largest = None;
     let free = with_vm(|vm| {

@@ -5,6 +5,9 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
+use crate::arch::acpi::MAX_CPUS;
+use crate::arch::kernel_lock;
+
 use super::backtrace::{self, UserPlace};
 use super::table::{Parent, Pid, State, with_table};
 use crate::arch::{self, context, stack};
@@ -12,20 +15,36 @@ use crate::fixed_text::FixedText;
 use crate::memory::with_vm;
 use crate::vm::{ObjectId, VirtAddr};
 
-/// The idle task's saved stack pointer while a process runs.
-static IDLE_CONTEXT: AtomicU64 = AtomicU64::new(0);
+/// Each processor's idle task's saved stack pointer while a process runs there.
+static IDLE_CONTEXT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per processor, a process killed while it ran there (its id; 0: none): it
+/// ends at its next system call or timer tick ([`end_if_killed`]).
+static KILL_PENDING: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Where an ending process's last context goes (it is never resumed).
 static DISCARDED_CONTEXT: AtomicU64 = AtomicU64::new(0);
 /// Ticks a sleeper must still have for the system to count as settled.
 const SETTLED_TICKS: u64 = arch::interrupts::TICK_HZ;
 
-/// For the idle task: runs the next ready process for one turn; if there is
-/// none, gives the page daemon its turn, or waits for an interrupt if it had
-/// nothing to do.
+/// For the idle task (of any processor): runs the next ready process for one
+/// turn; if there is none, gives the page daemon its turn, or waits for an
+/// interrupt if it had nothing to do. The running processor must hold the
+/// kernel lock; it gives it back while it waits.
 pub fn idle() {
     if !run_next() && !crate::memory::page_daemon() {
-        arch::wait_for_interrupt();
+        wait_for_work();
     }
+}
+
+/// Lets go of the last address space this processor ran (so that changes to
+/// it need not reach this processor, and its page-table slot may go to
+/// another), then waits for an interrupt without the kernel lock.
+fn wait_for_work() {
+    arch::without_interrupts(|| {
+        if arch::smp::counts().0 > 1 {
+            let _ = crate::memory::try_with_vm(|vm| vm.deactivate());
+        }
+        kernel_lock::wait_idle();
+    });
 }
 
 /// Runs the next ready process for one turn; false if none was ready.
@@ -33,20 +52,35 @@ fn run_next() -> bool {
     arch::without_interrupts(|| {
         reap_orphans();
         let Some((pid, space, top, context)) = pick() else { return false };
-        with_table(|table| table.processes[&pid].fpu.restore());
-        if let Err(error) = with_vm(|vm| vm.retry_after_reclaim(64, |vm| vm.activate(space))) {
-            log::warn!("process {pid} killed: cannot activate its address space: {error}");
-            with_table(|table| table.current = None);
-            terminate(pid, abi::KILLED);
-            return true;
+        match with_vm(|vm| vm.retry_after_reclaim(64, |vm| vm.activate(space))) {
+            Ok(()) => {}
+            Err(crate::vm::VmError::Busy) => {
+                // Every page-table slot is loaded on another processor: it
+                // waits for one of them to let go.
+                with_table(|table| {
+                    table.processes.get_mut(&pid).expect("run_next: picked").state = State::Ready;
+                    table.ready.push_front(pid);
+                    table.set_current(None);
+                });
+                return false;
+            }
+            Err(error) => {
+                log::warn!("process {pid} killed: cannot activate its address space: {error}");
+                with_table(|table| table.set_current(None));
+                terminate(pid, abi::KILLED);
+                return true;
+            }
         }
+        with_table(|table| table.processes[&pid].fpu.restore());
         context::set_kernel_stack(top);
-        // SAFETY: interrupts are disabled; IDLE_CONTEXT is this task's slot, and
-        // `context` was saved by the process when it last left (or laid out by
-        // `prepare_stack`); its kernel stack is mapped while it lives.
-        unsafe { context::switch(IDLE_CONTEXT.as_ptr(), context) };
+        let idle = IDLE_CONTEXT[arch::this_cpu()].as_ptr();
+        // SAFETY: interrupts are disabled; `idle` is this processor's idle
+        // task's slot, and `context` was saved by the process when it last
+        // left (or laid out by `prepare_stack`); its kernel stack is mapped
+        // while it lives, and no other processor runs it (it was ready).
+        unsafe { context::switch(idle, context) };
         with_table(|table| {
-            table.current = None;
+            table.set_current(None);
             // Its turn is over: keep its registers (unless it has ended).
             if let Some(process) = table.processes.get_mut(&pid)
                 && !matches!(process.state, State::Zombie(_))
@@ -76,7 +110,11 @@ fn pick() -> Option<(Pid, crate::vm::SpaceId, u64, u64)> {
             }
             process.state = State::Running;
             let found = (pid, process.space, process.stack.top(), *process.context);
-            table.current = Some(pid);
+            table.set_current(Some(pid));
+            if !table.ready.is_empty() {
+                // More work than this processor: another may take it.
+                kernel_lock::wake_idle();
+            }
             return Some(found);
         }
         None
@@ -87,15 +125,33 @@ fn pick() -> Option<(Pid, crate::vm::SpaceId, u64, u64)> {
 /// The caller has set its state. Interrupts must be disabled.
 fn switch_to_idle() {
     let save = with_table(|table| &raw mut *table.running().context);
+    let idle = IDLE_CONTEXT[arch::this_cpu()].load(Ordering::SeqCst);
     // SAFETY: interrupts are disabled (caller's rule); `save` is the running
-    // process's boxed context slot, which lives as long as the process; the idle
-    // task's context was saved by `run_next`, which is what started this turn.
-    unsafe { context::switch(save, IDLE_CONTEXT.load(Ordering::SeqCst)) };
+    // process's boxed context slot, which lives as long as the process; this
+    // processor's idle task's context was saved by `run_next`, which is what
+    // started this turn (a turn starts and ends on one processor).
+    unsafe { context::switch(save, idle) };
+}
+
+/// Ends the running process if it was killed while it ran here (see
+/// [`kill`]); for the entries from user mode: system calls and the timer.
+pub fn end_if_killed() {
+    let pending = &KILL_PENDING[arch::this_cpu()];
+    if pending.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let killed = pending.swap(0, Ordering::SeqCst);
+    let current = with_table(|table| table.current());
+    if current.is_some_and(|pid| pid.0 == killed) {
+        log::debug!("process {killed} ends: it was killed while it ran");
+        exit_current(abi::KILLED);
+    }
 }
 
 /// Ends the running process's turn; it stays ready (the timer's preemption, and
 /// `yield`). Interrupts must be disabled.
 pub fn preempt() {
+    end_if_killed();
     with_table(|table| {
         let process = table.running();
         process.state = State::Ready;
@@ -121,9 +177,11 @@ pub fn block_waiting() {
 pub fn exit_current(status: u64) -> ! {
     let pid = with_table(|table| table.running().pid);
     terminate(pid, status);
+    let idle = IDLE_CONTEXT[arch::this_cpu()].load(Ordering::SeqCst);
     // SAFETY: interrupts are disabled; this process is a zombie and is never
-    // resumed, so its context goes to a slot nobody reads.
-    unsafe { context::switch(DISCARDED_CONTEXT.as_ptr(), IDLE_CONTEXT.load(Ordering::SeqCst)) };
+    // resumed, so its context goes to a slot nobody reads; its kernel stack
+    // is freed only once no processor has it as current (see `reap`).
+    unsafe { context::switch(DISCARDED_CONTEXT.as_ptr(), idle) };
     unreachable!("exit_current: a zombie was resumed")
 }
 
@@ -174,19 +232,26 @@ fn program_symbols(name: &str) -> Option<&'static str> {
     core::str::from_utf8(file.content).ok()
 }
 
-/// Kills process `pid`, which must not be the running one; false if no such
-/// process is alive. Logged at debug level only: the caller (the monitor, a
-/// test) says what it killed.
+/// Kills process `pid`, which must not be the one running here; false if no
+/// such process is alive. One that runs on another processor is marked, and
+/// ends at its next system call or timer tick there (its memory is in use
+/// until then); any other ends now. Logged at debug level only: the caller
+/// (the monitor, a test) says what it killed.
 pub fn kill(pid: Pid) -> bool {
-    let alive = with_table(|table| {
-        table.current != Some(pid)
-            && table.processes.get(&pid).is_some_and(|p| !matches!(p.state, State::Zombie(_)))
+    let (alive, elsewhere) = with_table(|table| {
+        let alive = table.current() != Some(pid)
+            && table.processes.get(&pid).is_some_and(|p| !matches!(p.state, State::Zombie(_)));
+        (alive, table.current.iter().position(|&current| current == Some(pid)))
     });
-    if alive {
-        log::debug!("process {pid} killed by the kernel");
-        arch::without_interrupts(|| terminate(pid, abi::KILLED));
+    if !alive {
+        return false;
     }
-    alive
+    log::debug!("process {pid} killed by the kernel");
+    match elsewhere {
+        Some(cpu) => KILL_PENDING[cpu].store(pid.0, Ordering::SeqCst),
+        None => arch::without_interrupts(|| terminate(pid, abi::KILLED)),
+    }
+    true
 }
 
 /// Makes `pid` a zombie with `status`: orphans its children, wakes its parent,
@@ -211,6 +276,9 @@ fn terminate(pid: Pid, status: u64) {
             parent.state = State::Ready;
             table.ready.push_back(parent.pid);
         }
+        // Its parent, or kernel code waiting on the boot processor, may be
+        // waiting for this.
+        kernel_lock::wake_idle();
         (space, handles)
     });
     with_vm(|vm| {
@@ -226,7 +294,7 @@ fn terminate(pid: Pid, status: u64) {
 pub fn reap(pid: Pid) -> Option<u64> {
     let process = with_table(|table| {
         let zombie = matches!(table.processes.get(&pid)?.state, State::Zombie(_));
-        if !zombie || table.current == Some(pid) {
+        if !zombie || table.is_running_anywhere(pid) {
             return None;
         }
         let process = table.processes.remove(&pid);

@@ -54,6 +54,7 @@ const FORK_HEAP_PER_REGION: usize = 512;
 
 /// The kernel side of `syscall`: runs call `rax` and leaves its result in `rax`.
 pub extern "C" fn handle(frame: &mut TrapFrame) {
+    scheduler::end_if_killed();
     let [a, b, c, d, e, f] = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     let result = match frame.rax {
         abi::WRITE => write(a, b),

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use spin::Mutex;
 
+use crate::arch::acpi::MAX_CPUS;
 use crate::arch::fpu::FpuState;
 use crate::arch::stack::KernelStack;
 use crate::vm::{ObjectId, SpaceId};
@@ -77,8 +78,8 @@ pub struct Table {
     pub processes: BTreeMap<Pid, Process>,
     /// Ready processes, in turn order.
     pub ready: VecDeque<Pid>,
-    /// The process running now (`None`: the idle task).
-    pub current: Option<Pid>,
+    /// The process each processor runs now (`None`: its idle task).
+    pub current: [Option<Pid>; MAX_CPUS],
     next_pid: u64,
 }
 
@@ -91,7 +92,7 @@ pub const RESERVED_PROCESSES: usize = 8;
 static TABLE: Mutex<Table> = Mutex::new(Table {
     processes: BTreeMap::new(),
     ready: VecDeque::new(),
-    current: None,
+    current: [None; MAX_CPUS],
     next_pid: 1,
 });
 
@@ -109,17 +110,33 @@ impl Table {
         pid
     }
 
+    /// The process the running processor runs, if any (`None`: its idle task).
+    pub fn current(&self) -> Option<Pid> {
+        self.current[crate::arch::this_cpu()]
+    }
+
+    /// Sets the process the running processor runs.
+    pub fn set_current(&mut self, pid: Option<Pid>) {
+        self.current[crate::arch::this_cpu()] = pid;
+    }
+
+    /// Whether process `pid` runs on some processor now.
+    pub fn is_running_anywhere(&self, pid: Pid) -> bool {
+        self.current.contains(&Some(pid))
+    }
+
     /// The running process. Panics if the idle task is running.
     pub fn running(&mut self) -> &mut Process {
-        let pid = self.current.expect("running: no process is running");
+        let pid = self.current().expect("running: no process is running");
         self.processes.get_mut(&pid).expect("running: current process missing")
     }
 
-    /// Adds `process`, ready to run.
+    /// Adds `process`, ready to run (and wakes an idle processor for it).
     pub fn insert_ready(&mut self, process: Process) {
         let pid = process.pid;
         self.processes.insert(pid, process);
         self.ready.push_back(pid);
+        crate::arch::kernel_lock::wake_idle();
     }
 }
 

@@ -165,6 +165,8 @@ pub fn set_kernel_stack(top: u64) {
 
 /// Calls the registered handler (the indirection keeps the entry in this module).
 extern "C" fn dispatch(frame: &mut TrapFrame) {
+    // Given back by `return_to_user`.
+    super::kernel_lock::lock();
     let handler = HANDLER.load(Ordering::Relaxed);
     assert_ne!(handler, 0, "dispatch: system call before context::init");
     // SAFETY: HANDLER only ever holds a `Handler` stored by `init`.
@@ -219,15 +221,19 @@ pub extern "C" fn syscall_entry() {
     )
 }
 
-/// Restores the [`TrapFrame`] at the stack pointer and returns to user mode.
-/// Entered by a jump (from [`syscall_entry`]) or by [`switch`]'s `ret` into a
-/// new process, with interrupts disabled.
+/// Gives back the kernel lock, restores the [`TrapFrame`] at the stack
+/// pointer and returns to user mode. Entered by a jump (from
+/// [`syscall_entry`]) or by [`switch`]'s `ret` into a new process, with
+/// interrupts disabled and the kernel lock held.
 #[unsafe(naked)]
 pub extern "C" fn return_to_user() {
     naked_asm!(
+        // The frame starts 16-byte aligned, so the call sees the ABI's alignment.
+        "call {unlock}",
         "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
         "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax", "pop rcx",
         "pop r11", "pop rsp", "sysretq",
+        unlock = sym super::kernel_lock::unlock_for_user,
     )
 }
 

@@ -132,6 +132,7 @@ fn fatal(report: &ExceptionReport) -> ! {
 /// else it is fatal.
 fn exception(report: &ExceptionReport) {
     if report.from_user() {
+        super::kernel_lock::lock();
         crate::process::kill_current(format_args!("{report}"), report.user_place());
     }
     fatal(report);
@@ -178,6 +179,7 @@ handler_with_error!(security, 30, "SECURITY EXCEPTION");
 extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
     let report = ExceptionReport::new(3, "BREAKPOINT", &frame, None);
     if report.from_user() {
+        super::kernel_lock::lock();
         crate::process::kill_current(format_args!("{report}"), report.user_place());
     }
     log::info!("{report}");
@@ -232,6 +234,8 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
         report
     };
     let from_user = frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3;
+    // Given back on the return to user mode (a kill never returns).
+    let _kernel = super::kernel_lock::FromUser::enter(from_user);
     if from_user && !code.contains(PageFaultErrorCode::USER_MODE) {
         // A supervisor-mode access made on the program's behalf (QEMU's TCG,
         // for one, pops an `iretq` frame that way, which SMAP then refuses on

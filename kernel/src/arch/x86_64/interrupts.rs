@@ -198,14 +198,14 @@ extern "x86-interrupt" fn timer(frame: InterruptStackFrame) {
     let cpu = super::smp::this_cpu();
     super::smp::note_tick(cpu);
     end_of_interrupt(TIMER_VECTOR);
-    if cpu != 0 {
-        // Another processor: it only idles.
-        return;
+    if cpu == 0 {
+        // The boot processor's ticks are the clock.
+        TICKS.fetch_add(1, Ordering::Relaxed);
     }
-    TICKS.fetch_add(1, Ordering::Relaxed);
     // A process interrupted in user mode has had its turn. (The kernel itself
     // is never preempted: it holds no lock and no half-done state in user mode.)
     if frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3 {
+        let _kernel = super::kernel_lock::FromUser::enter(true);
         crate::process::preempt();
     }
 }

@@ -15,6 +15,7 @@ pub mod exceptions;
 pub mod fpu;
 pub mod gdt;
 pub mod interrupts;
+pub mod kernel_lock;
 pub mod memory;
 mod page_fault;
 pub mod paging;
@@ -31,6 +32,7 @@ pub use device_memory::map_device_memory;
 pub use interrupts::{init as init_interrupts, read_input, ticks, wait_for_interrupt};
 pub use pat::map_write_combining;
 pub use qemu::ExitCode;
+pub use smp::this_cpu;
 pub use x86_64::instructions::interrupts::without_interrupts;
 
 /// Brings up the processor: serial console, segments, exception handlers, the

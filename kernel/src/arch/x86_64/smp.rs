@@ -18,8 +18,9 @@
 //! [`processor_entry`] switches to the boot root, loads the processor's own
 //! GDT and TSS (with interrupt stacks of its own) and the shared IDT, takes
 //! the boot processor's control registers, EFER bits and PAT, enables its
-//! local APIC and timer, says it is online, and idles, halting between
-//! interrupts. Processes still run on the boot processor only.
+//! local APIC and timer, says it is online, and becomes that processor's idle
+//! task: it runs processes, and halts between interrupts when there are none
+//! (see `process` and `kernel_lock`).
 //!
 //! # Which processor
 //! [`this_cpu`] finds the running processor's index from its APIC ID, which
@@ -440,6 +441,18 @@ pub fn ping(targets: &[usize]) -> usize {
     request(targets, WORK_NONE, 0, 0)
 }
 
+/// Interrupts processor `index` (if online and not this one) without asking
+/// anything of it, and does not wait: it leaves a halt and looks again at
+/// what it was waiting for (see `kernel_lock`).
+pub fn nudge(index: usize) {
+    let Some(cpu) = CPUS.get(index).filter(|cpu| cpu.online.load(Ordering::Acquire)) else {
+        return;
+    };
+    if index != this_cpu() {
+        apic::send_interrupt(cpu.apic_id.load(Ordering::Relaxed), CALL_VECTOR);
+    }
+}
+
 /// Shootdowns served so far: of some pages, and of everything.
 pub fn shootdowns_served() -> (u64, u64) {
     (SERVED_PAGES.load(Ordering::Relaxed), SERVED_ALL.load(Ordering::Relaxed))
@@ -596,8 +609,12 @@ extern "C" fn processor_entry(index: u64, boot_root: u64) -> ! {
     apic::start_timer(super::interrupts::TIMER_VECTOR);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     cpu.online.store(true, Ordering::Release);
+    // This processor's idle task: it runs processes once the boot processor
+    // first lets go of the kernel lock (when start-up is over).
+    x86_64::instructions::interrupts::disable();
+    super::kernel_lock::lock();
     loop {
-        x86_64::instructions::interrupts::enable_and_hlt();
+        crate::process::idle();
     }
 }
 

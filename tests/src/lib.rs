@@ -136,6 +136,9 @@ pub fn age_behind_the_layers_back(root: Pfn, address: VirtAddr) {
 /// The `probe` program's modes (see `user/src/bin/probe/main.rs`).
 pub mod probe {
     pub const FORK: u64 = 1;
+    /// [`FORK`] with other processes running: the kernel's copy counts are
+    /// not checked.
+    pub const FORK_AMONG_OTHERS: u64 = FORK | 1 << 8;
     pub const SHARED: u64 = 2;
     pub const MANY: u64 = 3;
     pub const HOG: u64 = 4;
@@ -144,6 +147,19 @@ pub mod probe {
     pub const FORK_UNTIL_OUT_OF_MEMORY: u64 = 7;
     pub const SPIN: u64 = 8;
     pub const WAIT_ON_SPINNER: u64 = 9;
+    /// Mode 10: `rounds` rounds of one kind of work (the next constants).
+    pub const fn work(kind: u64, rounds: u64) -> u64 {
+        10 | kind << 8 | rounds << 16
+    }
+    /// A million additions a round, no system call.
+    pub const COMPUTE: u64 = 0;
+    /// 64 pages mapped, faulted in by writes, checked and unmapped a round.
+    pub const FAULT: u64 = 1;
+    /// A fork of a child that exits at once, and a wait, a round.
+    pub const FORK_WAIT: u64 = 2;
+    /// 64 pages kept; each round checks what the last one wrote in each,
+    /// and writes anew.
+    pub const VERIFY: u64 = 3;
 }
 
 /// The `crash` program's modes (see `user/src/bin/crash/main.rs`): each does

@@ -107,11 +107,17 @@ fn cpus() {
         arch::apic::mode(),
         arch::apic::timer_count()
     );
+    let (taken, contended, waited) = arch::kernel_lock::statistics();
+    let waited_us = waited / (arch::tsc::frequency() / 1_000_000).max(1);
+    println!(
+        "  kernel lock: taken {taken} times, {contended} after waiting, {waited_us} us waited"
+    );
     for index in 0.. {
         let Some((apic_id, ticks, served)) = arch::smp::cpu(index) else { break };
-        let role = if index == 0 { "boot processor, runs processes" } else { "idle" };
+        let turns = crate::process::turns(index);
         println!(
-            "  cpu {index}: APIC ID {apic_id}, {ticks} ticks, {served} requests served ({role})"
+            "  cpu {index}: APIC ID {apic_id}, {ticks} ticks, {served} requests served, \
+             {turns} process turns"
         );
     }
 }

@@ -20,6 +20,11 @@ static IDLE_CONTEXT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_C
 /// Per processor, a process killed while it ran there (its id; 0: none): it
 /// ends at its next system call or timer tick ([`end_if_killed`]).
 static KILL_PENDING: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Turns run by each processor so far.
+static TURNS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Most processes seen running at once (on as many processors) since it was
+/// last read by [`most_at_once`].
+static MOST_AT_ONCE: AtomicU64 = AtomicU64::new(0);
 /// Where an ending process's last context goes (it is never resumed).
 static DISCARDED_CONTEXT: AtomicU64 = AtomicU64::new(0);
 /// Ticks a sleeper must still have for the system to count as settled.
@@ -71,8 +76,14 @@ fn run_next() -> bool {
                 return true;
             }
         }
-        with_table(|table| table.processes[&pid].fpu.restore());
+        with_table(|table| {
+            table.processes[&pid].fpu.restore();
+            // Counted once its space is loaded: no earlier may it run.
+            let running = table.current.iter().flatten().count() as u64;
+            MOST_AT_ONCE.fetch_max(running, Ordering::Relaxed);
+        });
         context::set_kernel_stack(top);
+        TURNS[arch::this_cpu()].fetch_add(1, Ordering::Relaxed);
         let idle = IDLE_CONTEXT[arch::this_cpu()].as_ptr();
         // SAFETY: interrupts are disabled; `idle` is this processor's idle
         // task's slot, and `context` was saved by the process when it last
@@ -131,6 +142,17 @@ fn switch_to_idle() {
     // processor's idle task's context was saved by `run_next`, which is what
     // started this turn (a turn starts and ends on one processor).
     unsafe { context::switch(save, idle) };
+}
+
+/// Turns processor `cpu` has run so far.
+pub fn turns(cpu: usize) -> u64 {
+    TURNS.get(cpu).map_or(0, |turns| turns.load(Ordering::Relaxed))
+}
+
+/// The most processes that ran at once (each on a processor of its own)
+/// since the last call; starts counting again.
+pub fn most_at_once() -> u64 {
+    MOST_AT_ONCE.swap(0, Ordering::Relaxed)
 }
 
 /// Ends the running process if it was killed while it ran here (see

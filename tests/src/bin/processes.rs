@@ -21,7 +21,6 @@
 //! run: --memory 21M
 //! run: --bochs --kernel-arg pt_cache=1 --kernel-arg tlb_check
 //! run: --bochs --kernel-arg pt_cache=4 --kernel-arg tlb_check
-//! run: --bochs --smp 4 --kernel-arg pt_cache=2 --kernel-arg tlb_check
 #![no_std]
 #![no_main]
 

@@ -5,8 +5,8 @@
 //! from the boot processor), once per call, and a processor that is not
 //! there is not called; a shootdown (of a page, and of everything) makes a
 //! processor that holds a translation in its TLB see the page's new frame;
-//! the 8259 is masked while the APICs deliver interrupts; and a process runs
-//! to its end with the other processors idle.
+//! the 8259 is masked while the APICs deliver interrupts; and processes run on
+//! every processor, all at once.
 //! Under QEMU (xAPIC mode) with one, two and four processors, under UEFI, and
 //! under Bochs (x2APIC mode).
 //! programs: probe
@@ -26,11 +26,12 @@ use kernel::arch::paging::{table, tlb::Tlb};
 use kernel::arch::smp::Invalidation;
 use kernel::arch::{apic, interrupts, smp, user_memory};
 use kernel::memory::with_vm;
+use kernel::process;
 use kernel::testing;
 use kernel::vm::VirtAddr;
 use kernel_tests::{
-    activate, change_behind_the_layers_back, destroy, probe, run_probe, run_until, space_with,
-    warm_up_with_probe, write,
+    accounted_free, activate, assert_all_reaped, change_behind_the_layers_back, destroy, probe,
+    run_until, space_with, warm_up_with_probe, write,
 };
 use x86_64::PhysAddr;
 use x86_64::registers::control::Cr3;
@@ -51,7 +52,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         every_other_processor_answers_each_call,
         a_shootdown_reaches_every_processor_holding_the_translation,
         the_apics_deliver_interrupts_and_the_8259_is_masked,
-        a_process_runs_while_the_others_idle,
+        processes_run_on_every_processor,
     ]);
 }
 
@@ -178,6 +179,23 @@ fn the_apics_deliver_interrupts_and_the_8259_is_masked() {
     assert_eq!(errors, 0, "local APIC errors (last status {status:#x})");
 }
 
-fn a_process_runs_while_the_others_idle() {
-    run_probe(probe::SHARED);
+/// One computing process per processor: each processor runs turns of them,
+/// and at some moment all run one at once; every frame comes back.
+fn processes_run_on_every_processor() {
+    let baseline = accounted_free();
+    let cpus = expected();
+    let before: alloc::vec::Vec<u64> = (0..cpus).map(process::turns).collect();
+    process::most_at_once();
+    let work = probe::work(probe::COMPUTE, 10);
+    let pids: alloc::vec::Vec<_> =
+        (0..cpus).map(|_| process::spawn("probe", work).expect("spawn probe")).collect();
+    for pid in pids {
+        assert_eq!(process::wait_for(pid), Some(0), "process {pid}");
+    }
+    for (cpu, before) in before.into_iter().enumerate() {
+        assert!(process::turns(cpu) > before, "processor {cpu} ran no process");
+    }
+    assert_eq!(process::most_at_once(), cpus as u64, "processes running at once");
+    assert_all_reaped();
+    assert_eq!(accounted_free(), baseline, "frames leaked");
 }

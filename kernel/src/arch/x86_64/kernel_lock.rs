@@ -34,9 +34,9 @@
 //! With one processor online the lock is never taken or released: the boot
 //! processor holds it for good, and the entry paths pay nothing for it.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use super::smp;
+use super::{smp, tsc};
 
 /// The holder's index + 1; 0 when free. The boot processor holds it first.
 static HOLDER: AtomicUsize = AtomicUsize::new(1);
@@ -44,6 +44,10 @@ static HOLDER: AtomicUsize = AtomicUsize::new(1);
 static WAITING: AtomicU32 = AtomicU32::new(0);
 /// Processors halted in their idle task until there is work.
 static IDLE: AtomicU32 = AtomicU32::new(0);
+/// Times the lock was taken, of them after waiting, and TSC cycles waited.
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+static CONTENDED: AtomicU64 = AtomicU64::new(0);
+static WAITED: AtomicU64 = AtomicU64::new(0);
 /// Tries at the lock before a waiter halts.
 const SPINS: usize = 200;
 
@@ -65,10 +69,19 @@ pub fn lock() {
         me + 1,
         "kernel lock: taken twice by processor {me}"
     );
+    TAKEN.fetch_add(1, Ordering::Relaxed);
+    if try_take(me) {
+        return;
+    }
+    let start = tsc::read();
+    let taken = || {
+        CONTENDED.fetch_add(1, Ordering::Relaxed);
+        WAITED.fetch_add(tsc::read() - start, Ordering::Relaxed);
+    };
     loop {
         for _ in 0..SPINS {
             if try_take(me) {
-                return;
+                return taken();
             }
             smp::serve_requests();
             core::hint::spin_loop();
@@ -76,7 +89,7 @@ pub fn lock() {
         WAITING.fetch_or(1 << me, Ordering::SeqCst);
         if try_take(me) {
             WAITING.fetch_and(!(1 << me), Ordering::SeqCst);
-            return;
+            return taken();
         }
         // The releaser saw the mark and sends an interrupt, which ends this
         // `hlt` even if it came before it (it stays pending until `sti`).
@@ -107,6 +120,13 @@ pub fn unlock() {
     if waiting != 0 {
         smp::nudge(waiting.trailing_zeros() as usize);
     }
+}
+
+/// Times the lock was taken, times it had to be waited for, and the TSC
+/// cycles spent waiting, on every processor.
+pub fn statistics() -> (u64, u64, u64) {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    (load(&TAKEN), load(&CONTENDED), load(&WAITED))
 }
 
 /// `extern "C"` [`unlock`], for the return to user mode's assembly.

@@ -60,7 +60,7 @@ pub use oom::{Verdict, out_of_memory};
 #[cfg(target_os = "none")]
 pub use scheduler::{
     idle, kill, kill_current, most_at_once, preempt, reap, run_until_settled, turns, wait_for,
-    with_last_kill_report,
+    wait_for_work, with_last_kill_report,
 };
 #[cfg(target_os = "none")]
 pub use table::{MAX_PROCESSES, Pid, RESERVED_PROCESSES, State, Summary, processes, summary};

@@ -42,8 +42,9 @@ pub fn idle() {
 
 /// Lets go of the last address space this processor ran (so that changes to
 /// it need not reach this processor, and its page-table slot may go to
-/// another), then waits for an interrupt without the kernel lock.
-fn wait_for_work() {
+/// another), then waits for an interrupt without the kernel lock. For kernel
+/// code that waits while other processors run processes, running none itself.
+pub fn wait_for_work() {
     arch::without_interrupts(|| {
         if arch::smp::counts().0 > 1 {
             let _ = crate::memory::try_with_vm(|vm| vm.deactivate());

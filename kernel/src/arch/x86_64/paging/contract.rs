@@ -307,6 +307,8 @@ unsafe impl Mmu for X86Mmu {
         self.slots[index].last_used = self.clock;
         if !self.loaded_here(index) || self.slots[index].stale.contains(smp::this_cpu()) {
             self.load(index);
+        } else if let Some(shadows) = self.shadows.as_mut() {
+            shadows[smp::this_cpu()].check_current();
         }
         self.shrink_slots(frames);
         if self.chaos() {

@@ -93,6 +93,29 @@ impl Shadow {
         }
     }
 
+    /// Checks what the current PCID may hold against its root's tables now:
+    /// for an activation that keeps the loaded root (the processor goes on
+    /// using whatever it cached).
+    pub fn check_current(&mut self) {
+        if let Some((root, pcid)) = self.current {
+            self.checks += 1;
+            self.check(root, pcid, "a change made while it was loaded did not reach it");
+        }
+    }
+
+    /// Records that the processor may hold `leaf` for `address` under its
+    /// current PCID (if the leaf is present with its accessed bit): another
+    /// processor is changing it while this one has the root loaded, and may
+    /// have used it since its load.
+    pub fn may_hold(&mut self, address: u64, leaf: u64) {
+        if let Some((_, pcid)) = self.current
+            && table::is_present(leaf)
+            && table::usage(leaf).0
+        {
+            self.cached.entry(pcid).or_default().insert(address & !0xfff, leaf);
+        }
+    }
+
     /// Records a CR3 reload that flushed the current PCID (a shootdown of
     /// everything): it forgets all it cached.
     pub fn flush_current(&mut self) {

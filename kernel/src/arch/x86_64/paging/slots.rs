@@ -75,6 +75,13 @@ impl Invalidation {
         if !self.here && self.elsewhere.is_empty() {
             return;
         }
+        if let Some(shadows) = shadows.as_mut() {
+            // What the others may hold until the shootdown reaches them.
+            let (others, count) = self.elsewhere.indices();
+            for &cpu in &others[..count] {
+                shadows[cpu].may_hold(address, old);
+            }
+        }
         if self.pages < self.limit {
             if self.here {
                 tlb.invalidate_page(address);

@@ -39,11 +39,16 @@
 //! nothing, and no pinned translation is ever dropped.
 //!
 //! # TLB
-//! Each slot has PCID `index + 1` (PCID 0 is the boot root's). Changes to the
-//! loaded root are invalidated at once with `invlpg` (or a flush of the current
-//! PCID when page-table pages were freed); changes to a root that is not loaded
-//! mark its slot stale, and the next load flushes its PCID (see [`tlb`]). Without
-//! PCIDs every load flushes anyway. `flush` therefore has nothing left to do.
+//! Each slot has PCID `index + 1` (PCID 0 is the boot root's). The layer
+//! knows which processor has which slot loaded. Changes to the root loaded
+//! here are invalidated at once with `invlpg` (or a flush of the current PCID
+//! when page-table pages were freed); every other processor with the root
+//! loaded gets a shootdown of the same pages (or of everything), waited for;
+//! every processor without it loaded gets the slot marked stale, and its next
+//! load there flushes the PCID (see [`tlb`]). Without PCIDs every load
+//! flushes anyway. `flush` therefore has nothing left to do. A slot loaded
+//! on another processor is never taken (`Busy` when every one is), and an
+//! idle processor lets go of its slot before it halts.
 //!
 //! # Pressure
 //! When a page-table page cannot be allocated, the page tables of every idle

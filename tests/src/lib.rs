@@ -256,6 +256,13 @@ pub fn run_program(name: &'static str, mode: u64) {
     assert_eq!(status, 0, "{name} mode {mode} failed (status word {status:#x})");
 }
 
+/// The processors the machine has, as the run says (the test parameter
+/// `test.cpus`, which matches the runner's `--smp`).
+pub fn expected_cpus() -> usize {
+    let cpus = kernel::testing::parameter("cpus").expect("test.cpus is not set");
+    cpus.parse().expect("test.cpus is not a number")
+}
+
 /// Runs processes until `done`, failing with `what` after `seconds`.
 pub fn run_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
     let deadline = arch::ticks() + seconds * arch::interrupts::TICK_HZ;

@@ -28,7 +28,9 @@ use kernel::memory::with_vm;
 use kernel::process::{self, Pid};
 use kernel::testing;
 use kernel_tests::probe::{self, COMPUTE, FAULT, FORK_WAIT, VERIFY};
-use kernel_tests::{accounted_free, assert_all_reaped, run_until, warm_up_with_probe};
+use kernel_tests::{
+    accounted_free, assert_all_reaped, expected_cpus, run_until, warm_up_with_probe,
+};
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -44,12 +46,6 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         processes_running_elsewhere_can_be_killed,
         reclaim_takes_pages_of_processes_running_elsewhere,
     ]);
-}
-
-/// The processors the machine has, as the run says.
-fn cpus() -> usize {
-    let cpus = testing::parameter("cpus").expect("test.cpus is not set");
-    cpus.parse().expect("test.cpus is not a number")
 }
 
 fn warm_up() {
@@ -83,7 +79,7 @@ fn page_tables() -> usize {
 /// as there are processors (or cached page tables, if fewer), and every
 /// processor runs turns of them (if the page tables allow).
 fn processes_run_on_every_processor_at_once() {
-    let cpus = cpus();
+    let cpus = expected_cpus();
     assert_eq!(smp::counts().0, cpus, "processors online");
     let before: Vec<u64> = (0..cpus).map(process::turns).collect();
     process::most_at_once();
@@ -104,7 +100,7 @@ fn processes_run_on_every_processor_at_once() {
 fn everything_at_once_and_every_frame_back() {
     let baseline = accounted_free();
     let mut arguments = alloc::vec![probe::MANY];
-    for _ in 0..cpus() {
+    for _ in 0..expected_cpus() {
         arguments.extend([
             probe::FORK_AMONG_OTHERS,
             probe::SHARED,
@@ -125,7 +121,7 @@ fn everything_at_once_and_every_frame_back() {
 /// run: each ends (at its next tick) with the status of a killed process.
 fn processes_running_elsewhere_can_be_killed() {
     let baseline = accounted_free();
-    let cpus = cpus();
+    let cpus = expected_cpus();
     process::most_at_once();
     let pids = spawn_all(&alloc::vec![probe::SPIN; cpus]);
     let mut most = 0;
@@ -150,7 +146,7 @@ fn processes_running_elsewhere_can_be_killed() {
 /// they run on (shootdowns) before the frames are used again.
 fn reclaim_takes_pages_of_processes_running_elsewhere() {
     let baseline = accounted_free();
-    let cpus = cpus();
+    let cpus = expected_cpus();
     let shootdowns = || with_vm(|vm| vm.mmu().statistics().shootdowns);
     let moved = || with_vm(|vm| (vm.statistics().pages_reclaimed, vm.statistics().page_ins));
     let (before, (reclaimed_before, page_ins_before)) = (shootdowns(), moved());

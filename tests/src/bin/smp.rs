@@ -30,8 +30,8 @@ use kernel::process;
 use kernel::testing;
 use kernel::vm::VirtAddr;
 use kernel_tests::{
-    accounted_free, activate, assert_all_reaped, change_behind_the_layers_back, destroy, probe,
-    run_until, space_with, warm_up_with_probe, write,
+    accounted_free, activate, assert_all_reaped, change_behind_the_layers_back, destroy,
+    expected_cpus, probe, run_until, space_with, warm_up_with_probe, write,
 };
 use x86_64::PhysAddr;
 use x86_64::registers::control::Cr3;
@@ -56,22 +56,16 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
     ]);
 }
 
-/// The processors the machine has, as the run says.
-fn expected() -> usize {
-    let cpus = testing::parameter("cpus").expect("test.cpus is not set");
-    cpus.parse().expect("test.cpus is not a number")
-}
-
 fn every_processor_comes_online() {
-    assert_eq!(smp::counts(), (expected(), expected()), "(online, listed)");
+    assert_eq!(smp::counts(), (expected_cpus(), expected_cpus()), "(online, listed)");
     for index in 0..MAX_CPUS {
-        assert_eq!(smp::cpu(index).is_some(), index < expected(), "processor {index}");
+        assert_eq!(smp::cpu(index).is_some(), index < expected_cpus(), "processor {index}");
     }
 }
 
 fn each_processor_has_its_own_apic_id() {
     let ids: alloc::vec::Vec<u32> =
-        (0..expected()).map(|index| smp::cpu(index).expect("online").0).collect();
+        (0..expected_cpus()).map(|index| smp::cpu(index).expect("online").0).collect();
     for (index, id) in ids.iter().enumerate() {
         assert!(!ids[..index].contains(id), "processors share APIC ID {id}: {ids:?}");
     }
@@ -84,7 +78,7 @@ fn the_boot_processor_is_processor_zero() {
 
 fn every_processor_timer_ticks() {
     let ticks = |index| smp::cpu(index).expect("online").1;
-    let before: alloc::vec::Vec<u64> = (0..expected()).map(ticks).collect();
+    let before: alloc::vec::Vec<u64> = (0..expected_cpus()).map(ticks).collect();
     run_until("every processor's timer ticks 5 times", 5, || {
         before.iter().enumerate().all(|(index, was)| ticks(index) >= was + 5)
     });
@@ -92,14 +86,14 @@ fn every_processor_timer_ticks() {
 
 fn every_other_processor_answers_each_call() {
     let calls = |index| smp::cpu(index).expect("online").2;
-    for index in 1..expected() {
+    for index in 1..expected_cpus() {
         for round in 0..3 {
             let before = calls(index);
             assert!(smp::call(index), "processor {index} did not answer call {round}");
             assert_eq!(calls(index), before + 1, "processor {index}, call {round}");
         }
     }
-    assert!(!smp::call(expected()), "a processor that is not there answered");
+    assert!(!smp::call(expected_cpus()), "a processor that is not there answered");
 }
 
 /// Where the shootdown test's page is.
@@ -122,7 +116,7 @@ fn read_base(_: u64) -> u64 {
 }
 
 fn a_shootdown_reaches_every_processor_holding_the_translation() {
-    let others: alloc::vec::Vec<usize> = (1..expected()).collect();
+    let others: alloc::vec::Vec<usize> = (1..expected_cpus()).collect();
     if others.is_empty() {
         // Nobody to shoot at: nothing is waited for.
         assert_eq!(smp::invalidate_others(Invalidation::All), 0);
@@ -183,7 +177,7 @@ fn the_apics_deliver_interrupts_and_the_8259_is_masked() {
 /// and at some moment all run one at once; every frame comes back.
 fn processes_run_on_every_processor() {
     let baseline = accounted_free();
-    let cpus = expected();
+    let cpus = expected_cpus();
     let before: alloc::vec::Vec<u64> = (0..cpus).map(process::turns).collect();
     process::most_at_once();
     let work = probe::work(probe::COMPUTE, 10);

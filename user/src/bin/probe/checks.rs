@@ -46,7 +46,10 @@ fn warm_stack() {
 /// Fork: writes on either side stay on that side; reads copy nothing; each
 /// written page is copied exactly once. The copies are counted by the
 /// kernel's statistics, for every process: only when `alone` (no other
-/// process copies meanwhile) are they checked.
+/// process copies meanwhile) are they checked. With several processors the
+/// parent runs beside the child, so the child counts only after the parent
+/// has made its copies (page 8, and its stack, warmed after the fork so that
+/// waiting copies nothing more) and said so.
 pub fn fork_isolation(alone: bool) -> bool {
     let Ok(base) = user::map_anonymous(FORK_PAGES * PAGE, READ_WRITE) else { return false };
     let Ok(flag) = user::shared_create(PAGE) else { return false };
@@ -54,16 +57,16 @@ pub fn fork_isolation(alone: bool) -> bool {
     fill(base, 0..FORK_PAGES, 0xaa);
     let child = spawn(|| {
         warm_stack();
-        let before = copies();
-        let read_back = holds(base, 0..FORK_PAGES, 0xaa);
-        let after_reads = copies();
-        fill(base, 0..4, 0xbb);
-        let after_writes = copies();
         // Wait for the parent's write to its own copy of page 8.
         // SAFETY: the shared page, read-write here.
         while unsafe { read_volatile(signal as *const u64) } == 0 {
             user::yield_now();
         }
+        let before = copies();
+        let read_back = holds(base, 0..FORK_PAGES, 0xaa);
+        let after_reads = copies();
+        fill(base, 0..4, 0xbb);
+        let after_writes = copies();
         let copies_right = !alone
             || expect("copies made by reads", after_reads - before, 0)
                 & expect("copies made by 4 writes", after_writes - after_reads, 4);
@@ -73,6 +76,7 @@ pub fn fork_isolation(alone: bool) -> bool {
             & expect("child's written pages", holds(base, 0..4, 0xbb), true)
     });
     let Ok(_) = child else { return false };
+    warm_stack();
     fill(base, 8..9, 0xcc);
     // SAFETY: as above.
     unsafe { write_volatile(signal as *mut u64, 1) };

@@ -27,12 +27,15 @@ extern crate alloc;
 use alloc::format;
 use alloc::vec::Vec;
 use bootloader_api::{BootInfo, entry_point};
+use kernel::arch::paging::table;
+use kernel::arch::paging::tlb::Tlb;
 use kernel::arch::{self, user_memory};
 use kernel::memory::with_vm;
 use kernel::testing;
 use kernel::vm::{Mmu, PAGE_SIZE, PageFlags, Placement, Protection, SpaceId, VirtAddr, VmError};
 use kernel_tests::{READ_WRITE, accounted_free, activate, destroy, read, space_with, write};
 use x86_64::registers::control::{Cr3, Cr4, Cr4Flags};
+use x86_64::structures::paging::PageTableFlags;
 
 entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
 
@@ -56,6 +59,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         capacity_changes_at_run_time,
         rebuild_faults_are_counted_apart,
         usage_bits_reach_the_page_records,
+        usage_bits_set_while_a_walk_looks_are_kept,
         heap_grows_while_the_vm_lock_is_held,
         pressure_frees_idle_page_tables,
         unresolved_kernel_fault_panics_with_report,
@@ -544,6 +548,53 @@ fn usage_bits_reach_the_page_records() {
     write(at(BASE, 3, 0), 1);
     with_vm(|vm| vm.discard(space)).expect("discard");
     assert!(flags(3).contains(PageFlags::DIRTY), "dirty bit lost by discard");
+    destroy(&[space]);
+    assert_eq!(accounted_free(), baseline);
+}
+
+/// A usage bit the processor sets in a leaf while a walk of the page-table
+/// layer looks at it (as another processor writing the page does) is not
+/// lost: the walk stores with a compare-exchange and looks again. Here the
+/// dirty bit is set from inside the walk's visitor, between its look and
+/// the store: a plain store would wipe it, and reclaim would then take a
+/// written page for clean and keep an older copy.
+fn usage_bits_set_while_a_walk_looks_are_kept() {
+    let baseline = accounted_free();
+    let space = space_with(BASE, 1);
+    activate(space);
+    write(VirtAddr(BASE), 1);
+    let root = Tlb::current_root();
+    let (accessed, dirty) = (PageTableFlags::ACCESSED.bits(), PageTableFlags::DIRTY.bits());
+    let set_behind_the_walks_back = |clear: u64, set: u64| {
+        let leaf = table::lookup(root, BASE) & !clear | set;
+        let mut no_tables = || unreachable!("the page's tables exist");
+        table::install(root, BASE, leaf, &mut no_tables).expect("set usage bits");
+    };
+    // Used but clean (as after the harvest that preceded a page-out): a
+    // harvest has the accessed bit to clear, so it stores.
+    with_vm(|vm| vm.harvest(space)).expect("harvest");
+    set_behind_the_walks_back(dirty, accessed);
+    let mut seen = Vec::new();
+    let mut visit = |_address: u64, leaf: u64| {
+        if seen.is_empty() {
+            set_behind_the_walks_back(0, dirty);
+        }
+        seen.push(leaf);
+        table::without_usage(leaf)
+    };
+    with_vm(|_| {
+        let mut walker = table::Walker { visit: &mut visit, emptied: None };
+        table::walk(root, BASE, BASE + PAGE_SIZE, &mut walker);
+    });
+    let left = table::lookup(root, BASE);
+    let is_dirty = |leaf: &u64| table::usage(*leaf).1;
+    assert!(
+        seen.iter().any(is_dirty) || is_dirty(&left),
+        "the dirty bit set during the walk was lost (the walk saw {seen:x?}, left {left:#x})"
+    );
+    // The translation this processor may cache has both bits: the leaf
+    // gets them back, as far as a shadow TLB (`tlb_check`) can tell.
+    set_behind_the_walks_back(0, accessed | dirty);
     destroy(&[space]);
     assert_eq!(accounted_free(), baseline);
 }

@@ -212,12 +212,11 @@ pub fn lookup(root: Pfn, address: u64) -> u64 {
 fn split_write_protection(slot: &AtomicU64) {
     let entry = slot.load(Ordering::Acquire);
     for leaf in table(frame_of(entry)).iter() {
-        let value = leaf.load(Ordering::Acquire);
-        if value & WRITABLE != 0 {
-            leaf.store(value & !WRITABLE, Ordering::Release);
+        if leaf.load(Ordering::Acquire) & WRITABLE != 0 {
+            leaf.fetch_and(!WRITABLE, Ordering::AcqRel);
         }
     }
-    slot.store(entry | WRITABLE, Ordering::Release);
+    slot.fetch_or(WRITABLE, Ordering::AcqRel);
 }
 
 /// Stores `leaf` for user address `address` under `root`, making the missing
@@ -414,10 +413,17 @@ pub fn fill_ahead(
         if new & WRITABLE != 0 && protected {
             split_write_protection(directory);
         }
-        // Single processor: nothing else writes this table now, and the
-        // processor writes only present leaves' usage bits, which `new` was
-        // made from.
-        cell.store(new, Ordering::Release);
+        if old == 0 {
+            // An unused slot: no processor writes it (they set usage bits
+            // in present leaves only).
+            cell.store(new, Ordering::Release);
+        } else {
+            // Rights added to a leaf in use, keeping whatever usage bits a
+            // processor sets meanwhile.
+            let _ = cell.try_update(Ordering::AcqRel, Ordering::Acquire, |leaf| {
+                Some((leaf & !RIGHTS) | (new & RIGHTS))
+            });
+        }
         stored_at(address);
         stored += 1;
     }
@@ -438,7 +444,9 @@ pub fn take_leaf(root: Pfn, address: u64, keep: &mut dyn FnMut(u64) -> bool) -> 
     if keep(leaf) {
         return None;
     }
-    cell.store(0, Ordering::Release);
+    // Swapped, not stored: the usage bits a processor set since the load
+    // come back too (`keep` looks at the pin, which only this layer sets).
+    let leaf = cell.swap(0, Ordering::AcqRel);
     Some(effective(leaf, writable))
 }
 
@@ -471,9 +479,9 @@ fn write_protect_table(
         let address = base + slot as u64 * span;
         if level == 1 {
             if entry & WRITABLE != 0 && is_present(entry) {
-                cell.store(entry & !WRITABLE, Ordering::Release);
+                let old = cell.fetch_and(!WRITABLE, Ordering::AcqRel);
                 if writable_above {
-                    note(address, entry);
+                    note(address, old);
                 }
             }
             continue;
@@ -484,7 +492,7 @@ fn write_protect_table(
         let whole = range.0 <= address && address + span <= range.1;
         if level == 2 && whole {
             if entry & WRITABLE != 0 {
-                cell.store(entry & !WRITABLE, Ordering::Release);
+                cell.fetch_and(!WRITABLE, Ordering::AcqRel);
                 directory_changed = true;
             }
             continue;
@@ -547,12 +555,7 @@ fn walk_table(
             continue;
         }
         if level == 1 {
-            let seen = effective(entry, writable_above);
-            let replacement = (walker.visit)(address, seen);
-            if replacement != seen {
-                entry_cell.store(replacement, Ordering::Release);
-            }
-            if replacement != 0 {
+            if visit_leaf(entry_cell, entry, address, writable_above, walker) != 0 {
                 used += 1;
             }
             continue;
@@ -574,6 +577,36 @@ fn walk_table(
         Some(_) if level == 4 => false,
         Some(_) if whole => used == 0,
         Some(_) => is_empty(frame),
+    }
+}
+
+/// Has `walker` visit the leaf in `cell` (which held `entry`) and stores
+/// what it returns, if that differs; returns the leaf left.
+///
+/// The store is a compare-exchange: a processor with the translation in use
+/// sets its accessed and dirty bits in the leaf at any moment, and one set
+/// between the load and a plain store would be lost. A lost dirty bit loses
+/// data: reclaim would take the page for clean and keep an older copy. When
+/// the leaf changed, the walker visits it again, bits and all (what visitors
+/// do with a leaf, folding its bits and noting it for invalidation, may be
+/// done twice).
+fn visit_leaf(
+    cell: &AtomicU64,
+    mut entry: u64,
+    address: u64,
+    writable_above: bool,
+    walker: &mut Walker<'_>,
+) -> u64 {
+    loop {
+        let seen = effective(entry, writable_above);
+        let replacement = (walker.visit)(address, seen);
+        if replacement == seen {
+            return entry;
+        }
+        match cell.compare_exchange(entry, replacement, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return replacement,
+            Err(now) => entry = now,
+        }
     }
 }
 

@@ -35,23 +35,28 @@ pub fn measure(name: &str, count: u64, mut operation: impl FnMut()) -> u64 {
         }
         *sample = (tsc::read() - start) / count;
     }
-    cycles.sort_unstable();
-    let ns = |cycles: u64| cycles as f64 * 1e9 / tsc::frequency() as f64;
-    let median = cycles[REPETITIONS / 2];
     let faults = (fault_count() - faults_before) as f64 / (count * REPETITIONS as u64) as f64;
+    print_row(name, &mut cycles, faults)
+}
+
+/// Prints the line of a benchmark measured `samples` times (cycles per
+/// operation each) and returns the median.
+fn print_row(name: &str, samples: &mut [u64], faults: f64) -> u64 {
+    samples.sort_unstable();
+    let ns = |cycles: u64| cycles as f64 * 1e9 / tsc::frequency() as f64;
+    let median = samples[samples.len() / 2];
     println!(
         "R {name} ns={:.1} cyc={median} min={:.1} max={:.1} flt={faults:.2}",
         ns(median),
-        ns(cycles[0]),
-        ns(cycles[REPETITIONS - 1])
+        ns(samples[0]),
+        ns(samples[samples.len() - 1])
     );
     median
 }
 
 /// Prints a figure derived from measurements, in the same format.
 pub fn report(name: &str, cycles: u64, faults: f64) {
-    let ns = cycles as f64 * 1e9 / tsc::frequency() as f64;
-    println!("R {name} ns={ns:.1} cyc={cycles} min={ns:.1} max={ns:.1} flt={faults:.2}");
+    print_row(name, &mut [cycles], faults);
 }
 
 /// Page faults the VM has handled so far.
@@ -128,11 +133,17 @@ fn print_final_facts() {
         statistics.cow_reuses,
         statistics.forks
     );
-    if let Some((holds, mean, longest, bound)) = crate::memory::hold::summary() {
-        println!(
-            "I vm_lock_holds={holds} mean_ns={mean} longest_ns={longest} p99_under_us={bound}"
-        );
+    if let Some(holds) = crate::lockstat::VM_LOCK.summary() {
+        print_holds("vm_lock", holds);
     }
+}
+
+/// Prints a lock's hold times as an `I` line.
+fn print_holds(lock: &str, holds: crate::lockstat::Summary) {
+    println!(
+        "I {lock}_holds={} mean_ns={} longest_ns={} p99_under_us={}",
+        holds.holds, holds.mean_ns, holds.longest_ns, holds.p99_under_us
+    );
 }
 
 /// The screen console: one full line (drawn, then scrolled up), and a whole

@@ -69,7 +69,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     crate::process::init();
     crate::memory::configure_page_tables(&options);
     if options.lockstat {
-        crate::memory::hold::enable();
+        crate::lockstat::enable();
     }
     announce_configuration(&options);
     if let Some(framebuffer) = framebuffer {

@@ -37,6 +37,8 @@ pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
+pub mod lockstat;
+#[cfg(target_os = "none")]
 pub mod memory;
 #[cfg(target_os = "none")]
 mod panic;

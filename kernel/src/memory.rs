@@ -18,8 +18,6 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
-pub mod hold;
-
 use crate::arch;
 use crate::vm::frame::FrameAllocator;
 use crate::vm::{Vm, VmError};
@@ -62,7 +60,7 @@ pub fn physical_address_of(address: u64) -> Option<u64> {
 /// memory is not set up yet. `f` must not touch user memory.
 pub fn with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> R {
     let mut vm = VM.lock();
-    let _hold = hold::start();
+    let _hold = crate::lockstat::VM_LOCK.start();
     let vm = vm.as_mut().expect("with_vm: memory not initialised");
     // Before as well as after: `f` then sees frame counts the refill will not
     // change behind its back.
@@ -86,7 +84,7 @@ pub fn with_vm_room<R>(
     mut f: impl FnMut(&mut KernelVm) -> Result<R, VmError>,
 ) -> Result<R, VmError> {
     let mut vm = VM.lock();
-    let _hold = hold::start();
+    let _hold = crate::lockstat::VM_LOCK.start();
     let vm = vm.as_mut().expect("with_vm_room: memory not initialised");
     let roomy = arch::refill_heap_reserve(vm.frames_mut()) && heap <= arch::HEAP_HEADROOM;
     if !roomy && !heap_room_or_reclaim(vm, heap) {
@@ -129,7 +127,7 @@ pub fn heap_room_or_reclaim(vm: &mut KernelVm, heap: usize) -> bool {
 /// anything.
 pub fn page_daemon() -> bool {
     let Some(mut vm) = VM.try_lock() else { return false };
-    let _hold = hold::start();
+    let _hold = crate::lockstat::VM_LOCK.start();
     let Some(vm) = vm.as_mut() else { return false };
     let freed = vm.balance();
     arch::refill_heap_reserve(vm.frames_mut());
@@ -140,7 +138,7 @@ pub fn page_daemon() -> bool {
 /// VM does not exist yet): for the page-fault handler.
 pub fn try_with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> Option<R> {
     let mut vm = VM.try_lock()?;
-    let _hold = hold::start();
+    let _hold = crate::lockstat::VM_LOCK.start();
     let vm = vm.as_mut()?;
     let result = f(vm);
     arch::refill_heap_reserve(vm.frames_mut());
@@ -282,9 +280,7 @@ pub fn log_statistics() {
         tables.page_invalidations,
         tables.chaos_discards,
     );
-    if let Some((holds, mean, longest, bound)) = hold::summary() {
-        log::info!(
-            "vm lock: {holds} holds, mean {mean} ns, longest {longest} ns, 99% under {bound} us"
-        );
+    if let Some(holds) = crate::lockstat::VM_LOCK.summary() {
+        log::info!("vm lock: {holds}");
     }
 }

@@ -112,6 +112,9 @@ fn cpus() {
     println!(
         "  kernel lock: taken {taken} times, {contended} after waiting, {waited_us} us waited"
     );
+    if let Some(holds) = crate::lockstat::KERNEL_LOCK.summary() {
+        println!("  kernel lock held: {holds}");
+    }
     for index in 0.. {
         let Some((apic_id, ticks, served)) = arch::smp::cpu(index) else { break };
         let turns = crate::process::turns(index);
@@ -232,10 +235,8 @@ fn vm() {
         statistics.page_ins,
         statistics.page_in_errors
     );
-    if let Some((holds, mean, longest, bound)) = crate::memory::hold::summary() {
-        println!(
-            "vm lock: {holds} holds, mean {mean} ns, longest {longest} ns, 99% under {bound} us"
-        );
+    if let Some(holds) = crate::lockstat::VM_LOCK.summary() {
+        println!("vm lock: {holds}");
     }
 }
 

@@ -35,8 +35,12 @@ const SETTLED_TICKS: u64 = arch::interrupts::TICK_HZ;
 /// interrupt if it had nothing to do. The running processor must hold the
 /// kernel lock; it gives it back while it waits.
 pub fn idle() {
-    if !run_next() && !crate::memory::page_daemon() {
-        wait_for_work();
+    let turn = run_next();
+    if turn != Turn::Ran && !crate::memory::page_daemon() {
+        // The boot processor keeps the clock: any tick may have woken a
+        // sleeper. A processor turned away for want of a slot tries again
+        // at its next tick. The others wait until they are woken for work.
+        halt(arch::this_cpu() == 0 || turn == Turn::Busy);
     }
 }
 
@@ -45,19 +49,35 @@ pub fn idle() {
 /// another), then waits for an interrupt without the kernel lock. For kernel
 /// code that waits while other processors run processes, running none itself.
 pub fn wait_for_work() {
+    halt(true);
+}
+
+/// [`wait_for_work`]; with `any_interrupt` false, until woken for work.
+fn halt(any_interrupt: bool) {
     arch::without_interrupts(|| {
         if arch::smp::counts().0 > 1 {
             let _ = crate::memory::try_with_vm(|vm| vm.deactivate());
         }
-        kernel_lock::wait_idle();
+        kernel_lock::wait_idle(any_interrupt);
     });
 }
 
-/// Runs the next ready process for one turn; false if none was ready.
-fn run_next() -> bool {
+/// What [`run_next`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// A process had a turn (or ended trying).
+    Ran,
+    /// None was ready.
+    Nothing,
+    /// One was, but every page-table slot is loaded on another processor.
+    Busy,
+}
+
+/// Runs the next ready process for one turn.
+fn run_next() -> Turn {
     arch::without_interrupts(|| {
         reap_orphans();
-        let Some((pid, space, top, context)) = pick() else { return false };
+        let Some((pid, space, top, context)) = pick() else { return Turn::Nothing };
         match with_vm(|vm| vm.retry_after_reclaim(64, |vm| vm.activate(space))) {
             Ok(()) => {}
             Err(crate::vm::VmError::Busy) => {
@@ -68,13 +88,13 @@ fn run_next() -> bool {
                     table.ready.push_front(pid);
                     table.set_current(None);
                 });
-                return false;
+                return Turn::Busy;
             }
             Err(error) => {
                 log::warn!("process {pid} killed: cannot activate its address space: {error}");
                 with_table(|table| table.set_current(None));
                 terminate(pid, abi::KILLED);
-                return true;
+                return Turn::Ran;
             }
         }
         with_table(|table| {
@@ -100,7 +120,7 @@ fn run_next() -> bool {
                 process.fpu.save();
             }
         });
-        true
+        Turn::Ran
     })
 }
 

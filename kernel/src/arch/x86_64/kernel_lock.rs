@@ -23,9 +23,10 @@
 //!   start-up, the monitor and the tests run as its idle task.
 //!
 //! # Waiting
-//! A processor waits for the lock with interrupts on, halted between tries,
-//! serving requests (shootdowns) from other processors in their interrupt:
-//! the holder may be waiting for this very processor's answer. It marks
+//! A waiting processor serves requests (shootdowns) from other processors:
+//! the holder may be waiting for this very processor's answer. It spins for
+//! some microseconds, polling for them (most holds are shorter), then halts
+//! with interrupts on between tries, serving them in their interrupt. It marks
 //! itself as waiting, and whoever releases the lock interrupts one waiter, so
 //! a halted waiter learns at once. Nothing is held while waiting, and no
 //! interrupt handler takes this lock for an interrupt of kernel code, so
@@ -36,7 +37,9 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use super::acpi::MAX_CPUS;
 use super::{smp, tsc};
+use crate::lockstat;
 
 /// The holder's index + 1; 0 when free. The boot processor holds it first.
 static HOLDER: AtomicUsize = AtomicUsize::new(1);
@@ -48,8 +51,14 @@ static IDLE: AtomicU32 = AtomicU32::new(0);
 static TAKEN: AtomicU64 = AtomicU64::new(0);
 static CONTENDED: AtomicU64 = AtomicU64::new(0);
 static WAITED: AtomicU64 = AtomicU64::new(0);
-/// Tries at the lock before a waiter halts.
-const SPINS: usize = 200;
+/// When each processor took the lock (TSC), if hold times are measured
+/// (`lockstat`); 0 if not known.
+static SINCE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// How long a waiter spins before it halts, in microseconds. Most holds
+/// are a system call or a fault (mean some microseconds, see `lockstat`):
+/// spinning through one costs less than a halt and the interrupt that ends
+/// it. Longer holds (a fork, a reclaim) are waited for halted.
+const SPIN_MICROS: u64 = 20;
 
 /// Whether the lock is in use at all (more than one processor online).
 fn shared() -> bool {
@@ -78,14 +87,18 @@ pub fn lock() {
         CONTENDED.fetch_add(1, Ordering::Relaxed);
         WAITED.fetch_add(tsc::read() - start, Ordering::Relaxed);
     };
-    loop {
-        for _ in 0..SPINS {
-            if try_take(me) {
-                return taken();
-            }
-            smp::serve_requests();
-            core::hint::spin_loop();
+    let spin_until = start + SPIN_MICROS * tsc::frequency() / 1_000_000;
+    while tsc::read() < spin_until {
+        if try_take(me) {
+            return taken();
         }
+        smp::serve_requests();
+        core::hint::spin_loop();
+    }
+    // Halted from here on, one try per interrupt: a waiter that spun again
+    // after each (its timer, a shootdown) would take time from the holder
+    // wherever processors share a core (emulators, hyperthreads).
+    loop {
         WAITING.fetch_or(1 << me, Ordering::SeqCst);
         if try_take(me) {
             WAITING.fetch_and(!(1 << me), Ordering::SeqCst);
@@ -95,12 +108,19 @@ pub fn lock() {
         // `hlt` even if it came before it (it stays pending until `sti`).
         x86_64::instructions::interrupts::enable_and_hlt();
         x86_64::instructions::interrupts::disable();
-        WAITING.fetch_and(!(1 << me), Ordering::SeqCst);
     }
 }
 
 fn try_take(me: usize) -> bool {
-    HOLDER.compare_exchange(0, me + 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    // Read first: a failed exchange would take the line from the holder.
+    if HOLDER.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    let taken = HOLDER.compare_exchange(0, me + 1, Ordering::Acquire, Ordering::Relaxed).is_ok();
+    if taken && lockstat::enabled() {
+        SINCE[me].store(tsc::read(), Ordering::Relaxed);
+    }
+    taken
 }
 
 /// Gives the lock back; the running processor must hold it. Interrupts off.
@@ -109,6 +129,10 @@ pub fn unlock() {
         return;
     }
     let me = smp::this_cpu();
+    let since = SINCE[me].swap(0, Ordering::Relaxed);
+    if since != 0 {
+        lockstat::KERNEL_LOCK.record(tsc::read().saturating_sub(since));
+    }
     let was = HOLDER.swap(0, Ordering::SeqCst);
     assert_eq!(
         was,
@@ -162,9 +186,15 @@ impl Drop for FromUser {
 }
 
 /// For an idle task with nothing to do: gives the lock back, halts until an
-/// interrupt (a timer tick, or [`wake_idle`] from a processor that made work),
-/// and takes the lock again. Interrupts must be off; off again on return.
-pub fn wait_idle() {
+/// interrupt (if `any_interrupt`) or until [`wake_idle`] from a processor that
+/// made work, and takes the lock again. Interrupts must be off; off again on
+/// return.
+///
+/// Without `any_interrupt`, the processor serves other processors' requests
+/// (shootdowns) and takes its timer ticks halted, never touching the lock:
+/// an idle processor taking the lock at every interrupt only to find nothing
+/// to do would make every shootdown to it cost a wait for the lock.
+pub fn wait_idle(any_interrupt: bool) {
     if !shared() {
         x86_64::instructions::interrupts::enable_and_hlt();
         x86_64::instructions::interrupts::disable();
@@ -173,13 +203,36 @@ pub fn wait_idle() {
     let me = smp::this_cpu();
     IDLE.fetch_or(1 << me, Ordering::SeqCst);
     unlock();
-    x86_64::instructions::interrupts::enable_and_hlt();
-    x86_64::instructions::interrupts::disable();
-    IDLE.fetch_and(!(1 << me), Ordering::SeqCst);
+    halt_until_woken(me, any_interrupt);
     lock();
 }
 
-/// Interrupts every processor halted in its idle task but this one: there is
+/// For a processor that has just come up: waits halted, without the lock,
+/// until there is work ([`wake_idle`]), then takes the lock for its idle
+/// task. Interrupts must be off; off again on return.
+pub fn join_idle() {
+    let me = smp::this_cpu();
+    IDLE.fetch_or(1 << me, Ordering::SeqCst);
+    halt_until_woken(me, false);
+    lock();
+}
+
+/// Halts processor `me`, marked idle, until an interrupt (if `any_interrupt`)
+/// or until [`wake_idle`]; clears the mark.
+fn halt_until_woken(me: usize, any_interrupt: bool) {
+    loop {
+        // `wake_idle` clears the mark before its interrupt, which ends this
+        // `hlt` even if it came before it (it stays pending until `sti`).
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+        if any_interrupt || IDLE.load(Ordering::SeqCst) & 1 << me == 0 {
+            break;
+        }
+    }
+    IDLE.fetch_and(!(1 << me), Ordering::SeqCst);
+}
+
+/// Wakes every processor halted in its idle task but this one: there is
 /// work (a process made ready, or one ended that the boot processor's kernel
 /// code may be waiting for). Does not wait for them.
 pub fn wake_idle() {
@@ -187,7 +240,9 @@ pub fn wake_idle() {
     let mut idle = IDLE.load(Ordering::SeqCst) & !(1 << me);
     while idle != 0 {
         let cpu = idle.trailing_zeros() as usize;
-        smp::nudge(cpu);
+        if IDLE.fetch_and(!(1 << cpu), Ordering::SeqCst) & 1 << cpu != 0 {
+            smp::nudge(cpu);
+        }
         idle &= idle - 1;
     }
 }

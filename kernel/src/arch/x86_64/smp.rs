@@ -609,10 +609,10 @@ extern "C" fn processor_entry(index: u64, boot_root: u64) -> ! {
     apic::start_timer(super::interrupts::TIMER_VECTOR);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     cpu.online.store(true, Ordering::Release);
-    // This processor's idle task: it runs processes once the boot processor
-    // first lets go of the kernel lock (when start-up is over).
+    // This processor's idle task: it runs processes once there are some,
+    // and the boot processor first lets go of the kernel lock.
     x86_64::instructions::interrupts::disable();
-    super::kernel_lock::lock();
+    super::kernel_lock::join_idle();
     loop {
         crate::process::idle();
     }

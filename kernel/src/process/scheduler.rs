@@ -48,7 +48,18 @@ pub fn idle() {
 /// it need not reach this processor, and its page-table slot may go to
 /// another), then waits for an interrupt without the kernel lock. For kernel
 /// code that waits while other processors run processes, running none itself.
+///
+/// Processes ready now (one whose turn here just ended, a sleeper whose time
+/// came) are left to the others, which are woken for them: idle, they wait
+/// until woken, and nothing else might wake them.
 pub fn wait_for_work() {
+    let ready = with_table(|table| {
+        wake_sleepers(table);
+        !table.ready.is_empty()
+    });
+    if ready {
+        kernel_lock::wake_idle();
+    }
     halt(true);
 }
 
@@ -127,14 +138,8 @@ fn run_next() -> Turn {
 /// Wakes due sleepers, takes the next ready process and marks it running:
 /// its id, space, kernel stack top and saved context.
 fn pick() -> Option<(Pid, crate::vm::SpaceId, u64, u64)> {
-    let now = arch::ticks();
     with_table(|table| {
-        for process in table.processes.values_mut() {
-            if matches!(process.state, State::Sleeping(until) if until <= now) {
-                process.state = State::Ready;
-                table.ready.push_back(process.pid);
-            }
-        }
+        wake_sleepers(table);
         while let Some(pid) = table.ready.pop_front() {
             let Some(process) = table.processes.get_mut(&pid) else { continue };
             if process.state != State::Ready {
@@ -151,6 +156,17 @@ fn pick() -> Option<(Pid, crate::vm::SpaceId, u64, u64)> {
         }
         None
     })
+}
+
+/// Makes the sleepers whose time has come ready.
+fn wake_sleepers(table: &mut super::table::Table) {
+    let now = arch::ticks();
+    for process in table.processes.values_mut() {
+        if matches!(process.state, State::Sleeping(until) if until <= now) {
+            process.state = State::Ready;
+            table.ready.push_back(process.pid);
+        }
+    }
 }
 
 /// Leaves the running process for the idle task; returns when it runs again.

@@ -10,6 +10,7 @@
 //! run: --kernel-arg pt_cache=2
 //! run: --memory 21M --kernel-arg pt_cache=1
 //! run: --bochs --kernel-arg pt_cache=2 --kernel-arg tlb_check
+//! timeout: 300
 #![no_std]
 #![no_main]
 

@@ -28,6 +28,7 @@
 //! run: --uefi
 //! run: --memory 21M
 //! run: --bochs
+//! timeout: 300
 #![no_std]
 #![no_main]
 

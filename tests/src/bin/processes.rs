@@ -21,6 +21,7 @@
 //! run: --memory 21M
 //! run: --bochs --kernel-arg pt_cache=1 --kernel-arg tlb_check
 //! run: --bochs --kernel-arg pt_cache=4 --kernel-arg tlb_check
+//! timeout: 300
 #![no_std]
 #![no_main]
 

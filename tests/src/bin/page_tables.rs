@@ -33,7 +33,10 @@ use kernel::arch::{self, user_memory};
 use kernel::memory::with_vm;
 use kernel::testing;
 use kernel::vm::{Mmu, PAGE_SIZE, PageFlags, Placement, Protection, SpaceId, VirtAddr, VmError};
-use kernel_tests::{READ_WRITE, accounted_free, activate, destroy, read, space_with, write};
+use kernel_tests::{
+    READ_WRITE, accounted_free, activate, change_behind_the_layers_back, destroy, read, space_with,
+    write,
+};
 use x86_64::registers::control::{Cr3, Cr4, Cr4Flags};
 use x86_64::structures::paging::PageTableFlags;
 
@@ -562,30 +565,30 @@ fn usage_bits_set_while_a_walk_looks_are_kept() {
     let baseline = accounted_free();
     let space = space_with(BASE, 1);
     activate(space);
-    write(VirtAddr(BASE), 1);
+    let address = VirtAddr(BASE);
+    write(address, 1);
     let root = Tlb::current_root();
     let (accessed, dirty) = (PageTableFlags::ACCESSED.bits(), PageTableFlags::DIRTY.bits());
-    let set_behind_the_walks_back = |clear: u64, set: u64| {
-        let leaf = table::lookup(root, BASE) & !clear | set;
-        let mut no_tables = || unreachable!("the page's tables exist");
-        table::install(root, BASE, leaf, &mut no_tables).expect("set usage bits");
-    };
     // Used but clean (as after the harvest that preceded a page-out): a
     // harvest has the accessed bit to clear, so it stores.
     with_vm(|vm| vm.harvest(space)).expect("harvest");
-    set_behind_the_walks_back(dirty, accessed);
+    change_behind_the_layers_back(root, address, |leaf| leaf | accessed);
     let mut seen = Vec::new();
     let mut visit = |_address: u64, leaf: u64| {
         if seen.is_empty() {
-            set_behind_the_walks_back(0, dirty);
+            change_behind_the_layers_back(root, address, |leaf| leaf | dirty);
         }
         seen.push(leaf);
         table::without_usage(leaf)
     };
-    with_vm(|_| {
-        let mut walker = table::Walker { visit: &mut visit, emptied: None };
-        table::walk(root, BASE, BASE + PAGE_SIZE, &mut walker);
-    });
+    // Not under the VM lock, which the visitor's change takes: nothing else
+    // uses this space.
+    table::walk(
+        root,
+        BASE,
+        BASE + PAGE_SIZE,
+        &mut table::Walker { visit: &mut visit, emptied: None },
+    );
     let left = table::lookup(root, BASE);
     let is_dirty = |leaf: &u64| table::usage(*leaf).1;
     assert!(
@@ -594,7 +597,7 @@ fn usage_bits_set_while_a_walk_looks_are_kept() {
     );
     // The translation this processor may cache has both bits: the leaf
     // gets them back, as far as a shadow TLB (`tlb_check`) can tell.
-    set_behind_the_walks_back(0, accessed | dirty);
+    change_behind_the_layers_back(root, address, |leaf| leaf | accessed | dirty);
     destroy(&[space]);
     assert_eq!(accounted_free(), baseline);
 }

@@ -4,7 +4,8 @@
 //! APIC timer ticks; each other processor answers a call (an interrupt sent
 //! from the boot processor), once per call, and a processor that is not
 //! there is not called; a shootdown (of a page, and of everything) makes a
-//! processor that holds a translation in its TLB see the page's new frame;
+//! processor that holds a translation in its TLB see the page's new frame,
+//! and so does the heap giving pages back and mapping them again;
 //! the 8259 is masked while the APICs deliver interrupts; and processes run on
 //! every processor, all at once.
 //! Under QEMU (xAPIC mode) with one, two and four processors, under UEFI, and
@@ -51,6 +52,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         every_processor_timer_ticks,
         every_other_processor_answers_each_call,
         a_shootdown_reaches_every_processor_holding_the_translation,
+        heap_pages_given_back_are_forgotten_by_every_processor,
         the_apics_deliver_interrupts_and_the_8259_is_masked,
         processes_run_on_every_processor,
     ]);
@@ -164,6 +166,48 @@ fn a_shootdown_reaches_every_processor_holding_the_translation() {
     let (pages, all) = smp::shootdowns_served();
     let served = (others.len() as u64, others.len() as u64);
     assert_eq!((pages - pages_before, all - all_before), served, "(pages, everything) served");
+}
+
+/// On another processor: the word at kernel address `address`.
+fn read_word(address: u64) -> u64 {
+    // SAFETY: the caller passes an aligned address of a heap block it holds.
+    unsafe { (address as *const u64).read_volatile() }
+}
+
+/// The heap gives an emptied arena's pages back (unmapping them), and maps
+/// the same addresses again over other frames: every processor that read
+/// them before sees the new frames, not the old ones through its TLB.
+fn heap_pages_given_back_are_forgotten_by_every_processor() {
+    const BYTES: usize = 2 * kernel::heap::ARENA_BYTES;
+    // Larger than an arena: a new one, of slots nothing else uses.
+    let first = alloc::vec![0x11u8; BYTES];
+    let address = first.as_ptr() as u64 + (BYTES / 2) as u64;
+    for cpu in 1..expected_cpus() {
+        assert_eq!(smp::run_on(cpu, read_word, address), Some(0x1111_1111_1111_1111), "{cpu}");
+    }
+    let (mapped, _) = kernel::heap::usage();
+    drop(first);
+    // The refill at the end of VM work trims the heap.
+    with_vm(|_| ());
+    let (trimmed, _) = kernel::heap::usage();
+    assert!(trimmed + BYTES <= mapped, "the arena was not given back: {mapped} -> {trimmed}");
+    // The freed frames are held meanwhile, so the heap maps other ones.
+    let held = with_vm(|vm| {
+        (0..BYTES / 4096)
+            .map(|_| vm.frames_mut().alloc())
+            .collect::<Result<alloc::vec::Vec<_>, _>>()
+    })
+    .expect("frames to hold");
+    let second = alloc::vec![0x22u8; BYTES];
+    let range = second.as_ptr() as u64..second.as_ptr() as u64 + BYTES as u64;
+    assert!(range.contains(&address), "the heap put the second block elsewhere: {range:#x?}");
+    for cpu in 1..expected_cpus() {
+        let seen = smp::run_on(cpu, read_word, address);
+        assert_eq!(seen, Some(0x2222_2222_2222_2222), "processor {cpu} read an old frame");
+    }
+    drop(second);
+    with_vm(|vm| held.into_iter().try_for_each(|pfn| vm.frames_mut().free(pfn)))
+        .expect("free the held frames");
 }
 
 fn the_apics_deliver_interrupts_and_the_8259_is_masked() {

@@ -28,9 +28,10 @@
 //! root (which copies the kernel half at creation) sees it.
 //!
 //! The heap gives frames back too: the same refill trims arenas that have
-//! emptied (`heap::trim`) while the heap keeps the free room it wants. Their pages are
-//! unmapped and every processor context's TLB flushed (a kernel translation
-//! may be cached under any PCID) before the frames go back to the allocator.
+//! emptied (`heap::trim`) while the heap keeps the free room it wants. Their
+//! pages are unmapped and every TLB context of every processor flushed (a
+//! kernel translation may be cached under any PCID, on any processor that ran
+//! kernel code) before anything can use the frames or the addresses again.
 
 use bootloader_api::info::{BootInfo, MemoryRegionKind};
 use x86_64::structures::paging::{
@@ -137,7 +138,9 @@ pub fn refill_heap_reserve(frames: &mut FrameAllocator<'_>) -> bool {
         unmapped = true;
     });
     if unmapped {
-        flush_every_context();
+        // Any processor may hold the pages' translations, under any PCID.
+        let missing = super::smp::invalidate_everywhere(super::smp::Invalidation::Everything);
+        assert_eq!(missing, 0, "heap trim: a processor did not drop the heap's pages");
     }
     if fill_reserve(frames) && roomy {
         SETTLED_AT.store(crate::heap::changes(), Ordering::Relaxed);
@@ -158,9 +161,9 @@ pub fn ensure_heap_free(frames: &mut FrameAllocator<'_>, bytes: usize) -> bool {
 }
 
 /// Unmaps `start..start + len` of the heap region and frees its frames. The
-/// caller flushes every TLB context before anything else can reuse them
-/// (nothing can before it returns: the frames go back under the VM lock, which
-/// the caller holds).
+/// caller flushes every TLB context of every processor before anything else
+/// can reuse them (nothing can before it returns: the frames go back under the
+/// VM lock, which the caller holds).
 fn unmap_heap(start: u64, len: u64, frames: &mut FrameAllocator<'_>) {
     let mut mapper = kernel_mapper();
     for address in (start..start + len).step_by(PAGE_SIZE as usize) {
@@ -171,19 +174,6 @@ fn unmap_heap(start: u64, len: u64, frames: &mut FrameAllocator<'_>) {
         let pfn = Pfn::from_addr(frame.start_address().as_u64());
         frames.free(pfn).expect("unmap_heap: heap frame not freeable");
         HEAP_FRAMES.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Invalidates every TLB entry of every PCID, global ones included: a change
-/// of CR4.PGE does that (Intel SDM 4.10.4.1), so it is toggled twice.
-fn flush_every_context() {
-    use x86_64::registers::control::{Cr4, Cr4Flags};
-    let cr4 = Cr4::read();
-    // SAFETY: only PGE changes, and it is put back as it was; the flush is the
-    // point, and nothing else about translation changes.
-    unsafe {
-        Cr4::write(cr4 ^ Cr4Flags::PAGE_GLOBAL);
-        Cr4::write(cr4);
     }
 }
 

@@ -69,6 +69,9 @@ pub enum Invalidation {
     },
     /// Every translation but the global ones (a CR3 reload).
     All,
+    /// Every translation of every PCID, global ones included: for kernel
+    /// mappings taken away, which any context may have cached.
+    Everything,
 }
 
 impl Invalidation {
@@ -92,6 +95,18 @@ impl Invalidation {
                 // only cached translations are dropped.
                 unsafe { Cr3::write_raw(frame, flags) };
             }
+            Invalidation::Everything => {
+                // A change of CR4.PGE invalidates every TLB entry of every
+                // PCID, global ones included (Intel SDM 4.10.4.1).
+                let cr4 = Cr4::read();
+                // SAFETY: only PGE changes, and it is put back as it was;
+                // the flush is the point, and nothing else about translation
+                // changes.
+                unsafe {
+                    Cr4::write(cr4 ^ x86_64::registers::control::Cr4Flags::PAGE_GLOBAL);
+                    Cr4::write(cr4);
+                }
+            }
         }
     }
 }
@@ -102,6 +117,7 @@ const WORK_PAGES: u64 = 1;
 const WORK_ALL: u64 = 2;
 const WORK_RUN: u64 = 3;
 const WORK_LIST: u64 = 4;
+const WORK_EVERYTHING: u64 = 5;
 
 /// A processor's mailbox: the work, its two arguments and result, and how
 /// many requests were posted and served.
@@ -337,6 +353,10 @@ pub fn serve_requests() {
             Invalidation::All.apply();
             SERVED_ALL.fetch_add(1, Ordering::Relaxed);
         }
+        WORK_EVERYTHING => {
+            Invalidation::Everything.apply();
+            SERVED_ALL.fetch_add(1, Ordering::Relaxed);
+        }
         WORK_LIST => {
             // SAFETY: `invalidate_pages` posted a pointer to `second` words
             // that stay put until every target has served it (it waits).
@@ -396,6 +416,7 @@ pub fn invalidate(targets: &[usize], what: Invalidation) -> usize {
     match what {
         Invalidation::Pages { start, count } => request(targets, WORK_PAGES, start, count),
         Invalidation::All => request(targets, WORK_ALL, 0, 0),
+        Invalidation::Everything => request(targets, WORK_EVERYTHING, 0, 0),
     }
 }
 
@@ -413,6 +434,13 @@ pub fn invalidate_pages(targets: &[usize], pages: &[u64]) -> usize {
 pub fn invalidate_others(what: Invalidation) -> usize {
     let every: [usize; MAX_CPUS] = core::array::from_fn(|index| index);
     invalidate(&every, what)
+}
+
+/// Makes this processor and every other online one drop `what`; see
+/// [`invalidate`].
+pub fn invalidate_everywhere(what: Invalidation) -> usize {
+    what.apply();
+    invalidate_others(what)
 }
 
 /// Runs `function(argument)` on processor `index` (in its interrupt

@@ -87,6 +87,8 @@ pub struct Test {
     pub filters: Vec<String>,
     /// Skip the host tests.
     pub kernels_only: bool,
+    /// Test-kernel runs that go on at once.
+    pub jobs: usize,
 }
 
 /// The word that chooses the system checks.
@@ -124,7 +126,7 @@ options:
 
 /// The usage text of `test`.
 pub const TEST_USAGE: &str = "\
-usage: cargo run -- test [--kernels-only] [WORD...]    (or make test ARGS=\"...\")
+usage: cargo run -- test [--kernels-only] [--jobs N] [WORD...]    (or make test ARGS=\"...\")
 
 Runs the host tests (`cargo test` of the portable code and of this runner), then
 every test kernel in tests/src/bin/, once per `//! run:` line of its source, then
@@ -135,6 +137,8 @@ with the failed tests by name and the line `N passed, N failed`.
                   system checks only if a WORD is `system`; several WORDs add up,
                   and a WORD that matches nothing is an error
   --kernels-only  skip the host tests
+  --jobs N        boot N test kernels at once (default: one per host processor);
+                  with more than one, each run's lines come out together when it ends
   -h, --help      this text";
 
 /// Processors a machine has unless told otherwise.
@@ -230,16 +234,26 @@ fn parse_usb(words: Vec<&str>) -> Result<Command, String> {
 }
 
 fn parse_test(words: Vec<&str>) -> Result<Command, String> {
-    let mut test = Test::default();
-    for word in words {
+    let mut test = Test { jobs: host_processors(), ..Test::default() };
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
         match word {
             "--kernels-only" => test.kernels_only = true,
+            "--jobs" => {
+                let jobs = words.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0);
+                test.jobs = jobs.ok_or("--jobs takes a number of runs, at least 1")?;
+            }
             "-h" | "--help" => return Ok(Command::Help(TEST_USAGE)),
             other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
             filter => test.filters.push(filter.to_string()),
         }
     }
     Ok(Command::Test(test))
+}
+
+/// Processors of this machine, as the test runner's default number of jobs.
+fn host_processors() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Checks a QEMU memory size: digits followed by an optional K, M or G.
@@ -367,8 +381,19 @@ mod tests {
     fn test_mode_takes_every_filter_word() {
         let args = strings(&["test", "--kernels-only", "page", "system"]);
         let filters = strings(&["page", "system"]);
-        let expected = Test { filters, kernels_only: true };
+        let expected = Test { filters, kernels_only: true, jobs: host_processors() };
         assert_eq!(parse(&args), Ok(Command::Test(expected)));
+    }
+
+    #[test]
+    fn test_mode_takes_a_number_of_jobs() {
+        let Ok(Command::Test(test)) = parse(&strings(&["test", "--jobs", "3", "page"])) else {
+            panic!("not a test run")
+        };
+        assert_eq!((test.jobs, test.filters), (3, strings(&["page"])));
+        assert!(parse(&strings(&["test", "--jobs"])).is_err());
+        assert!(parse(&strings(&["test", "--jobs", "0"])).is_err());
+        assert!(parse(&strings(&["test", "--jobs", "many"])).is_err());
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! for the environment variable NAME (or DEFAULT when it is unset), so that a
 //! soak can change a run without editing its source.
 //!
+//! Test-kernel runs go on several at once (`--jobs`, by default one per host
+//! processor: QEMU's TCG and Bochs mostly keep one busy each), longest-looking
+//! first; each run's lines are then printed together when it ends.
+//!
 //! Words on the command line choose test kernels by name, and the system checks
 //! by the word `system`; a word that chooses nothing is an error. Tools that the
 //! chosen runs need are looked for first (see `tools`). The run ends with the
@@ -21,6 +25,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::bochs;
@@ -48,18 +54,46 @@ pub struct Tally {
     failed: usize,
     skipped: usize,
     failures: Vec<String>,
+    /// Lines kept to be printed as one block, for a tally of a run that goes
+    /// on beside others; `None`: lines are printed as they come.
+    kept: Option<Vec<String>>,
 }
 
 impl Tally {
+    /// A tally that keeps its lines (see [`Tally::absorb`]).
+    fn keeping() -> Tally {
+        Tally { kept: Some(Vec::new()), ..Tally::default() }
+    }
+
+    /// Prints `line`, or keeps it.
+    fn say(&mut self, line: String) {
+        match &mut self.kept {
+            Some(lines) => lines.push(line),
+            None => println!("{line}"),
+        }
+    }
+
+    /// Adds `other`'s counts and failures to this one's, and says the lines
+    /// it kept.
+    fn absorb(&mut self, other: Tally) {
+        for line in other.kept.into_iter().flatten() {
+            self.say(line);
+        }
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.failures.extend(other.failures);
+    }
+
     /// Counts and prints the result of the test `name`.
     pub fn record(&mut self, name: &str, result: Result<(), String>) {
         match result {
             Ok(()) => {
-                println!("test {name} ... ok");
+                self.say(format!("test {name} ... ok"));
                 self.passed += 1;
             }
             Err(why) => {
-                println!("test {name} ... FAILED ({why})");
+                self.say(format!("test {name} ... FAILED ({why})"));
                 self.failed += 1;
                 self.failures.push(name.to_string());
             }
@@ -78,7 +112,7 @@ impl Tally {
 
     /// Counts and prints a test that could not run for want of `tool`.
     pub fn skip(&mut self, name: &str, tool: crate::tools::Tool) {
-        println!("test {name} ... skipped (needs {}, which is missing)", tool.name());
+        self.say(format!("test {name} ... skipped (needs {}, which is missing)", tool.name()));
         self.skipped += 1;
     }
 
@@ -125,7 +159,7 @@ pub fn run_all(test: &Test) -> Result<bool, String> {
             host_suite(&format!("host::{package}"), command, HOST_LIMIT, &mut tally);
         }
     }
-    kernel_tests(&kernels, &missing, &mut tally);
+    kernel_tests(&kernels, &missing, test.jobs.max(1), &mut tally);
     if system {
         crate::checks::run(&missing, &mut tally);
     }
@@ -232,11 +266,12 @@ struct KernelRun {
     timeout: Duration,
 }
 
-/// Builds the chosen test kernels, then boots each of their runs; a run that
-/// needs a missing tool is skipped.
+/// Builds the chosen test kernels, then boots each of their runs, `jobs` at
+/// a time; a run that needs a missing tool is skipped.
 fn kernel_tests(
     kernels: &[(String, Result<Vec<KernelRun>, String>)],
     missing: &Missing,
+    jobs: usize,
     tally: &mut Tally,
 ) {
     if kernels.is_empty() {
@@ -247,21 +282,59 @@ fn kernel_tests(
         Ok(dir) => dir,
         Err(why) => return tally.record("kernels::build", Err(why)),
     };
-    for (name, runs) in kernels {
-        let runs = match runs {
-            Ok(runs) => runs,
-            Err(why) => {
-                tally.record(name, Err(why.clone()));
-                continue;
+    let mut runs = Vec::new();
+    for (name, kernel_runs) in kernels {
+        match kernel_runs {
+            Ok(kernel_runs) => {
+                for kernel_run in kernel_runs {
+                    match missing.blocking(&kernel_run.run) {
+                        Some(tool) => tally.skip(&kernel_run.label, tool),
+                        None => runs.push(kernel_run),
+                    }
+                }
             }
-        };
-        for kernel_run in runs {
-            match missing.blocking(&kernel_run.run) {
-                Some(tool) => tally.skip(&kernel_run.label, tool),
-                None => run_kernel(&dir, kernel_run, tally),
-            }
+            Err(why) => tally.record(name, Err(why.clone())),
         }
     }
+    runs.sort_by_key(|kernel_run| first_to_start(kernel_run));
+    run_kernels(&dir, &runs, jobs, tally);
+}
+
+/// Where a run goes in the order runs start: Bochs runs first (each takes
+/// one or two minutes, several times a QEMU run), then runs with more time
+/// allowed, then the rest in source order (the sort is stable), so that
+/// `jobs` runners finish close together rather than one long run last.
+fn first_to_start(kernel_run: &KernelRun) -> (bool, std::cmp::Reverse<Duration>) {
+    (!kernel_run.run.bochs, std::cmp::Reverse(kernel_run.timeout))
+}
+
+/// Boots each of `runs` with [`run_kernel`], `jobs` at a time. With one job
+/// its lines are printed as they come; with more, each run's lines are
+/// printed together when it ends, so runs never interleave.
+fn run_kernels(dir: &Path, runs: &[&KernelRun], jobs: usize, tally: &mut Tally) {
+    if jobs <= 1 {
+        return runs.iter().for_each(|kernel_run| run_kernel(dir, kernel_run, tally));
+    }
+    let next = &AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(runs.len()) {
+            let sender = sender.clone();
+            scope.spawn(move || {
+                while let Some(kernel_run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let mut own = Tally::keeping();
+                    run_kernel(dir, kernel_run, &mut own);
+                    if sender.send(own).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for finished in receiver {
+            tally.absorb(finished);
+        }
+    });
 }
 
 /// Every test kernel's source, sorted.
@@ -362,7 +435,7 @@ fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) {
             0 => kernel.label.clone(),
             _ => format!("{}(after test {skip})", kernel.label),
         };
-        println!("== test kernel {label}");
+        tally.say(format!("== test kernel {label}"));
         let started = Instant::now();
         let mut report = Report::default();
         let verdict = boot(dir, kernel, skip, &label, &mut report, tally).and_then(|outcome| {
@@ -370,7 +443,8 @@ fn run_kernel(dir: &Path, kernel: &KernelRun, tally: &mut Tally) {
             report::verdict(&report, outcome, &expected, skip, limit)
         });
         let seconds = started.elapsed().as_secs_f64();
-        println!("   ({} ok, {} failed, {seconds:.1} s)", report.passed.len(), report.failed.len());
+        let (passed, failed) = (report.passed.len(), report.failed.len());
+        tally.say(format!("   ({passed} ok, {failed} failed, {seconds:.1} s)"));
         match verdict {
             Ok(Next::SkipTo(next)) if next > skip => skip = next,
             Ok(Next::SkipTo(_)) => {
@@ -414,10 +488,10 @@ fn boot(
         Some(test) => {
             let name = format!("{label}::{}", test.name);
             let result = if test.passed { "ok" } else { "FAILED" };
-            println!("test {name} ... {result}{}", test.note);
+            tally.say(format!("test {name} ... {result}{}", test.note));
             tally.count(name, test.passed);
         }
-        None => println!("    | {}", text.trim_end()),
+        None => tally.say(format!("    | {}", text.trim_end())),
     };
     if kernel.run.bochs {
         bochs::run_captured(image, &kernel.run, kernel.timeout, on_line)

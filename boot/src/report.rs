@@ -10,7 +10,8 @@
 //! - the kernel reported success (isa-debug-exit, or Bochs's debug port);
 //! - no test failed, and at least one ran;
 //! - its configuration line (`configuration: pt_cache=1 tlb_check=on chaos=0
-//!   pcid=off`) shows what the run asked for ([`Expected`]);
+//!   pcid=off cpus=2`) shows what the run asked for ([`Expected`]), as many
+//!   processors online as the machine was given among it;
 //! - its plan line (`in-kernel tests: N in this kernel, the first K skipped`)
 //!   skips exactly what this boot asked it to skip;
 //! - and either its summary line (`all M in-kernel tests run passed ...`) counts
@@ -127,8 +128,9 @@ pub struct Expected(pub Vec<(&'static str, Option<String>)>);
 
 impl Expected {
     /// What `run` asks of the kernel: `pt_cache` if it names one, `tlb_check`
-    /// and chaos on or off, and PCIDs on under Bochs, off under QEMU's TCG with
-    /// its default processor (which has none).
+    /// and chaos on or off, PCIDs on under Bochs, off under QEMU's TCG with
+    /// its default processor (which has none), and every processor the
+    /// machine has online (unless QEMU's own `-smp` gave it some).
     pub fn of(run: &Run) -> Expected {
         let mut pt_cache = None;
         let mut tlb_check = false;
@@ -154,6 +156,9 @@ impl Expected {
             keys.push(("pcid", on_off(true)));
         } else if run.accel == "tcg" && default_processor {
             keys.push(("pcid", on_off(false)));
+        }
+        if !run.qemu_args.iter().any(|arg| arg == "-smp") {
+            keys.push(("cpus", Some(run.smp.to_string())));
         }
         Expected(keys)
     }
@@ -239,7 +244,7 @@ mod tests {
         report
     }
 
-    const CONFIGURATION: &str = "configuration: pt_cache=8 tlb_check=off chaos=0 pcid=off";
+    const CONFIGURATION: &str = "configuration: pt_cache=8 tlb_check=off chaos=0 pcid=off cpus=2";
 
     /// A clean boot of a kernel with `tests` tests.
     fn clean(tests: usize) -> String {
@@ -353,11 +358,11 @@ mod tests {
             report.read(line);
             Expected::of(run).mismatch(&report.configuration.expect("configuration"))
         };
-        let line = "configuration: pt_cache=1 tlb_check=on chaos=4 pcid=on";
+        let line = "configuration: pt_cache=1 tlb_check=on chaos=4 pcid=on cpus=2";
         assert_eq!(check(&run(&["pt_cache=1", "tlb_check", "chaos"], true), line), None);
         assert_eq!(check(&run(&["pt_cache=1", "tlb_check", "chaos=4"], true), line), None);
         // What a misspelt word used to leave: the default configuration.
-        let default = "configuration: pt_cache=8 tlb_check=off chaos=0 pcid=off";
+        let default = "configuration: pt_cache=8 tlb_check=off chaos=0 pcid=off cpus=2";
         assert!(check(&run(&["pt_cache=1"], false), default).is_some());
         assert!(check(&run(&["tlb_check"], false), default).is_some());
         assert!(check(&run(&["chaos"], false), default).is_some());
@@ -366,6 +371,12 @@ mod tests {
         assert!(check(&run(&[], false), line).is_some());
         assert!(check(&run(&[], false), "configuration: pt_cache=8").is_some());
         assert_eq!(check(&run(&[], false), default), None);
+        // Processors that did not come up.
+        let one = "configuration: pt_cache=8 tlb_check=off chaos=0 pcid=off cpus=1";
+        assert!(check(&run(&[], false), one).is_some(), "two asked for, one online");
+        let four = Run { smp: 4, ..run(&[], false) };
+        assert!(check(&four, default).is_some(), "four asked for, two online");
+        assert_eq!(check(&Run { smp: 1, ..run(&[], false) }, one), None);
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! the framebuffer and (from our runner) a ramdisk holding the command line. This
 //! module brings the machine up in a fixed order: CPU tables and the serial
 //! console first (so that everything after can report), then the command line,
-//! then memory. Once the page tables are configured it says which configuration
-//! is in force (`configuration: pt_cache=... tlb_check=... chaos=... pcid=...`,
-//! read back from the page-table layer), so that a test run can check it got the
-//! one it asked for.
+//! then memory. Once the other processors are up it says which configuration
+//! is in force (`configuration: pt_cache=... tlb_check=... chaos=... pcid=...
+//! cpus=...`, read back from the page-table layer and from the processors that
+//! came online), so that a test run can check it got the one it asked for.
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::info::BootInfo;
@@ -71,7 +71,6 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     if options.lockstat {
         crate::lockstat::enable();
     }
-    announce_configuration(&options);
     if let Some(framebuffer) = framebuffer {
         console::init_screen(framebuffer);
     }
@@ -80,6 +79,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     crate::memory::configure_swap(&options);
     arch::init_interrupts();
     arch::smp::start();
+    announce_configuration(&options);
     options
 }
 
@@ -88,7 +88,8 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
-/// Prints the page-table configuration in force, as the page-table layer has it.
+/// Prints the configuration in force: the page-table layer's, as it has it,
+/// and the processors online.
 fn announce_configuration(options: &Options) {
     let (pt_cache, tlb_check, chaos, pcid) = crate::memory::with_vm(|vm| {
         let mmu = vm.mmu();
@@ -96,8 +97,9 @@ fn announce_configuration(options: &Options) {
     });
     // The layer knows only whether chaos is on; its interval is the option's.
     let chaos = if chaos { options.chaos } else { 0 };
+    let (cpus, _) = arch::smp::counts();
     println!(
-        "configuration: pt_cache={pt_cache} tlb_check={} chaos={chaos} pcid={}",
+        "configuration: pt_cache={pt_cache} tlb_check={} chaos={chaos} pcid={} cpus={cpus}",
         on_off(tlb_check),
         on_off(pcid)
     );

@@ -1,8 +1,9 @@
 //! x86_64 page tables as a discardable cache, driven through the kernel's VM:
 //! kernel-created address spaces in the lower half, touched from kernel mode
 //! through the checked user-memory accessors after `Vm::activate`. Booted with
-//! one shared root, with 2 and 16 retained roots, with and without PCIDs, and in
-//! chaos mode; every test returns every frame it took.
+//! one shared root, with 2 and 16 retained roots, with and without PCIDs, in
+//! chaos mode, and on one, two (the default) and four processors, the others
+//! idle (they take the heap's shootdowns); every test returns every frame it took.
 //!
 //! QEMU's TCG has no PCIDs, so the runs with them are Bochs's (`--bochs`, a
 //! Haswell); `pcid_follows_the_processor` fails a run whose kernel does not use
@@ -15,6 +16,8 @@
 //! run: --kernel-arg pt_cache=16 --kernel-arg swap_pool=0
 //! run: --kernel-arg pt_cache=2 --kernel-arg chaos --kernel-arg swap_pool=0
 //! run: --kernel-arg pt_cache=1 --kernel-arg chaos=3 --kernel-arg swap_pool=0
+//! run: --smp 1 --kernel-arg pt_cache=2 --kernel-arg tlb_check --kernel-arg swap_pool=0
+//! run: --smp 4 --kernel-arg pt_cache=2 --kernel-arg chaos --kernel-arg tlb_check --kernel-arg swap_pool=0
 //! run: --bochs --kernel-arg pt_cache=1 --kernel-arg tlb_check --kernel-arg swap_pool=0
 //! run: --bochs --kernel-arg pt_cache=2 --kernel-arg tlb_check --kernel-arg swap_pool=0
 //! run: --bochs --kernel-arg pt_cache=16 --kernel-arg tlb_check --kernel-arg swap_pool=0

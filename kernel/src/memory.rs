@@ -122,9 +122,10 @@ pub fn heap_room_or_reclaim(vm: &mut KernelVm, heap: usize) -> bool {
 }
 
 /// The page daemon's turn, for the idle task: if free frames are below the
-/// low watermark, reclaims up to the high one, with interrupts enabled (the
-/// VM lock is not one an interrupt handler takes). Returns whether it freed
-/// anything.
+/// low watermark, reclaims up to the high one (bounded work). Interrupts are
+/// as the idle task has them: on in the boot processor's, off in the other
+/// processors' (the VM lock is not one an interrupt handler takes either
+/// way). Returns whether it freed anything.
 pub fn page_daemon() -> bool {
     let Some(mut vm) = VM.try_lock() else { return false };
     let _hold = crate::lockstat::VM_LOCK.start();

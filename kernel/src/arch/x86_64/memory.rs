@@ -301,9 +301,11 @@ pub(super) fn kernel_mapper() -> OffsetPageTable<'static> {
     let root = boot_root();
     let table = (offset + root.addr()) as *mut PageTable;
     // SAFETY: all physical memory is mapped at `offset`, so `table` is the boot
-    // root; only heap growth and device mappings (`device_memory`) map through
-    // it, the heap lock serialises the first, and the second runs with
-    // interrupts off on the one processor, so neither interrupts the other.
+    // root; only the heap (growing and giving pages back) and device mappings
+    // (`device_memory`) change it. The heap does so under its lock; device
+    // mappings are made by the kernel lock's holder, the one processor that
+    // runs code that may grow the heap, and interrupt handlers allocate none,
+    // so neither interrupts the other.
     unsafe { OffsetPageTable::new(&mut *table, VirtAddr::new(offset)) }
 }
 

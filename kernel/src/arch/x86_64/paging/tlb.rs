@@ -15,8 +15,10 @@
 //!   That is the single-context invalidation INVPCID would do, without needing
 //!   INVPCID, so this layer never uses that instruction.
 //!
-//! The kernel half is the same in every root and never loses a mapping, so the
-//! per-PCID copies of kernel translations never need flushing.
+//! The kernel half is the same in every root. It loses mappings only when the
+//! heap gives pages back, and then every PCID of every processor is flushed
+//! (`memory::refill_heap_reserve`); otherwise the per-PCID copies of kernel
+//! translations never need flushing.
 
 use x86_64::PhysAddr;
 use x86_64::instructions::tlb;

@@ -380,7 +380,10 @@ pub fn serve_requests() {
 
 /// Posts `(work, first, second)` to every processor in `targets` (indices;
 /// this one and those not online are left out), interrupts them, and waits
-/// until all have served it; returns how many did not within a second.
+/// until all have served it; returns how many did not within a second. A
+/// processor still serving an earlier request that timed out is given up to
+/// a second to end it before anything is posted to it (else it counts as
+/// not answering): its mailbox's words are never changed under it.
 fn request(targets: &[usize], work: u64, first: u64, second: u64) -> usize {
     let this = this_cpu();
     let batch = loop {
@@ -393,8 +396,16 @@ fn request(targets: &[usize], work: u64, first: u64, second: u64) -> usize {
     let online =
         |index: usize| CPUS.get(index).is_some_and(|cpu| cpu.online.load(Ordering::Acquire));
     let mut posted = [0u64; MAX_CPUS];
+    let mut behind = 0;
     for &index in targets.iter().filter(|&&index| index != this && online(index)) {
         let mailbox = &MAILBOXES[index];
+        // A request that timed out may still be in hand there: its words are
+        // not written over while it may be reading them.
+        let before = mailbox.posted.load(Ordering::Relaxed);
+        if !wait_until(1_000_000, || mailbox.served.load(Ordering::Acquire) == before) {
+            behind += 1;
+            continue;
+        }
         mailbox.work.store(work, Ordering::Relaxed);
         mailbox.first.store(first, Ordering::Relaxed);
         mailbox.second.store(second, Ordering::Relaxed);
@@ -406,7 +417,7 @@ fn request(targets: &[usize], work: u64, first: u64, second: u64) -> usize {
     let missing =
         if wait_until(1_000_000, all) { 0 } else { (0..MAX_CPUS).filter(|&i| !served(i)).count() };
     drop(batch);
-    missing
+    behind + missing
 }
 
 /// Makes every processor in `targets` (indices; this one, and those not

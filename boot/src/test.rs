@@ -300,8 +300,8 @@ fn kernel_tests(
     run_kernels(&dir, &runs, jobs, tally);
 }
 
-/// Where a run goes in the order runs start: Bochs runs first (each takes
-/// one or two minutes, several times a QEMU run), then runs with more time
+/// Where a run goes in the order runs start: Bochs runs first (tens of
+/// seconds to over a minute each, several times a QEMU run), then runs with more time
 /// allowed, then the rest in source order (the sort is stable), so that
 /// `jobs` runners finish close together rather than one long run last.
 fn first_to_start(kernel_run: &KernelRun) -> (bool, std::cmp::Reverse<Duration>) {
@@ -512,6 +512,46 @@ mod tests {
         assert_eq!(expand("${SET:-1} ${UNSET:-20000}").as_deref(), Ok("7 20000"));
         assert_eq!(expand("no variables").as_deref(), Ok("no variables"));
         assert!(expand("${OPEN").is_err());
+    }
+
+    /// A run of kernel `name` with `options` and `seconds` allowed.
+    fn kernel_run(name: &str, options: &[&str], seconds: u64) -> KernelRun {
+        let words: Vec<String> = options.iter().map(|word| word.to_string()).collect();
+        let Ok(ToolCommand::Run(run)) = options::parse(&words) else { panic!("bad options") };
+        let label = format!("{name}{options:?}");
+        let timeout = Duration::from_secs(seconds);
+        KernelRun { name: name.into(), programs: Vec::new(), label, run, timeout }
+    }
+
+    #[test]
+    fn bochs_runs_and_the_longest_allowed_start_first() {
+        let runs = [
+            kernel_run("a", &[], 120),
+            kernel_run("b", &["--bochs"], 120),
+            kernel_run("c", &[], 900),
+            kernel_run("d", &["--bochs"], 300),
+            kernel_run("e", &["--uefi"], 120),
+        ];
+        let mut order: Vec<&KernelRun> = runs.iter().collect();
+        order.sort_by_key(|kernel_run| first_to_start(kernel_run));
+        let names: Vec<&str> = order.iter().map(|kernel_run| kernel_run.name.as_str()).collect();
+        assert_eq!(names, ["d", "b", "c", "a", "e"]);
+    }
+
+    #[test]
+    fn a_kept_tally_adds_up_and_says_its_lines_when_absorbed() {
+        let mut run = Tally::keeping();
+        run.record("k::one", Ok(()));
+        run.record("k::two", Err("broken".into()));
+        run.say("    | a kernel line".into());
+        let mut whole = Tally::keeping();
+        whole.record("host::x", Ok(()));
+        whole.absorb(run);
+        assert_eq!((whole.passed, whole.failed), (2, 1));
+        assert_eq!(whole.failures, ["k::two"]);
+        let lines = whole.kept.expect("kept lines");
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[2], "test k::two ... FAILED (broken)");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! A panic means an invariant of the kernel itself broke. The handler prints the
 //! message and location on every console, then a backtrace with function names
 //! (the kernel resolves them itself, from the symbol table in its ramdisk, so a
-//! real PC's screen shows them too), and stops the machine. Under test, and in
+//! real PC's screen shows them too), and stops the machine: first every other
+//! processor (with an NMI, whatever it is doing), then this one. Under test, and in
 //! `once` runs, it leaves QEMU with the failure code so a runner sees the failure;
 //! a test that expects a panic is told here and passes instead.
 
@@ -35,6 +36,9 @@ fn panic(info: &PanicInfo) -> ! {
     if testing::panic_was_expected(message, backtrace) {
         arch::exit(ExitCode::Success);
     }
+    // Nothing else runs from here on: no program, and no other processor's
+    // lines among the report's.
+    arch::smp::stop_others();
     match info.location() {
         Some(at) => crate::console::write_fmt_panicking(format_args!(
             "[PANIC] at {}:{}: {message}\n",

@@ -7,7 +7,8 @@
 //! processor that holds a translation in its TLB see the page's new frame,
 //! and so does the heap giving pages back and mapping them again;
 //! the 8259 is masked while the APICs deliver interrupts; and processes run on
-//! every processor, all at once.
+//! every processor, all at once; and stopping the others, as a panic does,
+//! halts each, whatever it was doing.
 //! Under QEMU (xAPIC mode) with one, two and four processors, under UEFI, and
 //! under Bochs (x2APIC mode).
 //! programs: probe
@@ -55,6 +56,8 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         heap_pages_given_back_are_forgotten_by_every_processor,
         the_apics_deliver_interrupts_and_the_8259_is_masked,
         processes_run_on_every_processor,
+        // Last: the others stay stopped.
+        stopping_the_others_halts_every_other_processor,
     ]);
 }
 
@@ -236,4 +239,40 @@ fn processes_run_on_every_processor() {
     assert_eq!(process::most_at_once(), cpus as u64, "processes running at once");
     assert_all_reaped();
     assert_eq!(accounted_free(), baseline, "frames leaked");
+}
+
+/// On another processor: `value`.
+fn echo(value: u64) -> u64 {
+    value
+}
+
+/// On another processor: sets the word at kernel address `address` to 1 and
+/// spins, interrupts off, until the machine stops it.
+fn spin_until_stopped(address: u64) -> u64 {
+    // SAFETY: the caller passes the address of a static atomic word.
+    let started = unsafe { &*(address as *const core::sync::atomic::AtomicU64) };
+    started.store(1, core::sync::atomic::Ordering::SeqCst);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// What a panic does first: every other processor gets an NMI and halts,
+/// even one spinning with its interrupts off (here: in a request's handler,
+/// whose requester has given up on it), and none is asked for anything
+/// after.
+fn stopping_the_others_halts_every_other_processor() {
+    static STARTED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let others: alloc::vec::Vec<usize> = (1..expected_cpus()).collect();
+    if let Some(&first) = others.first() {
+        // Interrupts off there until it stops; `run_on` gives up after a second.
+        let address = &STARTED as *const _ as u64;
+        assert_eq!(smp::run_on(first, spin_until_stopped, address), None);
+        assert_eq!(STARTED.load(core::sync::atomic::Ordering::SeqCst), 1, "it never started");
+    }
+    assert_eq!(smp::stop_others(), others.len(), "processors that said they stopped");
+    for &cpu in &others {
+        assert!(smp::cpu(cpu).is_none(), "processor {cpu} is still listed online");
+        assert_eq!(smp::run_on(cpu, echo, 7), None, "processor {cpu} was asked for work");
+    }
 }

@@ -265,6 +265,12 @@ pub fn send_interrupt(destination: u32, vector: u8) {
     command(destination, ASSERT | u32::from(vector));
 }
 
+/// Sends an NMI to the processor with APIC ID `destination`: it arrives even
+/// with the processor's interrupts off.
+pub fn send_nmi(destination: u32) {
+    command(destination, ASSERT | DELIVER_NMI);
+}
+
 /// Sends an INIT to the processor with APIC ID `destination` (it waits for
 /// a start-up).
 pub fn send_init(destination: u32) {

@@ -201,9 +201,11 @@ extern "x86-interrupt" fn debug(frame: InterruptStackFrame) {
 }
 
 /// An NMI is the machine's, not the interrupted code's: reported, never fatal
-/// to a process. It runs on a stack of its own (it may arrive while `syscall`
-/// still runs on the user's stack).
+/// to a process, unless another processor is stopping this one (a panic,
+/// see `smp::stop_others`). It runs on a stack of its own (it may arrive
+/// while `syscall` still runs on the user's stack).
 extern "x86-interrupt" fn non_maskable_interrupt(frame: InterruptStackFrame) {
+    super::smp::stop_if_told();
     let report = ExceptionReport::new(2, "NON-MASKABLE INTERRUPT", &frame, None);
     log::warn!("{report}");
 }

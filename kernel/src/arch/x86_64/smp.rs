@@ -144,6 +144,12 @@ static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
 /// One batch of requests at a time.
 static REQUESTS: spin::Mutex<()> = spin::Mutex::new(());
 
+/// Set once a processor stops the others ([`stop_others`]): an NMI then
+/// means "stop".
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Processors that stopped when told to.
+static STOPPED: AtomicUsize = AtomicUsize::new(0);
+
 /// Shootdowns served so far by kind (pages, everything), on any processor.
 static SERVED_PAGES: AtomicU64 = AtomicU64::new(0);
 static SERVED_ALL: AtomicU64 = AtomicU64::new(0);
@@ -489,6 +495,35 @@ pub fn nudge(index: usize) {
     };
     if index != this_cpu() {
         apic::send_interrupt(cpu.apic_id.load(Ordering::Relaxed), CALL_VECTOR);
+    }
+}
+
+/// Stops every other online processor for good, as a panic does: each is
+/// sent an NMI, which arrives whatever it is doing (interrupts off, waiting
+/// for a lock), and halts with interrupts off in its handler. They are taken
+/// off line at once, so no request waits for them. Returns how many said
+/// they stopped within a tenth of a second.
+pub fn stop_others() -> usize {
+    let this = this_cpu();
+    STOPPING.store(true, Ordering::SeqCst);
+    let before = STOPPED.load(Ordering::SeqCst);
+    let mut sent = 0;
+    for (index, cpu) in CPUS.iter().enumerate() {
+        if index != this && cpu.online.swap(false, Ordering::SeqCst) {
+            apic::send_nmi(cpu.apic_id.load(Ordering::Relaxed));
+            sent += 1;
+        }
+    }
+    wait_until(100_000, || STOPPED.load(Ordering::SeqCst) - before >= sent);
+    STOPPED.load(Ordering::SeqCst) - before
+}
+
+/// For the NMI handler: if processors are being stopped, stops this one
+/// (it never returns then).
+pub fn stop_if_told() {
+    if STOPPING.load(Ordering::SeqCst) {
+        STOPPED.fetch_add(1, Ordering::SeqCst);
+        super::halt_forever();
     }
 }
 

@@ -144,9 +144,11 @@ static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
 /// One batch of requests at a time.
 static REQUESTS: spin::Mutex<()> = spin::Mutex::new(());
 
-/// Set once a processor stops the others ([`stop_others`]): an NMI then
-/// means "stop".
-static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The processor that stops the others ([`stop_others`]): its APIC ID + 1
+/// (the ID, not the index: the others go off line, and then [`this_cpu`]
+/// no longer finds them); 0 while none has. Once it is set, an NMI means
+/// "stop".
+static STOPPER: AtomicUsize = AtomicUsize::new(0);
 /// Processors that stopped when told to.
 static STOPPED: AtomicUsize = AtomicUsize::new(0);
 
@@ -502,10 +504,19 @@ pub fn nudge(index: usize) {
 /// sent an NMI, which arrives whatever it is doing (interrupts off, waiting
 /// for a lock), and halts with interrupts off in its handler. They are taken
 /// off line at once, so no request waits for them. Returns how many said
-/// they stopped within a tenth of a second.
+/// they stopped within a tenth of a second. The first processor to call it
+/// wins: another that calls it later (two panics at once) just stops, and
+/// this one calling it again does nothing more.
 pub fn stop_others() -> usize {
     let this = this_cpu();
-    STOPPING.store(true, Ordering::SeqCst);
+    let me = apic::id() as usize + 1;
+    if let Err(stopper) = STOPPER.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
+        if stopper == me {
+            return 0;
+        }
+        STOPPED.fetch_add(1, Ordering::SeqCst);
+        super::halt_forever();
+    }
     let before = STOPPED.load(Ordering::SeqCst);
     let mut sent = 0;
     for (index, cpu) in CPUS.iter().enumerate() {
@@ -518,10 +529,11 @@ pub fn stop_others() -> usize {
     STOPPED.load(Ordering::SeqCst) - before
 }
 
-/// For the NMI handler: if processors are being stopped, stops this one
-/// (it never returns then).
+/// For the NMI handler: if another processor is stopping the others, stops
+/// this one (it never returns then).
 pub fn stop_if_told() {
-    if STOPPING.load(Ordering::SeqCst) {
+    let stopper = STOPPER.load(Ordering::SeqCst);
+    if stopper != 0 && stopper != apic::id() as usize + 1 {
         STOPPED.fetch_add(1, Ordering::SeqCst);
         super::halt_forever();
     }

@@ -70,6 +70,14 @@ impl Default for Run {
     }
 }
 
+impl Run {
+    /// Whether the QEMU arguments given after `--` set `option` (`-smp`,
+    /// `-cpu`) themselves, in place of what the runner would.
+    pub fn qemu_sets(&self, option: &str) -> bool {
+        self.qemu_args.iter().any(|arg| arg == option)
+    }
+}
+
 /// Options of `boot bench`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Bench {

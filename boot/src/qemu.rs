@@ -103,10 +103,10 @@ pub fn command(image: &Path, run: &Run, swap: Option<&SwapImage>) -> Result<Comm
     qemu.args(["-serial", "stdio", "-no-reboot", "-m", &run.memory]);
     qemu.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     qemu.args(["-accel", &run.accel]);
-    if !run.qemu_args.iter().any(|arg| arg == "-smp") {
+    if !run.qemu_sets("-smp") {
         qemu.args(["-smp", &run.smp.to_string()]);
     }
-    if !run.qemu_args.iter().any(|arg| arg == "-cpu") {
+    if !run.qemu_sets("-cpu") {
         // QEMU reserves memory below 1 TiB for CPUs of AMD's vendor (its default
         // `qemu64` is one), and the bootloader then spends about 4 MiB of page
         // tables mapping physical memory up to it: too much for small machines.

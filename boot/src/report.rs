@@ -151,13 +151,13 @@ impl Expected {
         }
         keys.push(("tlb_check", on_off(tlb_check)));
         keys.push(("chaos", chaos));
-        let default_processor = !run.qemu_args.iter().any(|arg| arg == "-cpu");
+        let default_processor = !run.qemu_sets("-cpu");
         if run.bochs {
             keys.push(("pcid", on_off(true)));
         } else if run.accel == "tcg" && default_processor {
             keys.push(("pcid", on_off(false)));
         }
-        if !run.qemu_args.iter().any(|arg| arg == "-smp") {
+        if !run.qemu_sets("-smp") {
             keys.push(("cpus", Some(run.smp.to_string())));
         }
         Expected(keys)

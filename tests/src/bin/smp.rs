@@ -23,6 +23,7 @@
 extern crate alloc;
 
 use bootloader_api::{BootInfo, entry_point};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::arch::acpi::MAX_CPUS;
 use kernel::arch::paging::{table, tlb::Tlb};
 use kernel::arch::smp::Invalidation;
@@ -31,6 +32,7 @@ use kernel::memory::with_vm;
 use kernel::process;
 use kernel::testing;
 use kernel::vm::VirtAddr;
+use kernel::vm::page::PAGE_SIZE;
 use kernel_tests::{
     accounted_free, activate, assert_all_reaped, change_behind_the_layers_back, destroy,
     expected_cpus, probe, run_until, space_with, warm_up_with_probe, write,
@@ -196,7 +198,7 @@ fn heap_pages_given_back_are_forgotten_by_every_processor() {
     assert!(trimmed + BYTES <= mapped, "the arena was not given back: {mapped} -> {trimmed}");
     // The freed frames are held meanwhile, so the heap maps other ones.
     let held = with_vm(|vm| {
-        (0..BYTES / 4096)
+        (0..BYTES / PAGE_SIZE as usize)
             .map(|_| vm.frames_mut().alloc())
             .collect::<Result<alloc::vec::Vec<_>, _>>()
     })
@@ -250,8 +252,8 @@ fn echo(value: u64) -> u64 {
 /// spins, interrupts off, until the machine stops it.
 fn spin_until_stopped(address: u64) -> u64 {
     // SAFETY: the caller passes the address of a static atomic word.
-    let started = unsafe { &*(address as *const core::sync::atomic::AtomicU64) };
-    started.store(1, core::sync::atomic::Ordering::SeqCst);
+    let started = unsafe { &*(address as *const AtomicU64) };
+    started.store(1, Ordering::SeqCst);
     loop {
         core::hint::spin_loop();
     }
@@ -262,13 +264,13 @@ fn spin_until_stopped(address: u64) -> u64 {
 /// whose requester has given up on it), and none is asked for anything
 /// after.
 fn stopping_the_others_halts_every_other_processor() {
-    static STARTED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    static STARTED: AtomicU64 = AtomicU64::new(0);
     let others: alloc::vec::Vec<usize> = (1..expected_cpus()).collect();
     if let Some(&first) = others.first() {
         // Interrupts off there until it stops; `run_on` gives up after a second.
         let address = &STARTED as *const _ as u64;
         assert_eq!(smp::run_on(first, spin_until_stopped, address), None);
-        assert_eq!(STARTED.load(core::sync::atomic::Ordering::SeqCst), 1, "it never started");
+        assert_eq!(STARTED.load(Ordering::SeqCst), 1, "it never started");
     }
     assert_eq!(smp::stop_others(), others.len(), "processors that said they stopped");
     for &cpu in &others {

@@ -41,7 +41,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use x86_64::PhysAddr;
-use x86_64::registers::control::{Cr0, Cr3, Cr3Flags, Cr4};
+use x86_64::registers::control::{Cr0, Cr3, Cr3Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
 use x86_64::structures::paging::PhysFrame;
@@ -103,7 +103,7 @@ impl Invalidation {
                 // the flush is the point, and nothing else about translation
                 // changes.
                 unsafe {
-                    Cr4::write(cr4 ^ x86_64::registers::control::Cr4Flags::PAGE_GLOBAL);
+                    Cr4::write(cr4 ^ Cr4Flags::PAGE_GLOBAL);
                     Cr4::write(cr4);
                 }
             }
@@ -357,12 +357,9 @@ pub fn serve_requests() {
             Invalidation::Pages { start: first, count: second }.apply();
             SERVED_PAGES.fetch_add(1, Ordering::Relaxed);
         }
-        WORK_ALL => {
-            Invalidation::All.apply();
-            SERVED_ALL.fetch_add(1, Ordering::Relaxed);
-        }
-        WORK_EVERYTHING => {
-            Invalidation::Everything.apply();
+        work @ (WORK_ALL | WORK_EVERYTHING) => {
+            let what = if work == WORK_ALL { Invalidation::All } else { Invalidation::Everything };
+            what.apply();
             SERVED_ALL.fetch_add(1, Ordering::Relaxed);
         }
         WORK_LIST => {
@@ -410,7 +407,8 @@ fn request(targets: &[usize], work: u64, first: u64, second: u64) -> usize {
         // A request that timed out may still be in hand there: its words are
         // not written over while it may be reading them.
         let before = mailbox.posted.load(Ordering::Relaxed);
-        if !wait_until(1_000_000, || mailbox.served.load(Ordering::Acquire) == before) {
+        let idle = || mailbox.served.load(Ordering::Acquire) == before;
+        if !idle() && !wait_until(1_000_000, idle) {
             behind += 1;
             continue;
         }
@@ -508,8 +506,8 @@ pub fn nudge(index: usize) {
 /// wins: another that calls it later (two panics at once) just stops, and
 /// this one calling it again does nothing more.
 pub fn stop_others() -> usize {
-    let this = this_cpu();
-    let me = apic::id() as usize + 1;
+    let id = apic::id();
+    let me = id as usize + 1;
     if let Err(stopper) = STOPPER.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
         if stopper == me {
             return 0;
@@ -519,8 +517,8 @@ pub fn stop_others() -> usize {
     }
     let before = STOPPED.load(Ordering::SeqCst);
     let mut sent = 0;
-    for (index, cpu) in CPUS.iter().enumerate() {
-        if index != this && cpu.online.swap(false, Ordering::SeqCst) {
+    for cpu in &CPUS {
+        if cpu.apic_id.load(Ordering::Relaxed) != id && cpu.online.swap(false, Ordering::SeqCst) {
             apic::send_nmi(cpu.apic_id.load(Ordering::Relaxed));
             sent += 1;
         }

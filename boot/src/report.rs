@@ -127,17 +127,20 @@ pub enum Next {
 pub struct Expected(pub Vec<(&'static str, Option<String>)>);
 
 impl Expected {
-    /// What `run` asks of the kernel: `pt_cache` if it names one, `tlb_check`
+    /// What `run` asks of the kernel: `pt_cache` and `frame_cache` if it
+    /// names them, `tlb_check`
     /// and chaos on or off, PCIDs on under Bochs, off under QEMU's TCG with
     /// its default processor (which has none), and every processor the
     /// machine has online (unless QEMU's own `-smp` gave it some).
     pub fn of(run: &Run) -> Expected {
         let mut pt_cache = None;
+        let mut frame_cache = None;
         let mut tlb_check = false;
         let mut chaos = Some("0".to_string());
         for word in &run.kernel_args {
             match word.split_once('=') {
                 Some(("pt_cache", size)) => pt_cache = Some(size.to_string()),
+                Some(("frame_cache", limit)) => frame_cache = Some(limit.to_string()),
                 Some(("chaos", interval)) => chaos = Some(interval.to_string()),
                 None if word == "chaos" => chaos = None,
                 None if word == "tlb_check" => tlb_check = true,
@@ -148,6 +151,9 @@ impl Expected {
         let mut keys = Vec::new();
         if let Some(size) = pt_cache {
             keys.push(("pt_cache", Some(size)));
+        }
+        if let Some(limit) = frame_cache {
+            keys.push(("frame_cache", Some(limit)));
         }
         keys.push(("tlb_check", on_off(tlb_check)));
         keys.push(("chaos", chaos));
@@ -377,6 +383,11 @@ mod tests {
         let four = Run { smp: 4, ..run(&[], false) };
         assert!(check(&four, default).is_some(), "four asked for, two online");
         assert_eq!(check(&Run { smp: 1, ..run(&[], false) }, one), None);
+        // Frame caches, when asked for.
+        let off = "configuration: pt_cache=8 tlb_check=off chaos=0 pcid=off frame_cache=0 cpus=2";
+        assert_eq!(check(&run(&["frame_cache=0"], false), off), None);
+        assert!(check(&run(&["frame_cache=0"], false), default).is_some(), "not said");
+        assert!(check(&run(&["frame_cache=4"], false), off).is_some(), "another limit");
     }
 
     #[test]

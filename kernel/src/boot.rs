@@ -6,8 +6,8 @@
 //! console first (so that everything after can report), then the command line,
 //! then memory. Once the other processors are up it says which configuration
 //! is in force (`configuration: pt_cache=... tlb_check=... chaos=... pcid=...
-//! cpus=...`, read back from the page-table layer and from the processors that
-//! came online), so that a test run can check it got the one it asked for.
+//! frame_cache=... cpus=...`, read back from the page-table layer, the frame
+//! allocator and the processors that came online), so that a test run can check it got the one it asked for.
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::info::BootInfo;
@@ -68,6 +68,7 @@ pub fn init(boot_info: &'static mut BootInfo) -> Options {
     );
     crate::process::init();
     crate::memory::configure_page_tables(&options);
+    crate::memory::configure_frames(&options);
     if options.lockstat {
         crate::lockstat::enable();
     }
@@ -91,15 +92,17 @@ fn on_off(on: bool) -> &'static str {
 /// Prints the configuration in force: the page-table layer's, as it has it,
 /// and the processors online.
 fn announce_configuration(options: &Options) {
-    let (pt_cache, tlb_check, chaos, pcid) = crate::memory::with_vm(|vm| {
+    let (pt_cache, tlb_check, chaos, pcid, frame_cache) = crate::memory::with_vm(|vm| {
         let mmu = vm.mmu();
-        (mmu.capacity(), mmu.tlb_checks().is_some(), mmu.chaos(), mmu.has_pcid())
+        let frame_cache = vm.frames().frame_cache_limit();
+        (mmu.capacity(), mmu.tlb_checks().is_some(), mmu.chaos(), mmu.has_pcid(), frame_cache)
     });
     // The layer knows only whether chaos is on; its interval is the option's.
     let chaos = if chaos { options.chaos } else { 0 };
     let (cpus, _) = arch::smp::counts();
     println!(
-        "configuration: pt_cache={pt_cache} tlb_check={} chaos={chaos} pcid={} cpus={cpus}",
+        "configuration: pt_cache={pt_cache} tlb_check={} chaos={chaos} pcid={} \
+         frame_cache={frame_cache} cpus={cpus}",
         on_off(tlb_check),
         on_off(pcid)
     );

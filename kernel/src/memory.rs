@@ -62,6 +62,7 @@ pub fn with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> R {
     let mut vm = VM.lock();
     let _hold = crate::lockstat::VM_LOCK.start();
     let vm = vm.as_mut().expect("with_vm: memory not initialised");
+    vm.enter();
     // Before as well as after: `f` then sees frame counts the refill will not
     // change behind its back.
     arch::refill_heap_reserve(vm.frames_mut());
@@ -86,6 +87,7 @@ pub fn with_vm_room<R>(
     let mut vm = VM.lock();
     let _hold = crate::lockstat::VM_LOCK.start();
     let vm = vm.as_mut().expect("with_vm_room: memory not initialised");
+    vm.enter();
     let roomy = arch::refill_heap_reserve(vm.frames_mut()) && heap <= arch::HEAP_HEADROOM;
     if !roomy && !heap_room_or_reclaim(vm, heap) {
         log::warn!("kernel heap: {heap} bytes needed, not to be had: refused");
@@ -130,6 +132,7 @@ pub fn page_daemon() -> bool {
     let Some(mut vm) = VM.try_lock() else { return false };
     let _hold = crate::lockstat::VM_LOCK.start();
     let Some(vm) = vm.as_mut() else { return false };
+    vm.enter();
     let freed = vm.balance();
     arch::refill_heap_reserve(vm.frames_mut());
     freed > 0
@@ -141,6 +144,7 @@ pub fn try_with_vm<R>(f: impl FnOnce(&mut KernelVm) -> R) -> Option<R> {
     let mut vm = VM.try_lock()?;
     let _hold = crate::lockstat::VM_LOCK.start();
     let vm = vm.as_mut()?;
+    vm.enter();
     let result = f(vm);
     arch::refill_heap_reserve(vm.frames_mut());
     Some(result)
@@ -170,6 +174,16 @@ pub fn configure_page_tables(options: &crate::cmdline::Options) {
         every => log::info!(
             "page tables: cache of {capacity} address spaces, PCID {pcid}, chaos every {every} faults"
         ),
+    }
+}
+
+/// Applies the command line's `frame_cache`: how many free frames each
+/// processor keeps for itself (see `vm::frame::cache`).
+pub fn configure_frames(options: &crate::cmdline::Options) {
+    with_vm(|vm| vm.frames_mut().set_frame_caches(options.frame_cache));
+    match options.frame_cache {
+        0 => log::info!("frames: no processor caches"),
+        limit => log::info!("frames: each processor caches up to {limit} free frames"),
     }
 }
 
@@ -280,6 +294,18 @@ pub fn log_statistics() {
         tables.tlb_flushes,
         tables.page_invalidations,
         tables.chaos_discards,
+    );
+    let caches = with_vm(|vm| vm.frames().cache_statistics());
+    log::info!(
+        "frame caches: {} frames held, {} allocations from them and {} not, {} frees to them, \
+         {} refills, {} spills, {} drains",
+        caches.cached,
+        caches.hits,
+        caches.misses,
+        caches.frees,
+        caches.refills,
+        caches.spills,
+        caches.drains
     );
     if let Some(holds) = crate::lockstat::VM_LOCK.summary() {
         log::info!("vm lock: {holds}");

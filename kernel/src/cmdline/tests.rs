@@ -47,6 +47,17 @@ fn bad_page_table_options_are_reported() {
 }
 
 #[test]
+fn frame_cache_limits_are_parsed_and_bounded() {
+    assert_eq!(parse("", |word| panic!("unexpected {word:?}")).frame_cache, DEFAULT_FRAME_CACHE);
+    assert_eq!(parse("frame_cache=0", |word| panic!("unexpected {word:?}")).frame_cache, 0);
+    assert_eq!(parse("frame_cache=1024", |word| panic!("unexpected {word:?}")).frame_cache, 1024);
+    let mut unknown = Vec::new();
+    let options = parse("frame_cache=1025 frame_cache=-1 frame_cache", |word| unknown.push(word.0));
+    assert_eq!(options.frame_cache, DEFAULT_FRAME_CACHE);
+    assert_eq!(unknown, ["frame_cache=1025", "frame_cache=-1", "frame_cache"]);
+}
+
+#[test]
 fn skipped_tests_are_counted() {
     assert_eq!(parse("", |word| panic!("unexpected unknown {word:?}")).skip_tests, 0);
     let options = parse("skip_tests=3", |word| panic!("unexpected unknown {word:?}"));

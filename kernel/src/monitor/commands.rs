@@ -192,9 +192,18 @@ fn swap(metadata: &crate::vm::metadata::VmMetadata) {
 }
 
 fn vm() {
-    let (statistics, tables, capacity, chaos, pcid) = with_vm(|vm| {
+    let (statistics, tables, capacity, chaos, pcid, caches, limit) = with_vm(|vm| {
         let mmu = vm.mmu();
-        (vm.statistics(), mmu.statistics(), mmu.capacity(), mmu.chaos(), mmu.has_pcid())
+        let frames = vm.frames();
+        (
+            vm.statistics(),
+            mmu.statistics(),
+            mmu.capacity(),
+            mmu.chaos(),
+            mmu.has_pcid(),
+            frames.cache_statistics(),
+            frames.frame_cache_limit(),
+        )
     });
     println!(
         "page-table cache: {capacity} address spaces, PCID {}, chaos {}",
@@ -234,6 +243,17 @@ fn vm() {
         statistics.page_out_refusals,
         statistics.page_ins,
         statistics.page_in_errors
+    );
+    println!(
+        "frame caches: up to {limit} per processor, {} frames held; {} allocations from them, \
+         {} not; {} frees to them; {} refills, {} spills, {} drains",
+        caches.cached,
+        caches.hits,
+        caches.misses,
+        caches.frees,
+        caches.refills,
+        caches.spills,
+        caches.drains
     );
     if let Some(holds) = crate::lockstat::VM_LOCK.summary() {
         println!("vm lock: {holds}");

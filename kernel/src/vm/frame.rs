@@ -19,7 +19,11 @@
 //! - A block of order `k` is `2^k` frames aligned to `2^k` frames in physical
 //!   address and lies inside one segment: buddies never straddle a hole.
 //! - Free buddies are always merged, so `alloc_contiguous(k)` fails only when no
-//!   aligned, entirely free block of `2^k` frames exists.
+//!   aligned, entirely free block of `2^k` frames exists (frames held in
+//!   processor caches are given back first).
+//! - With processor caches on (see [`cache`]), single frames come from and go
+//!   back to the running processor's cache, and the lists are touched once per
+//!   batch of frames.
 //! - Nothing here panics on a caller's mistake. Running out is
 //!   [`VmError::OutOfMemory`]; freeing a frame twice, a frame that still has other
 //!   sharers or pins, or a frame the allocator does not manage is
@@ -32,15 +36,18 @@
 //! and lives in the record's free-list word, which is unused while allocated.
 //! Reaching either count's limit is reported as [`VmError::OutOfMemory`].
 
+mod cache;
 mod check;
 mod segments;
 
+pub use cache::{CacheStatistics, MAX_CACHE_LIMIT, MAX_PROCESSORS};
 pub use check::AccountingError;
 pub use segments::MAX_SEGMENTS;
 
 use crate::vm::error::VmError;
 use crate::vm::page::{FrameState, NO_LINK, PageFlags, Pfn, VmPage};
 use crate::vm::swap::SwapSlots;
+use cache::FrameCache;
 use segments::{Segment, SegmentTable};
 
 /// Largest buddy order: blocks are at most `2^MAX_ORDER` frames (4 MiB).
@@ -92,6 +99,13 @@ pub struct FrameAllocator<'a> {
     reserve: usize,
     /// Whether the reclaim path is running (and may take the reserve).
     reclaiming: bool,
+    /// Each processor's cache of free single frames (see [`cache`]).
+    caches: [FrameCache; MAX_PROCESSORS],
+    /// Most frames a cache holds; 0: caches are off.
+    cache_limit: u32,
+    /// The processor whose calls these are: the cache they use.
+    processor: usize,
+    cache_statistics: CacheStatistics,
 }
 
 impl<'a> FrameAllocator<'a> {
@@ -120,6 +134,10 @@ impl<'a> FrameAllocator<'a> {
             slots: SwapSlots::default(),
             reserve: 0,
             reclaiming: false,
+            caches: [FrameCache::EMPTY; MAX_PROCESSORS],
+            cache_limit: 0,
+            processor: 0,
+            cache_statistics: CacheStatistics::default(),
         };
         for index in 0..allocator.segments.segments().len() {
             let segment = allocator.segments.segments()[index];
@@ -166,17 +184,14 @@ impl<'a> FrameAllocator<'a> {
         if self.counters.free < floor + (1 << order) {
             return Err(VmError::OutOfMemory);
         }
-        let candidates = self.non_empty & !((1 << order) - 1);
-        if candidates == 0 {
-            return Err(VmError::OutOfMemory);
-        }
-        let mut found = candidates.trailing_zeros();
-        let index = self.free_lists[found as usize] as usize;
-        self.unlink(index, found);
-        while found > order {
-            found -= 1;
-            self.push(index + (1 << found), found);
-        }
+        let cached = if order == 0 { self.take_cached() } else { None };
+        let index = match cached.or_else(|| self.take_block(order)) {
+            Some(index) => index,
+            None if self.drain_caches() > 0 => {
+                self.take_block(order).ok_or(VmError::OutOfMemory)?
+            }
+            None => return Err(VmError::OutOfMemory),
+        };
         for page in &mut self.pages[index..index + (1 << order)] {
             page.set_state(FrameState::Allocated);
             page.set_ref_count(1);
@@ -187,6 +202,24 @@ impl<'a> FrameAllocator<'a> {
         self.counters.free -= 1 << order;
         self.counters.allocated += 1 << order;
         Ok(self.pages[index].pfn())
+    }
+
+    /// Takes a block of `order` off the free lists, splitting a larger one if
+    /// need be, and returns its first record's index (its records still say
+    /// free); `None` if the lists have none.
+    fn take_block(&mut self, order: u32) -> Option<usize> {
+        let candidates = self.non_empty & !((1 << order) - 1);
+        if candidates == 0 {
+            return None;
+        }
+        let mut found = candidates.trailing_zeros();
+        let index = self.free_lists[found as usize] as usize;
+        self.unlink(index, found);
+        while found > order {
+            found -= 1;
+            self.push(index + (1 << found), found);
+        }
+        Some(index)
     }
 
     /// Frees one frame whose reference count is exactly one and that is not
@@ -350,6 +383,9 @@ impl<'a> FrameAllocator<'a> {
     /// code already uses). `BadFrame` if it is not free or not managed.
     pub fn reserve(&mut self, pfn: Pfn) -> Result<(), VmError> {
         let segment = *self.segments.find(pfn.0).ok_or(VmError::BadFrame)?;
+        if self.pages[segment.index(pfn.0)].state() == Some(FrameState::Cached) {
+            self.drain_caches();
+        }
         let (head, order) = self.free_block_of(&segment, pfn.0).ok_or(VmError::BadFrame)?;
         self.unlink(segment.index(head), order);
         let mut head = head;
@@ -407,7 +443,8 @@ impl<'a> FrameAllocator<'a> {
     }
 
     /// Returns a validated allocated block to the free lists, merging it with
-    /// free buddies as far as the segment and [`MAX_ORDER`] allow.
+    /// free buddies as far as the segment and [`MAX_ORDER`] allow; a single
+    /// frame goes to the running processor's cache instead, if caches are on.
     fn release_block(&mut self, segment: &Segment, first: u64, order: u32) {
         let index = segment.index(first);
         for page in &mut self.pages[index..index + (1 << order)] {
@@ -420,6 +457,15 @@ impl<'a> FrameAllocator<'a> {
         }
         self.counters.free += 1 << order;
         self.counters.allocated -= 1 << order;
+        if order == 0 && self.cache_freed(index) {
+            return;
+        }
+        self.merge_free(segment, first, order);
+    }
+
+    /// Puts the free block of `order` at `first` (records cleared, counted
+    /// free) on the free lists, merged with its free buddies.
+    fn merge_free(&mut self, segment: &Segment, first: u64, order: u32) {
         let (mut head, mut order) = (first, order);
         while order < MAX_ORDER {
             let buddy = head ^ (1 << order);

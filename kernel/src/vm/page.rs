@@ -7,9 +7,10 @@
 //! the frame allocator's own bookkeeping (free-list links, state, buddy order).
 //!
 //! The array costs [`VM_PAGE_BYTES`] per frame, at most 16 bytes (0.4% of memory);
-//! the budget is checked at compile time. To stay inside it one word is shared:
-//! while a frame is free it holds the previous free-list link, while it is
-//! allocated it holds the pin count. Only [`crate::vm::frame`] changes a record.
+//! the budget is checked at compile time. To stay inside it the link words are
+//! shared: while a frame is free they link its free list (or its processor's
+//! frame cache), while it is allocated they hold the pin count and the swap
+//! slot of its clean copy. Only [`crate::vm::frame`] changes a record.
 
 use bitflags::bitflags;
 use core::mem::size_of;
@@ -72,6 +73,9 @@ pub enum FrameState {
     FreeTail,
     /// Handed out; its reference count is at least one.
     Allocated,
+    /// Free, but kept in a processor's frame cache instead of on a free list
+    /// (see [`crate::vm::frame`]); its `next` word links the cache.
+    Cached,
 }
 
 const KIND_SHIFT: u32 = 4;
@@ -80,6 +84,7 @@ const KIND_RESERVED: u8 = 0;
 const KIND_FREE_HEAD: u8 = 1;
 const KIND_FREE_TAIL: u8 = 2;
 const KIND_ALLOCATED: u8 = 3;
+const KIND_CACHED: u8 = 4;
 
 impl FrameState {
     /// Packs the state into one byte: kind in the high nibble, order in the low.
@@ -89,6 +94,7 @@ impl FrameState {
             FrameState::FreeHead { order } => (KIND_FREE_HEAD << KIND_SHIFT) | (order & ORDER_MASK),
             FrameState::FreeTail => KIND_FREE_TAIL << KIND_SHIFT,
             FrameState::Allocated => KIND_ALLOCATED << KIND_SHIFT,
+            FrameState::Cached => KIND_CACHED << KIND_SHIFT,
         }
     }
 
@@ -100,6 +106,7 @@ impl FrameState {
             (KIND_FREE_HEAD, order) => Some(FrameState::FreeHead { order }),
             (KIND_FREE_TAIL, 0) => Some(FrameState::FreeTail),
             (KIND_ALLOCATED, 0) => Some(FrameState::Allocated),
+            (KIND_CACHED, 0) => Some(FrameState::Cached),
             _ => None,
         }
     }

@@ -236,6 +236,15 @@ impl<'a, M: Mmu> Vm<'a, M> {
         self.zero_page
     }
 
+    /// Notes which processor runs the calls that follow ([`Mmu::this_cpu`]),
+    /// so that the frames they take and give back one at a time come from
+    /// and go to that processor's frame cache. Whoever takes the VM's lock
+    /// calls it; a stale processor only costs another processor's cache.
+    pub fn enter(&mut self) {
+        let cpu = self.mmu.this_cpu();
+        self.frames.set_processor(cpu);
+    }
+
     /// The space the running processor last activated, if it still lives.
     pub fn active(&self) -> Option<SpaceId> {
         self.active_on(self.mmu.this_cpu())

@@ -1,9 +1,11 @@
 //! The frame allocator on the real memory map: exhaustion is an error, every
 //! frame comes back, contiguous blocks are aligned and disjoint, zeroed frames are
 //! zero, shared frames are freed by their last release, and the heap grows on
-//! frames. Run at the default size and at the smallest machine BIOS boot allows
-//! (which needs the Intel-vendor CPU the runner presents: see `boot/src/qemu.rs`).
+//! frames. Run at the default size, with processor frame caches and without,
+//! and at the smallest machine BIOS boot allows (which needs the Intel-vendor
+//! CPU the runner presents: see `boot/src/qemu.rs`).
 //! run:
+//! run: --kernel-arg frame_cache=0
 //! run: --memory 21M
 #![no_std]
 #![no_main]

@@ -6,13 +6,15 @@
 //! processes running elsewhere (a shootdown each time), which check every page
 //! they hold in every round.
 //! Four processors, with 8, 2 and 1 cached page tables (fewer than the
-//! processors), in chaos mode, and under UEFI; and two under Bochs (PCIDs,
+//! processors; with one, frame caches of one frame, so that frames move
+//! between the caches and the free lists at almost every step), in chaos
+//! mode, and under UEFI; and two under Bochs (PCIDs,
 //! x2APIC), with every CR3 load checked against a shadow TLB per processor
 //! (four there take two minutes: Bochs emulates them one after another).
 //! programs: probe
 //! run: --smp 4 --kernel-arg test.cpus=4
 //! run: --smp 4 --kernel-arg test.cpus=4 --kernel-arg pt_cache=2 --kernel-arg chaos=3
-//! run: --smp 4 --kernel-arg test.cpus=4 --kernel-arg pt_cache=1
+//! run: --smp 4 --kernel-arg test.cpus=4 --kernel-arg pt_cache=1 --kernel-arg frame_cache=1
 //! run: --uefi --smp 4 --kernel-arg test.cpus=4
 //! run: --bochs --smp 2 --kernel-arg test.cpus=2 --kernel-arg pt_cache=2 --kernel-arg tlb_check
 //! timeout: 300

@@ -5,7 +5,8 @@
 //! from the boot processor), once per call, and a processor that is not
 //! there is not called; a shootdown (of a page, and of everything) makes a
 //! processor that holds a translation in its TLB see the page's new frame,
-//! and so does the heap giving pages back and mapping them again;
+//! and so does the heap giving pages back and mapping them again; each
+//! processor takes single frames from its own cache;
 //! the 8259 is masked while the APICs deliver interrupts; and processes run on
 //! every processor, all at once; and stopping the others, as a panic does,
 //! halts each, whatever it was doing.
@@ -32,7 +33,7 @@ use kernel::memory::with_vm;
 use kernel::process;
 use kernel::testing;
 use kernel::vm::VirtAddr;
-use kernel::vm::page::PAGE_SIZE;
+use kernel::vm::page::{FrameState, PAGE_SIZE, Pfn};
 use kernel_tests::{
     accounted_free, activate, assert_all_reaped, change_behind_the_layers_back, destroy,
     expected_cpus, probe, run_until, space_with, warm_up_with_probe, write,
@@ -56,6 +57,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         every_other_processor_answers_each_call,
         a_shootdown_reaches_every_processor_holding_the_translation,
         heap_pages_given_back_are_forgotten_by_every_processor,
+        each_processor_takes_single_frames_from_its_own_cache,
         the_apics_deliver_interrupts_and_the_8259_is_masked,
         processes_run_on_every_processor,
         // Last: the others stay stopped.
@@ -213,6 +215,45 @@ fn heap_pages_given_back_are_forgotten_by_every_processor() {
     drop(second);
     with_vm(|vm| held.into_iter().try_for_each(|pfn| vm.frames_mut().free(pfn)))
         .expect("free the held frames");
+}
+
+/// Single frames come and go through the running processor's own cache: the
+/// frame the boot processor gave back last is the next it takes, however
+/// many other processors take and give back frames meanwhile, each from and
+/// to its own cache.
+fn each_processor_takes_single_frames_from_its_own_cache() {
+    let limit = with_vm(|vm| vm.frames().frame_cache_limit());
+    assert_eq!(limit, kernel::cmdline::DEFAULT_FRAME_CACHE, "caches are on by default");
+    let mine = with_vm(|vm| {
+        let frames = vm.frames_mut();
+        let pfn = frames.alloc()?;
+        frames.free(pfn)?;
+        Ok::<_, kernel::vm::VmError>(pfn)
+    })
+    .expect("a frame");
+    let cached = |pfn| with_vm(|vm| vm.frames().page(pfn).and_then(|page| page.state()));
+    assert_eq!(cached(mine), Some(FrameState::Cached), "a frame given back");
+    for cpu in 1..expected_cpus() {
+        let theirs = smp::run_on(cpu, take_and_give_back_a_frame, 0).expect("no answer");
+        assert_ne!(theirs, u64::MAX, "processor {cpu} could not take a frame");
+        assert_ne!(Pfn(theirs), mine, "processor {cpu} took processor 0's cached frame");
+        assert_eq!(cached(Pfn(theirs)), Some(FrameState::Cached), "processor {cpu}'s frame");
+    }
+    let again = with_vm(|vm| vm.frames_mut().alloc()).expect("a frame");
+    with_vm(|vm| vm.frames_mut().free(again)).expect("give it back");
+    assert_eq!(again, mine, "processor 0 did not get its own cached frame back");
+}
+
+/// Takes a frame and gives it back, on the processor this runs on; returns
+/// its number (`u64::MAX` if there was none).
+fn take_and_give_back_a_frame(_: u64) -> u64 {
+    with_vm(|vm| {
+        let frames = vm.frames_mut();
+        let pfn = frames.alloc().ok()?;
+        frames.free(pfn).ok()?;
+        Some(pfn.0)
+    })
+    .unwrap_or(u64::MAX)
 }
 
 fn the_apics_deliver_interrupts_and_the_8259_is_masked() {

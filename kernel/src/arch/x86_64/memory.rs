@@ -319,8 +319,9 @@ pub(super) fn boot_root() -> Pfn {
 /// them from the allocator if the VM lock is free, else from the reserve.
 fn map_heap(start: u64, len: u64) -> Option<()> {
     if let Some(mut vm) = VM.try_lock() {
-        let frames = vm.as_mut()?.frames_mut();
-        return map_heap_from(start, len, &mut HeapFrames::Allocator(frames));
+        let vm = vm.as_mut()?;
+        vm.enter();
+        return map_heap_from(start, len, &mut HeapFrames::Allocator(vm.frames_mut()));
     }
     let mut reserve = HEAP_RESERVE.lock();
     map_heap_from(start, len, &mut HeapFrames::Reserve(&mut reserve))

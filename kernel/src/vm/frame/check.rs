@@ -1,9 +1,10 @@
 //! The accounting check: proves the page array, free lists and counters agree.
 //!
-//! [`FrameAllocator::check`] walks every record and every free list once (linear
-//! time, no allocation) and shows that each managed frame is in exactly one state:
-//! free (inside exactly one block, whose head is on exactly one list, the list of
-//! its order), allocated (pinned or not) or reserved; and that the counters count
+//! [`FrameAllocator::check`] walks every record, every free list and every
+//! processor cache once (linear time, no allocation) and shows that each managed
+//! frame is in exactly one state: free (inside exactly one block, whose head is
+//! on exactly one list, the list of its order; or on exactly one processor's
+//! cache), allocated (pinned or not) or reserved; and that the counters count
 //! exactly those frames. Tests call it after every step; the kernel may call it
 //! from a debug command.
 
@@ -53,6 +54,13 @@ pub enum AccountingError {
         /// The list's order.
         order: u32,
     },
+    /// A processor's cache list has a member that is not a cached frame, a
+    /// length other than its count, more frames than the limit, or frames
+    /// another cache also has; or some cached frame is on no cache.
+    BrokenCache {
+        /// The cache's processor.
+        processor: usize,
+    },
     /// A free block of this order is missing from its free list.
     UnlistedBlock {
         /// The block's order.
@@ -86,6 +94,8 @@ struct Tally {
     counters: FrameCounters,
     /// Free block heads found, per order.
     heads: [usize; ORDERS],
+    /// Frames found in the `Cached` state.
+    cached: usize,
 }
 
 impl FrameAllocator<'_> {
@@ -105,8 +115,43 @@ impl FrameAllocator<'_> {
                 return Err(AccountingError::UnlistedBlock { order: order as u32 });
             }
         }
+        self.check_caches(tally.cached)?;
         tally.counters.total = self.pages.len();
         compare_counters(&self.counters, &tally.counters)
+    }
+
+    /// Walks every processor's cache: each is a list of exactly its count of
+    /// cached frames, within the limit, ending in `NO_LINK`; no two share a
+    /// frame (lists linked through one word that share a frame share their
+    /// last frame); and together they hold the `cached` frames the walk of the
+    /// records found, so every cached frame is on exactly one.
+    fn check_caches(&self, cached: usize) -> Result<(), AccountingError> {
+        let mut tails = [NO_LINK; super::MAX_PROCESSORS];
+        let mut listed = 0;
+        for (processor, cache) in self.caches.iter().enumerate() {
+            let broken = AccountingError::BrokenCache { processor };
+            if cache.count > self.cache_limit {
+                return Err(broken);
+            }
+            let mut current = cache.head;
+            for _ in 0..cache.count {
+                let page = self.pages.get(current as usize).ok_or(broken)?;
+                if page.state() != Some(FrameState::Cached) {
+                    return Err(broken);
+                }
+                tails[processor] = current;
+                current = page.next();
+            }
+            let shared = cache.count > 0 && tails[..processor].contains(&tails[processor]);
+            if current != NO_LINK || shared {
+                return Err(broken);
+            }
+            listed += cache.count as usize;
+        }
+        if listed != cached {
+            return Err(AccountingError::BrokenCache { processor: self.processor });
+        }
+        Ok(())
     }
 
     /// Walks free list `order` and returns its length; every member must head a
@@ -149,6 +194,11 @@ impl FrameAllocator<'_> {
                     return Err(AccountingError::OrphanTail { pfn: frame });
                 }
                 Some(FrameState::Allocated) => count_allocated(page, tally)?,
+                Some(FrameState::Cached) if is_clean(page) => {
+                    tally.counters.free += 1;
+                    tally.cached += 1;
+                }
+                Some(FrameState::Cached) => return Err(AccountingError::BadCounts { pfn: frame }),
                 Some(FrameState::Reserved) if is_clean(page) => tally.counters.reserved += 1,
                 Some(FrameState::Reserved) => {
                     return Err(AccountingError::BadCounts { pfn: frame });

@@ -316,3 +316,142 @@ fn a_gigabyte_drains_and_refills() {
         assert_eq!(allocator.alloc_contiguous(MAX_ORDER).map(|pfn| pfn.0 % 1024), Ok(0));
     });
 }
+
+#[test]
+fn a_processor_gets_back_the_frame_it_freed_last() {
+    with_allocator(&[frames(1, 256)], |allocator| {
+        allocator.set_frame_caches(8);
+        let first = allocator.alloc().unwrap();
+        let second = allocator.alloc().unwrap();
+        allocator.free(first).unwrap();
+        allocator.set_processor(1);
+        let elsewhere = allocator.alloc().unwrap();
+        assert_ne!(elsewhere, first, "processor 1 took a frame from processor 0's cache");
+        allocator.set_processor(0);
+        assert_eq!(allocator.alloc(), Ok(first));
+        assert_eq!(allocator.check(), Ok(()));
+        for pfn in [first, second, elsewhere] {
+            allocator.free(pfn).unwrap();
+        }
+    });
+}
+
+#[test]
+fn the_lists_are_touched_once_per_batch() {
+    with_allocator(&[frames(1, 256)], |allocator| {
+        allocator.set_frame_caches(8);
+        for _ in 0..100 {
+            let pfn = allocator.alloc().unwrap();
+            allocator.free(pfn).unwrap();
+        }
+        let statistics = allocator.cache_statistics();
+        assert_eq!((statistics.hits, statistics.misses, statistics.frees), (100, 0, 100));
+        assert_eq!((statistics.refills, statistics.spills), (1, 0));
+        assert_eq!(statistics.cached, 4, "a refill moves half the limit");
+        let taken: Vec<Pfn> = (0..20).map(|_| allocator.alloc().unwrap()).collect();
+        for pfn in taken {
+            allocator.free(pfn).unwrap();
+        }
+        let statistics = allocator.cache_statistics();
+        // 16 frames past the cached 4 are four refills; 20 frees spill at
+        // the 9th, 13th and 17th, leaving 8.
+        assert_eq!((statistics.refills, statistics.spills, statistics.cached), (5, 3, 8));
+    });
+}
+
+#[test]
+fn frames_in_other_caches_are_not_lost_to_a_processor_that_runs_out() {
+    with_allocator(&[frames(1, 9)], |allocator| {
+        allocator.set_frame_caches(4);
+        let taken = drain(allocator);
+        assert_eq!(taken.len(), 8);
+        for (n, pfn) in taken.into_iter().enumerate() {
+            allocator.set_processor(n % 3);
+            allocator.free(pfn).unwrap();
+        }
+        assert!(allocator.cache_statistics().cached > 0);
+        allocator.set_processor(5);
+        assert_eq!(drain(allocator).len(), 8);
+        assert_eq!(allocator.cache_statistics().drains, 1);
+    });
+}
+
+#[test]
+fn blocks_are_merged_from_cached_frames_when_asked_for() {
+    with_allocator(&[frames(0, 16)], |allocator| {
+        allocator.set_frame_caches(32);
+        let taken = drain(allocator);
+        assert_eq!(allocator.alloc_contiguous(3), Err(VmError::OutOfMemory));
+        for pfn in taken {
+            allocator.free(pfn).unwrap();
+        }
+        assert_eq!(allocator.cache_statistics().cached, 15);
+        assert_eq!(allocator.alloc_contiguous(3).map(|pfn| pfn.0 % 8), Ok(0));
+        assert_eq!(allocator.cache_statistics().cached, 0);
+    });
+}
+
+#[test]
+fn a_cached_frame_can_be_reserved() {
+    with_allocator(&[frames(1, 64)], |allocator| {
+        allocator.set_frame_caches(8);
+        let pfn = allocator.alloc().unwrap();
+        allocator.free(pfn).unwrap();
+        assert_eq!(allocator.page(pfn).and_then(VmPage::state), Some(FrameState::Cached));
+        assert_eq!(allocator.reserve(pfn), Ok(()));
+        assert_eq!(allocator.counters().reserved, 1);
+        assert_eq!(allocator.reserve(pfn), Err(VmError::BadFrame));
+    });
+}
+
+#[test]
+fn turning_caches_off_gives_every_frame_back() {
+    with_allocator(&[frames(1, 64)], |allocator| {
+        let initial = allocator.counters();
+        allocator.set_frame_caches(8);
+        let pfn = allocator.alloc().unwrap();
+        allocator.free(pfn).unwrap();
+        assert!(allocator.cache_statistics().cached > 0);
+        allocator.set_frame_caches(0);
+        assert_eq!(allocator.cache_statistics().cached, 0);
+        assert_eq!(allocator.counters(), initial);
+        assert_eq!(allocator.alloc_contiguous(5).map(|pfn| pfn.0 % 32), Ok(0));
+    });
+}
+
+#[test]
+fn check_catches_broken_caches() {
+    let map = [frames(1, 64)];
+    let mut pages = vec![VmPage::EMPTY; FrameAllocator::pages_needed(&map)];
+    let mut allocator = FrameAllocator::new(&mut pages, &map);
+    allocator.set_frame_caches(8);
+    let pfn = allocator.alloc().unwrap();
+    allocator.set_processor(1);
+    let other = allocator.alloc().unwrap();
+    allocator.free(other).unwrap();
+    assert_eq!(allocator.check(), Ok(()));
+    let (zero, one) = (allocator.caches[0], allocator.caches[1]);
+    let mut last = one.head as usize;
+    for _ in 1..one.count {
+        last = allocator.pages[last].next() as usize;
+    }
+    // Processor 1's list runs on into processor 0's: those are on two lists.
+    allocator.pages[last].set_next(zero.head);
+    allocator.caches[1].count += zero.count;
+    assert_eq!(allocator.check(), Err(AccountingError::BrokenCache { processor: 1 }));
+    allocator.pages[last].set_next(NO_LINK);
+    allocator.caches[1] = one;
+    assert_eq!(allocator.check(), Ok(()));
+    // A cached frame on no list.
+    allocator.caches[0] =
+        FrameCache { head: allocator.pages[zero.head as usize].next(), count: zero.count - 1 };
+    assert!(matches!(allocator.check(), Err(AccountingError::BrokenCache { .. })));
+    // An allocated frame on a list.
+    let index = allocator.segments.find(pfn.0).unwrap().index(pfn.0);
+    allocator.pages[index].set_next(zero.head);
+    allocator.caches[0] = FrameCache { head: index as u32, count: zero.count + 1 };
+    assert_eq!(allocator.check(), Err(AccountingError::BrokenCache { processor: 0 }));
+    allocator.caches[0] = zero;
+    allocator.pages[index].set_swap_copy(None);
+    assert_eq!(allocator.check(), Ok(()));
+}

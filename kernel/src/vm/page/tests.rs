@@ -22,6 +22,7 @@ fn every_state_survives_packing() {
         FrameState::FreeHead { order: 10 },
         FrameState::FreeTail,
         FrameState::Allocated,
+        FrameState::Cached,
     ];
     for state in states {
         let mut page = VmPage::reserved(5);
@@ -34,6 +35,7 @@ fn every_state_survives_packing() {
 #[test]
 fn corrupt_state_byte_is_detected() {
     assert_eq!(FrameState::decode(0x31), None);
+    assert_eq!(FrameState::decode(0x41), None);
     assert_eq!(FrameState::decode(0xf0), None);
 }
 

@@ -5,7 +5,9 @@
 //! A scheduler of its own picks the processor each step runs on and now and
 //! then moves a space from one processor to another; it draws from a stream
 //! apart from the operations', so that a seed given one processor runs
-//! exactly as it did before the machine had several.
+//! exactly as it did before the machine had several. The step's processor is
+//! also the frame allocator's, so that with frame caches on (three seeds in
+//! four) frames freed on one processor are taken on another.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::format;
@@ -36,6 +38,13 @@ const SCHEDULER_SEED: u64 = 0x5c4e_d01e;
 /// Mixed into a seed for the processor count (apart from the scheduler's
 /// stream, so that a count forced by a test leaves that stream alone).
 const PROCESSORS_SEED: u64 = 0xc0_4e5;
+
+/// Mixed into a seed for the frame cache limit (its own stream, so that
+/// each seed's other draws are what they were before caches).
+const CACHES_SEED: u64 = 0xcac4e;
+
+/// Frame cache limits a seed draws from (0: caches off).
+const CACHE_LIMITS: [u32; 4] = [0, 1, 4, 16];
 
 /// Processor counts a seed draws from: two seeds in five get one processor.
 const PROCESSOR_COUNTS: [usize; 5] = [1, 1, 2, 3, 4];
@@ -97,6 +106,7 @@ impl Driver {
         vm.mmu_mut().set_processors(processors);
         vm.mmu_mut().single_table = rng.chance(1, 3);
         vm.mmu_mut().activation_refusals = rng.pick(&[0, 0, 30, 200]);
+        vm.frames_mut().set_frame_caches(Rng::new(seed ^ CACHES_SEED).pick(&CACHE_LIMITS));
         // Two seeds in three swap, to one or two devices of a few to many
         // slots (odd counts, so that the second's slots start inside a
         // bitmap word).
@@ -203,6 +213,7 @@ impl Driver {
         }
         let cpu = self.scheduler.below(processors as u64) as usize;
         self.vm.mmu_mut().run_on(cpu);
+        self.vm.enter();
         if !self.scheduler.chance(1, 8) {
             return Some(cpu);
         }
@@ -617,6 +628,7 @@ impl Driver {
         for space in self.spaces.clone() {
             let cpu = self.scheduler.below(processors) as usize;
             self.vm.mmu_mut().run_on(cpu);
+            self.vm.enter();
             self.switch_until_done(space);
             for (page, protection) in self.model.mapped(space) {
                 if !protection.allows(Access::Read) {

@@ -27,6 +27,12 @@ enum Operation {
     Pin(Target),
     Unpin(Target),
     Reserve(Target),
+    /// Later calls run on this processor (its cache).
+    Processor(usize),
+    /// Processor caches of this limit (0: off).
+    Caches(u32),
+    /// Every cache is given back.
+    Drain,
 }
 
 /// The model's view of an allocated frame.
@@ -187,6 +193,20 @@ fn step(
             prop_assert_eq!(allocator.reserve(Pfn(pfn)), model.reserve(pfn));
             pfn
         }
+        // Caches change which frame a call gets, never what the model sees.
+        Operation::Processor(processor) => {
+            allocator.set_processor(processor);
+            0
+        }
+        Operation::Caches(limit) => {
+            allocator.set_frame_caches(limit);
+            0
+        }
+        Operation::Drain => {
+            allocator.drain_caches();
+            prop_assert_eq!(allocator.cache_statistics().cached, 0);
+            0
+        }
     };
     agree(allocator, model, touched)
 }
@@ -275,6 +295,9 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => target().prop_map(Operation::Pin),
         1 => target().prop_map(Operation::Unpin),
         1 => target().prop_map(Operation::Reserve),
+        2 => (0usize..4).prop_map(Operation::Processor),
+        1 => prop_oneof![Just(0u32), 1u32..6, Just(MAX_CACHE_LIMIT + 1)].prop_map(Operation::Caches),
+        1 => Just(Operation::Drain),
     ]
 }
 
@@ -285,9 +308,11 @@ proptest! {
     fn allocator_agrees_with_model(
         map in proptest::collection::vec(range(), 0..6),
         operations in proptest::collection::vec(operation(), 1..120),
+        caches in prop_oneof![Just(0u32), 1u32..40],
     ) {
         let mut pages = vec![VmPage::EMPTY; FrameAllocator::pages_needed(&map)];
         let mut allocator = FrameAllocator::new(&mut pages, &map);
+        allocator.set_frame_caches(caches);
         let mut model = Model::new(&map);
         agree(&allocator, &model, 0)?;
         for operation in operations {
@@ -297,15 +322,20 @@ proptest! {
     }
 
     #[test]
-    fn small_maps_exhaust_then_refill(map in proptest::collection::vec(range(), 1..4)) {
+    fn small_maps_exhaust_then_refill(
+        map in proptest::collection::vec(range(), 1..4),
+        caches in prop_oneof![Just(0u32), 1u32..40],
+    ) {
         let mut pages = vec![VmPage::EMPTY; FrameAllocator::pages_needed(&map)];
         let mut allocator = FrameAllocator::new(&mut pages, &map);
+        allocator.set_frame_caches(caches);
         let initial = allocator.counters();
         let taken: Vec<Pfn> = core::iter::from_fn(|| allocator.alloc().ok()).collect();
         prop_assert_eq!(taken.len(), initial.total);
         prop_assert_eq!(allocator.alloc(), Err(VmError::OutOfMemory));
         prop_assert_eq!(allocator.check(), Ok(()));
         for (position, pfn) in taken.iter().enumerate() {
+            allocator.set_processor(position % 3);
             allocator.free(*pfn).map_err(|error| TestCaseError::fail(format!("free: {error}")))?;
             prop_assert_eq!(allocator.free(*pfn), Err(VmError::BadFrame));
             if position % 64 == 0 {
@@ -314,5 +344,17 @@ proptest! {
         }
         prop_assert_eq!(allocator.counters(), initial);
         prop_assert_eq!(allocator.check(), Ok(()));
+        // Everything free again, in caches or not: the largest block the map
+        // allows must be there to take.
+        if let Some(largest) = largest_block(&map) {
+            prop_assert!(allocator.alloc_contiguous(largest).is_ok(), "no block of order {}", largest);
+        }
     }
+}
+
+/// The largest order of an aligned block inside one range of `map`, if it
+/// has a frame.
+fn largest_block(map: &[PhysRange]) -> Option<u32> {
+    let model = Model::new(map);
+    (0..=MAX_ORDER).rev().find(|&order| model.has_free_block(order))
 }

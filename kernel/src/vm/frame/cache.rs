@@ -1,0 +1,219 @@
+//! Processor frame caches: a short stack of free frames per processor, in
+//! front of the buddy lists (Linux's per-CPU page lists, Bonwick's magazines).
+//!
+//! Most frames come and go one at a time: a fault takes one, an exit gives
+//! back a process's frames one by one. With caches on
+//! ([`FrameAllocator::set_frame_caches`]), a single frame is taken from the
+//! running processor's cache ([`FrameAllocator::set_processor`]) and given
+//! back to it. The buddy lists are touched once per batch: an empty cache is
+//! refilled with `batch` frames, and a cache grown past its limit gives the
+//! `batch` frames it was given longest ago back to the lists. A cache is a
+//! list linked through its frames' own records, so it costs no memory of its
+//! own but its head and count.
+//!
+//! # What stays true
+//! - A cached frame is free: it counts in [`FrameCounters::free`], and nothing
+//!   fails for want of it. A single-frame allocation that finds its cache and
+//!   the lists empty, a block allocation the lists cannot serve, and a
+//!   [`reserve`](FrameAllocator::reserve) of a cached frame first give every
+//!   cache back ([`drain_caches`](FrameAllocator::drain_caches)), so the
+//!   allocator runs out exactly when it did without caches, and free buddies
+//!   are still merged whenever a block is asked for.
+//! - Caching changes which frame a call gets, never whether it gets one.
+//!
+//! # Locking
+//! A cache is changed only for its own processor's calls. Today every call
+//! runs under the one lock that guards the allocator (`&mut self`: the VM's),
+//! so what a cache saves is work on the shared lists, not a lock; it is laid
+//! out so that once frames have a lock of their own, a processor's cache is
+//! the part that needs none.
+
+use super::{FrameAllocator, segments::Segment};
+use crate::vm::page::{FrameState, NO_LINK, PageFlags};
+
+/// Processors with a cache of their own; processor `n` uses cache
+/// `n % MAX_PROCESSORS` (sharing one is still correct, only slower).
+pub const MAX_PROCESSORS: usize = 64;
+
+/// The largest cache [`FrameAllocator::set_frame_caches`] accepts.
+pub const MAX_CACHE_LIMIT: u32 = 1024;
+
+/// One processor's cache: a list linked through its frames' records.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FrameCache {
+    /// Index of the frame given back last, or `NO_LINK`.
+    pub(super) head: u32,
+    /// Frames in the list.
+    pub(super) count: u32,
+}
+
+impl FrameCache {
+    pub(super) const EMPTY: FrameCache = FrameCache { head: NO_LINK, count: 0 };
+}
+
+/// What the caches hold and have done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStatistics {
+    /// Frames in all caches now (counted as free).
+    pub cached: usize,
+    /// Single-frame allocations served from a cache.
+    pub hits: u64,
+    /// Single-frame allocations that had to go to the lists (caches off, or
+    /// a cache the lists could not refill).
+    pub misses: u64,
+    /// Frees kept in a cache.
+    pub frees: u64,
+    /// Times a cache was refilled from the lists.
+    pub refills: u64,
+    /// Times a cache gave a batch back to the lists.
+    pub spills: u64,
+    /// Times every cache was given back for want of frames or of a block.
+    pub drains: u64,
+}
+
+impl FrameAllocator<'_> {
+    /// Turns processor caches on, each holding at most `limit` frames (clamped
+    /// to [`MAX_CACHE_LIMIT`]) and moving half that many at a time, or off
+    /// (`limit` 0, which gives every cached frame back).
+    pub fn set_frame_caches(&mut self, limit: u32) {
+        let limit = limit.min(MAX_CACHE_LIMIT);
+        if limit < self.cache_limit {
+            self.drain_caches();
+        }
+        self.cache_limit = limit;
+    }
+
+    /// The limit set by [`set_frame_caches`](Self::set_frame_caches); 0 if off.
+    pub fn frame_cache_limit(&self) -> u32 {
+        self.cache_limit
+    }
+
+    /// Names the processor whose calls follow: single frames come from its
+    /// cache and go back to it.
+    pub fn set_processor(&mut self, processor: usize) {
+        self.processor = processor % MAX_PROCESSORS;
+    }
+
+    /// What the caches hold and have done.
+    pub fn cache_statistics(&self) -> CacheStatistics {
+        let cached = self.caches.iter().map(|cache| cache.count as usize).sum();
+        CacheStatistics { cached, ..self.cache_statistics }
+    }
+
+    /// Gives every cached frame back to the lists (merging buddies); returns
+    /// how many there were.
+    pub fn drain_caches(&mut self) -> usize {
+        let mut drained = 0;
+        for processor in 0..MAX_PROCESSORS {
+            let cache = core::mem::replace(&mut self.caches[processor], FrameCache::EMPTY);
+            self.give_back_list(cache.head);
+            drained += cache.count as usize;
+        }
+        if drained > 0 {
+            self.cache_statistics.drains += 1;
+        }
+        drained
+    }
+
+    /// Frames a cache moves to or from the lists at a time.
+    fn batch(&self) -> u32 {
+        (self.cache_limit / 2).max(1)
+    }
+
+    /// A free frame from the running processor's cache, refilled from the
+    /// lists if it is empty; `None` if caches are off or none could be had.
+    /// The frame's record is still `Cached`: the caller hands it out.
+    pub(super) fn take_cached(&mut self) -> Option<usize> {
+        if self.cache_limit == 0 {
+            self.cache_statistics.misses += 1;
+            return None;
+        }
+        let processor = self.processor;
+        if self.caches[processor].count == 0 {
+            self.refill(processor);
+        }
+        let cache = self.caches[processor];
+        if cache.count == 0 {
+            self.cache_statistics.misses += 1;
+            return None;
+        }
+        let index = cache.head as usize;
+        self.caches[processor] =
+            FrameCache { head: self.pages[index].next(), count: cache.count - 1 };
+        self.cache_statistics.hits += 1;
+        Some(index)
+    }
+
+    /// Keeps a frame just freed (record cleared, counted free) in the
+    /// running processor's cache, if caches are on. Past the limit, the
+    /// frames freed longest ago go back to the lists.
+    pub(super) fn cache_freed(&mut self, index: usize) -> bool {
+        if self.cache_limit == 0 {
+            return false;
+        }
+        let processor = self.processor;
+        self.push_cached(processor, index);
+        self.cache_statistics.frees += 1;
+        if self.caches[processor].count > self.cache_limit {
+            self.spill(processor);
+        }
+        true
+    }
+
+    /// Moves up to a batch of single frames from the lists to a cache.
+    fn refill(&mut self, processor: usize) {
+        let mut moved = 0;
+        while moved < self.batch() {
+            let Some(index) = self.take_block(0) else { break };
+            self.push_cached(processor, index);
+            moved += 1;
+        }
+        if moved > 0 {
+            self.cache_statistics.refills += 1;
+        }
+    }
+
+    /// Gives the oldest batch of a cache back to the lists: the list's tail,
+    /// since frames are pushed at its head.
+    fn spill(&mut self, processor: usize) {
+        let cache = self.caches[processor];
+        let keep = cache.count.saturating_sub(self.batch());
+        if keep == 0 {
+            self.caches[processor] = FrameCache::EMPTY;
+            self.give_back_list(cache.head);
+        } else {
+            let mut last = cache.head as usize;
+            for _ in 1..keep {
+                last = self.pages[last].next() as usize;
+            }
+            let rest = self.pages[last].next();
+            self.pages[last].set_next(NO_LINK);
+            self.caches[processor].count = keep;
+            self.give_back_list(rest);
+        }
+        self.cache_statistics.spills += 1;
+    }
+
+    /// Puts a free frame's record at the head of a cache.
+    fn push_cached(&mut self, processor: usize, index: usize) {
+        let cache = self.caches[processor];
+        let page = &mut self.pages[index];
+        page.set_state(FrameState::Cached);
+        page.set_ref_count(0);
+        page.set_flags(PageFlags::empty());
+        page.set_links(NO_LINK, cache.head);
+        self.caches[processor] = FrameCache { head: index as u32, count: cache.count + 1 };
+    }
+
+    /// Returns every frame of a cache list, from `head`, to the buddy lists.
+    fn give_back_list(&mut self, mut head: u32) {
+        while head != NO_LINK {
+            let index = head as usize;
+            head = self.pages[index].next();
+            let pfn = self.pages[index].pfn().0;
+            let segment: Segment =
+                *self.segments.find(pfn).expect("frame cache: a cached frame is managed");
+            self.merge_free(&segment, pfn, 0);
+        }
+    }
+}

@@ -40,7 +40,9 @@ pub fn run() -> bool {
         println!("I shootdowns=none (one processor)");
         return true;
     }
-    shootdowns(online) & parallel(online)
+    let passed = shootdowns(online) & parallel(online);
+    super::print_frame_caches();
+    passed
 }
 
 fn shootdowns(online: usize) -> bool {

@@ -7,9 +7,12 @@
 //! running processor's cache ([`FrameAllocator::set_processor`]) and given
 //! back to it. The buddy lists are touched once per batch: an empty cache is
 //! refilled with `batch` frames, and a cache grown past its limit gives the
-//! `batch` frames it was given longest ago back to the lists. A cache is a
-//! list linked through its frames' own records, so it costs no memory of its
-//! own but its head and count.
+//! `batch` frames it was given longest ago back to the lists (the cold end:
+//! the frames given back last are the likeliest to be in the processor's
+//! data cache). A cache is a list linked both ways through its frames' own
+//! records, as the free lists are, so it costs no memory of its own but its
+//! ends and count, and a spill takes its batch from the cold end without a
+//! walk.
 //!
 //! # What stays true
 //! - A cached frame is free: it counts in [`FrameCounters::free`], and nothing
@@ -38,17 +41,20 @@ pub const MAX_PROCESSORS: usize = 64;
 /// The largest cache [`FrameAllocator::set_frame_caches`] accepts.
 pub const MAX_CACHE_LIMIT: u32 = 1024;
 
-/// One processor's cache: a list linked through its frames' records.
-#[derive(Clone, Copy, Debug)]
+/// One processor's cache: a list linked both ways through its frames'
+/// records (`next` towards the tail, `previous` towards the head).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct FrameCache {
-    /// Index of the frame given back last, or `NO_LINK`.
+    /// Index of the frame given back last (the hot end), or `NO_LINK`.
     pub(super) head: u32,
+    /// Index of the frame given back longest ago (the cold end), or `NO_LINK`.
+    pub(super) tail: u32,
     /// Frames in the list.
     pub(super) count: u32,
 }
 
 impl FrameCache {
-    pub(super) const EMPTY: FrameCache = FrameCache { head: NO_LINK, count: 0 };
+    pub(super) const EMPTY: FrameCache = FrameCache { head: NO_LINK, tail: NO_LINK, count: 0 };
 }
 
 /// What the caches hold and have done.
@@ -138,8 +144,13 @@ impl FrameAllocator<'_> {
             return None;
         }
         let index = cache.head as usize;
-        self.caches[processor] =
-            FrameCache { head: self.pages[index].next(), count: cache.count - 1 };
+        let next = self.pages[index].next();
+        if next == NO_LINK {
+            self.caches[processor] = FrameCache::EMPTY;
+        } else {
+            self.pages[next as usize].set_previous(NO_LINK);
+            self.caches[processor] = FrameCache { head: next, count: cache.count - 1, ..cache };
+        }
         self.cache_statistics.hits += 1;
         Some(index)
     }
@@ -173,23 +184,23 @@ impl FrameAllocator<'_> {
         }
     }
 
-    /// Gives the oldest batch of a cache back to the lists: the list's tail,
-    /// since frames are pushed at its head.
+    /// Gives the oldest batch of a cache back to the lists, from its tail.
     fn spill(&mut self, processor: usize) {
-        let cache = self.caches[processor];
-        let keep = cache.count.saturating_sub(self.batch());
-        if keep == 0 {
-            self.caches[processor] = FrameCache::EMPTY;
-            self.give_back_list(cache.head);
-        } else {
-            let mut last = cache.head as usize;
-            for _ in 1..keep {
-                last = self.pages[last].next() as usize;
+        for _ in 0..self.batch() {
+            let cache = self.caches[processor];
+            if cache.count == 0 {
+                break;
             }
-            let rest = self.pages[last].next();
-            self.pages[last].set_next(NO_LINK);
-            self.caches[processor].count = keep;
-            self.give_back_list(rest);
+            let index = cache.tail as usize;
+            let previous = self.pages[index].previous();
+            if previous == NO_LINK {
+                self.caches[processor] = FrameCache::EMPTY;
+            } else {
+                self.pages[previous as usize].set_next(NO_LINK);
+                self.caches[processor] =
+                    FrameCache { tail: previous, count: cache.count - 1, ..cache };
+            }
+            self.give_back(index);
         }
         self.cache_statistics.spills += 1;
     }
@@ -202,7 +213,13 @@ impl FrameAllocator<'_> {
         page.set_ref_count(0);
         page.set_flags(PageFlags::empty());
         page.set_links(NO_LINK, cache.head);
-        self.caches[processor] = FrameCache { head: index as u32, count: cache.count + 1 };
+        let tail = if cache.head == NO_LINK {
+            index as u32
+        } else {
+            self.pages[cache.head as usize].set_previous(index as u32);
+            cache.tail
+        };
+        self.caches[processor] = FrameCache { head: index as u32, tail, count: cache.count + 1 };
     }
 
     /// Returns every frame of a cache list, from `head`, to the buddy lists.
@@ -210,10 +227,15 @@ impl FrameAllocator<'_> {
         while head != NO_LINK {
             let index = head as usize;
             head = self.pages[index].next();
-            let pfn = self.pages[index].pfn().0;
-            let segment: Segment =
-                *self.segments.find(pfn).expect("frame cache: a cached frame is managed");
-            self.merge_free(&segment, pfn, 0);
+            self.give_back(index);
         }
+    }
+
+    /// Returns one frame, taken off its cache, to the buddy lists.
+    fn give_back(&mut self, index: usize) {
+        let pfn = self.pages[index].pfn().0;
+        let segment: Segment =
+            *self.segments.find(pfn).expect("frame cache: a cached frame is managed");
+        self.merge_free(&segment, pfn, 0);
     }
 }

@@ -121,29 +121,29 @@ impl FrameAllocator<'_> {
     }
 
     /// Walks every processor's cache: each is a list of exactly its count of
-    /// cached frames, within the limit, ending in `NO_LINK`; no two share a
-    /// frame (lists linked through one word that share a frame share their
-    /// last frame); and together they hold the `cached` frames the walk of the
-    /// records found, so every cached frame is on exactly one.
+    /// cached frames, within the limit, linked both ways from its head to
+    /// its tail; no two share a frame (lists linked through one word that
+    /// share a frame share their last frame); and together they hold the
+    /// `cached` frames the walk of the records found, so every cached frame
+    /// is on exactly one.
     fn check_caches(&self, cached: usize) -> Result<(), AccountingError> {
-        let mut tails = [NO_LINK; super::MAX_PROCESSORS];
         let mut listed = 0;
         for (processor, cache) in self.caches.iter().enumerate() {
             let broken = AccountingError::BrokenCache { processor };
             if cache.count > self.cache_limit {
                 return Err(broken);
             }
-            let mut current = cache.head;
+            let (mut previous, mut current) = (NO_LINK, cache.head);
             for _ in 0..cache.count {
                 let page = self.pages.get(current as usize).ok_or(broken)?;
-                if page.state() != Some(FrameState::Cached) {
+                if page.state() != Some(FrameState::Cached) || page.previous() != previous {
                     return Err(broken);
                 }
-                tails[processor] = current;
-                current = page.next();
+                (previous, current) = (current, page.next());
             }
-            let shared = cache.count > 0 && tails[..processor].contains(&tails[processor]);
-            if current != NO_LINK || shared {
+            let others = &self.caches[..processor];
+            let shared = cache.count > 0 && others.iter().any(|other| other.tail == cache.tail);
+            if current != NO_LINK || previous != cache.tail || shared {
                 return Err(broken);
             }
             listed += cache.count as usize;

@@ -437,19 +437,33 @@ fn check_catches_broken_caches() {
     }
     // Processor 1's list runs on into processor 0's: those are on two lists.
     allocator.pages[last].set_next(zero.head);
-    allocator.caches[1].count += zero.count;
+    allocator.pages[zero.head as usize].set_previous(last as u32);
+    allocator.caches[1] = FrameCache { tail: zero.tail, count: one.count + zero.count, ..one };
+    assert!(matches!(allocator.check(), Err(AccountingError::BrokenCache { .. })));
+    allocator.pages[zero.head as usize].set_previous(NO_LINK);
     assert_eq!(allocator.check(), Err(AccountingError::BrokenCache { processor: 1 }));
     allocator.pages[last].set_next(NO_LINK);
     allocator.caches[1] = one;
     assert_eq!(allocator.check(), Ok(()));
     // A cached frame on no list.
-    allocator.caches[0] =
-        FrameCache { head: allocator.pages[zero.head as usize].next(), count: zero.count - 1 };
-    assert!(matches!(allocator.check(), Err(AccountingError::BrokenCache { .. })));
+    let second = allocator.pages[zero.head as usize].next();
+    allocator.pages[second as usize].set_previous(NO_LINK);
+    allocator.caches[0] = FrameCache { head: second, count: zero.count - 1, ..zero };
+    assert_eq!(allocator.check(), Err(AccountingError::BrokenCache { processor: 1 }));
+    allocator.pages[second as usize].set_previous(zero.head);
+    allocator.caches[0] = zero;
+    // A list whose back links or tail are wrong.
+    allocator.caches[0].tail = zero.head;
+    assert_eq!(allocator.check(), Err(AccountingError::BrokenCache { processor: 0 }));
+    allocator.caches[0] = zero;
+    allocator.pages[second as usize].set_previous(NO_LINK);
+    assert_eq!(allocator.check(), Err(AccountingError::BrokenCache { processor: 0 }));
+    allocator.pages[second as usize].set_previous(zero.head);
+    assert_eq!(allocator.check(), Ok(()));
     // An allocated frame on a list.
     let index = allocator.segments.find(pfn.0).unwrap().index(pfn.0);
     allocator.pages[index].set_next(zero.head);
-    allocator.caches[0] = FrameCache { head: index as u32, count: zero.count + 1 };
+    allocator.caches[0] = FrameCache { head: index as u32, count: zero.count + 1, ..zero };
     assert_eq!(allocator.check(), Err(AccountingError::BrokenCache { processor: 0 }));
     allocator.caches[0] = zero;
     allocator.pages[index].set_swap_copy(None);

@@ -171,12 +171,15 @@ impl FrameAllocator<'_> {
         true
     }
 
-    /// Moves up to a batch of single frames from the lists to a cache.
+    /// Moves up to a batch of single frames from the lists to an empty
+    /// cache, appending each at the tail: the lists hand out ascending
+    /// frames, and the cache hands them on in that order (consecutive pages
+    /// of a process then get consecutive frames, as without caches).
     fn refill(&mut self, processor: usize) {
         let mut moved = 0;
         while moved < self.batch() {
             let Some(index) = self.take_block(0) else { break };
-            self.push_cached(processor, index);
+            self.append_cached(processor, index);
             moved += 1;
         }
         if moved > 0 {
@@ -208,11 +211,7 @@ impl FrameAllocator<'_> {
     /// Puts a free frame's record at the head of a cache.
     fn push_cached(&mut self, processor: usize, index: usize) {
         let cache = self.caches[processor];
-        let page = &mut self.pages[index];
-        page.set_state(FrameState::Cached);
-        page.set_ref_count(0);
-        page.set_flags(PageFlags::empty());
-        page.set_links(NO_LINK, cache.head);
+        self.mark_cached(index, NO_LINK, cache.head);
         let tail = if cache.head == NO_LINK {
             index as u32
         } else {
@@ -220,6 +219,29 @@ impl FrameAllocator<'_> {
             cache.tail
         };
         self.caches[processor] = FrameCache { head: index as u32, tail, count: cache.count + 1 };
+    }
+
+    /// Puts a free frame's record at the tail of a cache.
+    fn append_cached(&mut self, processor: usize, index: usize) {
+        let cache = self.caches[processor];
+        self.mark_cached(index, cache.tail, NO_LINK);
+        let head = if cache.tail == NO_LINK {
+            index as u32
+        } else {
+            self.pages[cache.tail as usize].set_next(index as u32);
+            cache.head
+        };
+        self.caches[processor] = FrameCache { head, tail: index as u32, count: cache.count + 1 };
+    }
+
+    /// Makes a free frame's record a cached one, linked between `previous`
+    /// and `next`.
+    fn mark_cached(&mut self, index: usize, previous: u32, next: u32) {
+        let page = &mut self.pages[index];
+        page.set_state(FrameState::Cached);
+        page.set_ref_count(0);
+        page.set_flags(PageFlags::empty());
+        page.set_links(previous, next);
     }
 
     /// Returns every frame of a cache list, from `head`, to the buddy lists.

@@ -469,3 +469,15 @@ fn check_catches_broken_caches() {
     allocator.pages[index].set_swap_copy(None);
     assert_eq!(allocator.check(), Ok(()));
 }
+
+#[test]
+fn a_refilled_cache_hands_out_ascending_frames() {
+    with_allocator(&[frames(0, 256)], |allocator| {
+        allocator.set_frame_caches(16);
+        let taken: Vec<u64> = (0..20).map(|_| allocator.alloc().unwrap().0).collect();
+        assert!(taken.windows(2).all(|pair| pair[0] < pair[1]), "out of order: {taken:?}");
+        for pfn in taken {
+            allocator.free(Pfn(pfn)).unwrap();
+        }
+    });
+}

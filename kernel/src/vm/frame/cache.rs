@@ -31,7 +31,7 @@
 //! out so that once frames have a lock of their own, a processor's cache is
 //! the part that needs none.
 
-use super::{FrameAllocator, segments::Segment};
+use super::{FrameAllocator, MAX_ORDER, segments::Segment};
 use crate::vm::page::{FrameState, NO_LINK, PageFlags};
 
 /// Processors with a cache of their own; processor `n` uses cache
@@ -172,15 +172,24 @@ impl FrameAllocator<'_> {
     }
 
     /// Moves up to a batch of single frames from the lists to an empty
-    /// cache, appending each at the tail: the lists hand out ascending
-    /// frames, and the cache hands them on in that order (consecutive pages
-    /// of a process then get consecutive frames, as without caches).
+    /// cache, as few blocks as the lists allow (one block of 16 for a batch
+    /// of 16, if there is one), appending each frame at the tail: the cache
+    /// hands the frames out in ascending order, as the lists would
+    /// (consecutive pages of a process get consecutive frames).
     fn refill(&mut self, processor: usize) {
+        let batch = self.batch();
         let mut moved = 0;
-        while moved < self.batch() {
-            let Some(index) = self.take_block(0) else { break };
-            self.append_cached(processor, index);
-            moved += 1;
+        while moved < batch {
+            let largest = (batch - moved).ilog2().min(MAX_ORDER);
+            let Some((index, order)) =
+                (0..=largest).rev().find_map(|order| Some((self.take_block(order)?, order)))
+            else {
+                break;
+            };
+            for frame in index..index + (1 << order) {
+                self.append_cached(processor, frame);
+            }
+            moved += 1 << order;
         }
         if moved > 0 {
             self.cache_statistics.refills += 1;

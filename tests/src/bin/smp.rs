@@ -6,7 +6,8 @@
 //! there is not called; a shootdown (of a page, and of everything) makes a
 //! processor that holds a translation in its TLB see the page's new frame,
 //! and so does the heap giving pages back and mapping them again; each
-//! processor takes single frames from its own cache;
+//! processor takes single frames from its own cache, and gets the error of
+//! a user-memory access the VM refuses;
 //! the 8259 is masked while the APICs deliver interrupts; and processes run on
 //! every processor, all at once; and stopping the others, as a panic does,
 //! halts each, whatever it was doing.
@@ -32,8 +33,8 @@ use kernel::arch::{apic, interrupts, smp, user_memory};
 use kernel::memory::with_vm;
 use kernel::process;
 use kernel::testing;
-use kernel::vm::VirtAddr;
 use kernel::vm::page::{FrameState, PAGE_SIZE, Pfn};
+use kernel::vm::{SpaceId, VirtAddr, VmError};
 use kernel_tests::{
     accounted_free, activate, assert_all_reaped, change_behind_the_layers_back, destroy,
     expected_cpus, probe, run_until, space_with, warm_up_with_probe, write,
@@ -58,6 +59,7 @@ fn main(boot_info: &'static mut BootInfo) -> ! {
         a_shootdown_reaches_every_processor_holding_the_translation,
         heap_pages_given_back_are_forgotten_by_every_processor,
         each_processor_takes_single_frames_from_its_own_cache,
+        a_refused_access_returns_its_error_on_every_processor,
         the_apics_deliver_interrupts_and_the_8259_is_masked,
         processes_run_on_every_processor,
         // Last: the others stay stopped.
@@ -242,6 +244,38 @@ fn each_processor_takes_single_frames_from_its_own_cache() {
     let again = with_vm(|vm| vm.frames_mut().alloc()).expect("a frame");
     with_vm(|vm| vm.frames_mut().free(again)).expect("give it back");
     assert_eq!(again, mine, "processor 0 did not get its own cached frame back");
+}
+
+/// A user-memory accessor whose access the VM refuses returns the VM's
+/// error on whichever processor it runs: the fault handler finds the access
+/// in the fixup table and keeps the error for the processor that faulted.
+fn a_refused_access_returns_its_error_on_every_processor() {
+    let space = space_with(BASE, 1);
+    for cpu in 0..expected_cpus() {
+        let seen = match cpu {
+            0 => refused_read(u64::from(space.0)),
+            _ => smp::run_on(cpu, refused_read, u64::from(space.0)).expect("no answer"),
+        };
+        assert_eq!(seen, REFUSED_AS_BAD_ADDRESS, "processor {cpu}");
+    }
+    destroy(&[space]);
+}
+
+/// What [`refused_read`] returns when the read failed as it should.
+const REFUSED_AS_BAD_ADDRESS: u64 = 1;
+
+/// On the processor this runs on: reads an unmapped word of `space` through
+/// an accessor; [`REFUSED_AS_BAD_ADDRESS`] if that is the error it returns.
+fn refused_read(space: u64) -> u64 {
+    let space = SpaceId(u32::try_from(space).expect("a space identifier"));
+    with_vm(|vm| vm.activate(space)).expect("activate");
+    let result = user_memory::read_u64(VirtAddr(2 * BASE));
+    with_vm(|vm| vm.deactivate());
+    match result {
+        Err(VmError::BadAddress) => REFUSED_AS_BAD_ADDRESS,
+        Ok(_) => 2,
+        Err(_) => 3,
+    }
 }
 
 /// Takes a frame and gives it back, on the processor this runs on; returns

@@ -249,7 +249,9 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
             report.user_place(),
         );
     }
-    if !from_user && address < USER_END && !super::user_memory::accessor_running() {
+    let instruction = frame.instruction_pointer.as_u64();
+    let accessor = !from_user && super::user_memory::is_access(instruction);
+    if !from_user && address < USER_END && !accessor {
         // The kernel itself touched (or, under SMEP, ran) a user page: never
         // resolve it, or a user pointer followed by mistake would just work.
         let report = report(&frame);
@@ -259,7 +261,7 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
     // Out of memory with nothing left to reclaim, in a program or in a
     // kernel copy on its behalf: if a larger process went, its memory is
     // free, so the access is tried again.
-    let accessing = from_user || super::user_memory::accessor_running();
+    let accessing = from_user || accessor;
     if accessing
         && unresolved == super::page_fault::Unresolved::Refused(crate::vm::VmError::OutOfMemory)
         && let crate::process::Verdict::Retry = crate::process::out_of_memory()
@@ -270,7 +272,7 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
     if from_user {
         crate::process::kill_current(format_args!("{report}: {unresolved}"), report.user_place());
     }
-    if let Some(resume) = super::page_fault::recovery_point(unresolved) {
+    if let Some(resume) = super::page_fault::recovery_point(instruction, unresolved) {
         // SAFETY: `resume` is the recovery label of the user-memory accessor that
         // faulted, which expects to continue there with the registers it had at
         // the faulting access; the handler's return restores exactly those.

@@ -81,10 +81,11 @@ pub fn resolve(address: u64, code: PageFaultErrorCode) -> Result<(), Unresolved>
     }
 }
 
-/// Where a refused kernel-mode fault resumes, if a user-memory accessor is running.
-pub fn recovery_point(unresolved: Unresolved) -> Option<u64> {
+/// Where a refused kernel-mode fault of the instruction at `instruction`
+/// resumes, if it is a user-memory accessor's access.
+pub fn recovery_point(instruction: u64, unresolved: Unresolved) -> Option<u64> {
     match unresolved {
-        Unresolved::Refused(error) => super::user_memory::recover(error),
+        Unresolved::Refused(error) => super::user_memory::recover(instruction, error),
         _ => None,
     }
 }

@@ -4,45 +4,105 @@
 //! translations, and only here: with SMAP on (`cpu`), each accessor sets
 //! RFLAGS.AC (`stac`) for its one access and clears it (`clac`) on both paths
 //! out, and a kernel-mode fault on a user address outside an accessor is a
-//! kernel bug (the page-fault handler panics rather than resolve it). A missing translation is just a page fault that
-//! the VM resolves; but an address the VM refuses (unmapped, or not allowed)
-//! must become an error for the caller, not a kernel panic. Each accessor
-//! announces a *recovery point* before its one access (BSD's `pcb_onfault`); the
-//! page-fault handler, when the VM refuses a kernel-mode fault on a user address
-//! while a recovery point is set, records the VM's error and resumes there.
+//! kernel bug (the page-fault handler panics rather than resolve it). A
+//! missing translation is just a page fault that the VM resolves; but an
+//! address the VM refuses (unmapped, or not allowed) must become an error for
+//! the caller, not a kernel panic.
+//!
+//! Each accessor's one access instruction has an entry in a table of fixups
+//! (Linux's exception table): the assembler puts the instruction's address
+//! and the place to resume at in the section `user_fixups`, one entry per
+//! copy of the accessor the compiler makes. The page-fault handler, when the
+//! VM refuses a kernel-mode fault on a user address, looks the faulting
+//! instruction up: if it is an accessor's, it records the VM's error for the
+//! running processor and resumes at the fixup. Nothing is set or cleared per
+//! access, and a fault anywhere else is a kernel bug whatever another
+//! processor is doing (a single recovery point set by whichever processor
+//! entered an accessor last, as BSD's `pcb_onfault` is per thread, would
+//! not know whose fault it was).
 //!
 //! Accessors must be called without the VM lock held (the fault handler needs
 //! it), and touch one naturally aligned word, so one access faults at most once
 //! per page.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
+use super::acpi::MAX_CPUS;
+use super::smp;
 use crate::vm::{USER_END, USER_START, VirtAddr, VmError};
 
-/// Where the current accessor resumes after a refused fault (0: none).
-static RECOVERY: AtomicU64 = AtomicU64::new(0);
-/// Why the last refused fault was refused.
-static REFUSAL: Mutex<Option<VmError>> = Mutex::new(None);
+/// One entry of the fixup table: where an accessor's access instruction is
+/// and where it resumes after a refused fault, each as an offset from the
+/// field itself (so the table needs no relocation wherever the kernel is
+/// loaded).
+#[repr(C)]
+struct Fixup {
+    access: i32,
+    resume: i32,
+}
+
+unsafe extern "C" {
+    // The linker's bounds of the section `user_fixups` (a section whose name
+    // is a C identifier gets them).
+    static __start_user_fixups: Fixup;
+    static __stop_user_fixups: Fixup;
+}
+
+/// Why each processor's last refused access was refused: set by the fault
+/// handler and taken by the accessor it resumes, on that processor.
+static REFUSALS: [Mutex<Option<VmError>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
+
+/// The fixup table.
+fn fixups() -> &'static [Fixup] {
+    let start = &raw const __start_user_fixups;
+    let stop = &raw const __stop_user_fixups;
+    // SAFETY: the linker gathers every accessor's entries, and nothing else,
+    // into `user_fixups` and bounds it with these two symbols; each entry is
+    // the two 4-byte words of a `Fixup`, aligned to 4, written by the
+    // assembler and never changed.
+    unsafe { core::slice::from_raw_parts(start, stop.offset_from(start) as usize) }
+}
+
+/// Where the accessor whose access instruction is at `instruction` resumes
+/// after a refused fault; `None` if no accessor's access is there.
+fn resume_for(instruction: u64) -> Option<u64> {
+    fixups().iter().find_map(|fixup| {
+        let access = &raw const fixup.access as u64;
+        let resume = &raw const fixup.resume as u64;
+        let access = access.wrapping_add_signed(i64::from(fixup.access));
+        (access == instruction).then(|| resume.wrapping_add_signed(i64::from(fixup.resume)))
+    })
+}
+
+/// Whether the instruction at `instruction` is a user-memory accessor's
+/// access (the only place a kernel-mode fault on a user address is expected).
+pub(super) fn is_access(instruction: u64) -> bool {
+    resume_for(instruction).is_some()
+}
 
 /// Called by the page-fault handler for a refused kernel-mode fault on a user
-/// address: the address to resume at, if an accessor is running.
-pub(super) fn recover(error: VmError) -> Option<u64> {
-    let resume = RECOVERY.swap(0, Ordering::SeqCst);
-    if resume == 0 {
-        return None;
-    }
-    *REFUSAL.lock() = Some(error);
+/// address at `instruction`: where to resume, if it is an accessor's access.
+pub(super) fn recover(instruction: u64, error: VmError) -> Option<u64> {
+    let resume = resume_for(instruction)?;
+    *REFUSALS[smp::this_cpu()].lock() = Some(error);
     Some(resume)
 }
 
-/// Whether a user-memory accessor is between its recovery point and its access
-/// (the only place a kernel-mode fault on a user address is expected).
-pub(super) fn accessor_running() -> bool {
-    RECOVERY.load(Ordering::SeqCst) != 0
+/// The accessors' entries in the fixup table (for tests: one per copy of
+/// an accessor the compiler made).
+pub fn fixup_entries() -> usize {
+    fixups().len()
 }
 
+/// The fixup table entry of an accessor: its access at label 6 resumes at
+/// label 2. `R` (retain) keeps the section through the linker's garbage
+/// collection, which sees no reference to it but the bounds.
+macro_rules! fixup_entry {
+    () => {
+        ".pushsection user_fixups, \"aR\"\n.balign 4\n.long 6b - .\n.long 2b - .\n.popsection"
+    };
+}
 /// Checks that `address` is a user address of an aligned 8-byte word.
 fn check(address: VirtAddr) -> Result<u64, VmError> {
     let address = address.value();
@@ -52,9 +112,9 @@ fn check(address: VirtAddr) -> Result<u64, VmError> {
     Ok(address)
 }
 
-/// The error of the fault an accessor just recovered from.
+/// The error of the fault an accessor just recovered from, on this processor.
 fn refusal() -> VmError {
-    REFUSAL.lock().take().expect("user_memory: recovered without a refusal")
+    REFUSALS[smp::this_cpu()].lock().take().expect("user_memory: recovered without a refusal")
 }
 
 /// Reads the word at user address `address` of the active space.
@@ -64,18 +124,17 @@ pub fn read_u64(address: VirtAddr) -> Result<u64, VmError> {
     let failed: u64;
     // SAFETY: `address` is an aligned user address (checked), and the kernel
     // half, where Rust objects live, is out of its reach. If the VM cannot make
-    // the access valid, the fault handler resumes at label 2 with every register
-    // as it was at the load, and the recovery point is cleared on both paths.
-    // `stac`/`clac` run only when SMAP is on (they are #UD without it), and AC is
-    // clear again on both paths out.
+    // the access valid, the fault handler finds the load (label 6) in the
+    // fixup table and resumes at label 2 with every register as it was at the
+    // load. `stac`/`clac` run only when SMAP is on (they are #UD without it),
+    // and AC is clear again on both paths out.
     unsafe {
         asm!(
-            "lea {scratch}, [rip + 2f]",
-            "mov qword ptr [{recovery}], {scratch}",
             "test {smap:l}, {smap:l}",
             "jz 4f",
             "stac",
             "4:",
+            "6:",
             "mov {value}, qword ptr [{address}]",
             "xor {failed:e}, {failed:e}",
             "jmp 3f",
@@ -87,11 +146,9 @@ pub fn read_u64(address: VirtAddr) -> Result<u64, VmError> {
             "jz 5f",
             "clac",
             "5:",
-            "mov qword ptr [{recovery}], 0",
+            fixup_entry!(),
             address = in(reg) address,
             smap = in(reg) u64::from(super::cpu::smap()),
-            recovery = in(reg) RECOVERY.as_ptr(),
-            scratch = out(reg) _,
             value = out(reg) value,
             failed = out(reg) failed,
             options(nostack),
@@ -105,15 +162,14 @@ pub fn write_u64(address: VirtAddr, value: u64) -> Result<(), VmError> {
     let address = check(address)?;
     let failed: u64;
     // SAFETY: as in `read_u64`: an aligned user address, out of reach of every
-    // Rust object, with the recovery point covering the one store.
+    // Rust object, with a fixup for the one store.
     unsafe {
         asm!(
-            "lea {scratch}, [rip + 2f]",
-            "mov qword ptr [{recovery}], {scratch}",
             "test {smap:l}, {smap:l}",
             "jz 4f",
             "stac",
             "4:",
+            "6:",
             "mov qword ptr [{address}], {value}",
             "xor {failed:e}, {failed:e}",
             "jmp 3f",
@@ -124,12 +180,10 @@ pub fn write_u64(address: VirtAddr, value: u64) -> Result<(), VmError> {
             "jz 5f",
             "clac",
             "5:",
-            "mov qword ptr [{recovery}], 0",
+            fixup_entry!(),
             address = in(reg) address,
             smap = in(reg) u64::from(super::cpu::smap()),
             value = in(reg) value,
-            recovery = in(reg) RECOVERY.as_ptr(),
-            scratch = out(reg) _,
             failed = out(reg) failed,
             options(nostack),
         );

@@ -16,6 +16,9 @@
 //! - `alloc` and `free` run in constant time: a bitmap of non-empty free lists
 //!   finds the smallest usable order, and splitting or merging a block is bounded
 //!   by [`MAX_ORDER`] steps. Freeing does one binary search of the segment table.
+//!   A processor cache's refill or spill moves one batch (at most half of
+//!   [`MAX_CACHE_LIMIT`] frames); only an allocation about to fail gives every
+//!   cache back, in time linear in the frames cached.
 //! - A block of order `k` is `2^k` frames aligned to `2^k` frames in physical
 //!   address and lies inside one segment: buddies never straddle a hole.
 //! - Free buddies are always merged, so `alloc_contiguous(k)` fails only when no

@@ -24,7 +24,7 @@
 //! - Free buddies are always merged, so `alloc_contiguous(k)` fails only when no
 //!   aligned, entirely free block of `2^k` frames exists (frames held in
 //!   processor caches are given back first).
-//! - With processor caches on (see [`cache`]), single frames come from and go
+//! - With processor caches on (see `frame/cache.rs`), single frames come from and go
 //!   back to the running processor's cache, and the lists are touched once per
 //!   batch of frames.
 //! - Nothing here panics on a caller's mistake. Running out is

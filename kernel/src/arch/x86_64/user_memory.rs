@@ -89,12 +89,6 @@ pub(super) fn recover(instruction: u64, error: VmError) -> Option<u64> {
     Some(resume)
 }
 
-/// The accessors' entries in the fixup table (for tests: one per copy of
-/// an accessor the compiler made).
-pub fn fixup_entries() -> usize {
-    fixups().len()
-}
-
 /// The fixup table entry of an accessor: its access at label 6 resumes at
 /// label 2. `R` (retain) keeps the section through the linker's garbage
 /// collection, which sees no reference to it but the bounds.
@@ -103,6 +97,7 @@ macro_rules! fixup_entry {
         ".pushsection user_fixups, \"aR\"\n.balign 4\n.long 6b - .\n.long 2b - .\n.popsection"
     };
 }
+
 /// Checks that `address` is a user address of an aligned 8-byte word.
 fn check(address: VirtAddr) -> Result<u64, VmError> {
     let address = address.value();

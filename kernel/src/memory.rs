@@ -296,17 +296,7 @@ pub fn log_statistics() {
         tables.chaos_discards,
     );
     let caches = with_vm(|vm| vm.frames().cache_statistics());
-    log::info!(
-        "frame caches: {} frames held, {} allocations from them and {} not, {} frees to them, \
-         {} refills, {} spills, {} drains",
-        caches.cached,
-        caches.hits,
-        caches.misses,
-        caches.frees,
-        caches.refills,
-        caches.spills,
-        caches.drains
-    );
+    log::info!("frame caches: {caches}");
     if let Some(holds) = crate::lockstat::VM_LOCK.summary() {
         log::info!("vm lock: {holds}");
     }

@@ -244,17 +244,7 @@ fn vm() {
         statistics.page_ins,
         statistics.page_in_errors
     );
-    println!(
-        "frame caches: up to {limit} per processor, {} frames held; {} allocations from them, \
-         {} not; {} frees to them; {} refills, {} spills, {} drains",
-        caches.cached,
-        caches.hits,
-        caches.misses,
-        caches.frees,
-        caches.refills,
-        caches.spills,
-        caches.drains
-    );
+    println!("frame caches: up to {limit} per processor, {caches}");
     if let Some(holds) = crate::lockstat::VM_LOCK.summary() {
         println!("vm lock: {holds}");
     }

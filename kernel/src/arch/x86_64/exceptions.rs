@@ -249,8 +249,13 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
             report.user_place(),
         );
     }
-    let instruction = frame.instruction_pointer.as_u64();
-    let accessor = !from_user && super::user_memory::is_access(instruction);
+    // Where to resume if the kernel faulted in a user-memory accessor.
+    let resume = if from_user {
+        None
+    } else {
+        super::user_memory::resume_for(frame.instruction_pointer.as_u64())
+    };
+    let accessor = resume.is_some();
     if !from_user && address < USER_END && !accessor {
         // The kernel itself touched (or, under SMEP, ran) a user page: never
         // resolve it, or a user pointer followed by mistake would just work.
@@ -272,7 +277,7 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
     if from_user {
         crate::process::kill_current(format_args!("{report}: {unresolved}"), report.user_place());
     }
-    if let Some(resume) = super::page_fault::recovery_point(instruction, unresolved) {
+    if let Some(resume) = super::page_fault::recovery_point(resume, unresolved) {
         // SAFETY: `resume` is the recovery label of the user-memory accessor that
         // faulted, which expects to continue there with the registers it had at
         // the faulting access; the handler's return restores exactly those.

@@ -81,11 +81,16 @@ pub fn resolve(address: u64, code: PageFaultErrorCode) -> Result<(), Unresolved>
     }
 }
 
-/// Where a refused kernel-mode fault of the instruction at `instruction`
-/// resumes, if it is a user-memory accessor's access.
-pub fn recovery_point(instruction: u64, unresolved: Unresolved) -> Option<u64> {
-    match unresolved {
-        Unresolved::Refused(error) => super::user_memory::recover(instruction, error),
+/// Where a kernel-mode fault resumes, if the VM refused it and its
+/// instruction is a user-memory accessor's access (which resumes at
+/// `resume`, from `user_memory::resume_for`): the accessor then returns the
+/// VM's error.
+pub fn recovery_point(resume: Option<u64>, unresolved: Unresolved) -> Option<u64> {
+    match (resume, unresolved) {
+        (Some(resume), Unresolved::Refused(error)) => {
+            super::user_memory::refuse(error);
+            Some(resume)
+        }
         _ => None,
     }
 }

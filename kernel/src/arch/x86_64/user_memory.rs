@@ -65,8 +65,9 @@ fn fixups() -> &'static [Fixup] {
 }
 
 /// Where the accessor whose access instruction is at `instruction` resumes
-/// after a refused fault; `None` if no accessor's access is there.
-fn resume_for(instruction: u64) -> Option<u64> {
+/// after a refused fault; `None` if no accessor's access is there (the only
+/// place a kernel-mode fault on a user address is expected).
+pub(super) fn resume_for(instruction: u64) -> Option<u64> {
     fixups().iter().find_map(|fixup| {
         let access = &raw const fixup.access as u64;
         let resume = &raw const fixup.resume as u64;
@@ -75,18 +76,11 @@ fn resume_for(instruction: u64) -> Option<u64> {
     })
 }
 
-/// Whether the instruction at `instruction` is a user-memory accessor's
-/// access (the only place a kernel-mode fault on a user address is expected).
-pub(super) fn is_access(instruction: u64) -> bool {
-    resume_for(instruction).is_some()
-}
-
-/// Called by the page-fault handler for a refused kernel-mode fault on a user
-/// address at `instruction`: where to resume, if it is an accessor's access.
-pub(super) fn recover(instruction: u64, error: VmError) -> Option<u64> {
-    let resume = resume_for(instruction)?;
+/// Called by the page-fault handler before it resumes an accessor whose
+/// access the VM refused: the error that accessor returns, kept for the
+/// running processor.
+pub(super) fn refuse(error: VmError) {
     *REFUSALS[smp::this_cpu()].lock() = Some(error);
-    Some(resume)
 }
 
 /// The fixup table entry of an accessor: its access at label 6 resumes at

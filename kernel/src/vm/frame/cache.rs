@@ -77,6 +77,18 @@ pub struct CacheStatistics {
     pub drains: u64,
 }
 
+impl core::fmt::Display for CacheStatistics {
+    /// The figures in words, for the log and the monitor.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} frames held; {} allocations from them, {} not; {} frees to them; \
+             {} refills, {} spills, {} drains",
+            self.cached, self.hits, self.misses, self.frees, self.refills, self.spills, self.drains
+        )
+    }
+}
+
 impl FrameAllocator<'_> {
     /// Turns processor caches on, each holding at most `limit` frames (clamped
     /// to [`MAX_CACHE_LIMIT`]) and moving half that many at a time, or off
